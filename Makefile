@@ -1,0 +1,47 @@
+# Every target runs through the project's own venv (dbt must be on PATH for dagster-dbt).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+export ORDERWATCH_HOME ?= $(CURDIR)/.orderwatch
+export DAGSTER_HOME ?= $(ORDERWATCH_HOME)/dagster
+export PATH := $(BIN):$(PATH)
+
+DEMO_ARGS ?= --days 14 --orders-per-day 200 --seed 7
+
+.PHONY: install demo test ui bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/orderwatch simulate $(DEMO_ARGS)
+	$(BIN)/orderwatch demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(ORDERWATCH_HOME) dbt_project/target dbt_project/logs
