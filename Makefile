@@ -8,8 +8,11 @@ export DAGSTER_HOME ?= $(ORDERWATCH_HOME)/dagster
 export PATH := $(BIN):$(PATH)
 
 DEMO_ARGS ?= --days 14 --orders-per-day 200 --seed 7
+MANIFEST := dbt_project/target/manifest.json
+DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null) \
+	dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install demo test ui bench lint format clean
+.PHONY: install manifest demo test ui bench lint format clean
 
 install: $(STAMP)
 
@@ -20,19 +23,26 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-demo: $(STAMP)
+# dagster-dbt loads the manifest at import time; re-parse whenever the dbt project changes.
+manifest: $(MANIFEST)
+$(MANIFEST): $(STAMP) $(DBT_FILES)
+	cd dbt_project && $(BIN)/dbt parse --profiles-dir . --quiet
+	touch $(MANIFEST)
+
+demo: $(STAMP) $(MANIFEST)
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/orderwatch simulate $(DEMO_ARGS)
 	$(BIN)/orderwatch demo
 
-test: $(STAMP)
+test: $(STAMP) $(MANIFEST)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-ui: $(STAMP)
+ui: $(STAMP) $(MANIFEST)
 	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	# --default-signal: a backgrounded `dagster dev` otherwise ignores SIGINT/SIGTERM.
+	env --default-signal=INT,TERM $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: $(STAMP)
+bench: $(STAMP) $(MANIFEST)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)

@@ -1,0 +1,74 @@
+{#- Helpers of the marts (dbt engineer B): "now", hour arithmetic, the milestone catalogue. -#}
+
+{#- "Now" for as-of-dependent models: var as_of (ISO timestamp, passed by the Dagster wiring from
+    orderwatch_dagster.lib.settings.now()), else the warehouse's current timestamp. -#}
+{% macro orderwatch_as_of() -%}
+    {%- set as_of = var('as_of', none) -%}
+    {%- if as_of -%}
+        cast('{{ as_of }}' as timestamptz)
+    {%- else -%}
+        cast({{ dbt.current_timestamp() }} as timestamptz)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Fractional hours from `start_expr` to `end_expr` (both timestamptz); the same on DuckDB and
+    PostgreSQL (dbt.datediff counts hour boundaries, which loses the fraction). -#}
+{% macro hours_between(start_expr, end_expr) -%}
+    (cast(extract(epoch from ({{ end_expr }} - {{ start_expr }})) as double precision) / 3600.0)
+{%- endmacro %}
+
+{#- `ts_expr` plus a number of hours (may be a column expression). -#}
+{% macro add_hours(ts_expr, hours_expr) -%}
+    ({{ ts_expr }} + cast({{ hours_expr }} as double precision) * interval '1 hour')
+{%- endmacro %}
+
+{#- The milestone catalogue: (milestone, rank, kind, scope, expected anchor, offset hours).
+    rank orders the happy path; exception milestones have no rank and no expected time.
+    scope 'shipment' milestones are reached per ShipBob shipment and rolled up to the order by
+    the furthest-behind shipment. Expected = anchor (int_order_promises column) + offset:
+      order_placed          placed_at             +0   (by definition on time)
+      payment_captured      placed_at             +1   (captured within an hour of checkout)
+      released_to_warehouse placed_at             +4   (order sync to the 3PL)
+      picked/packed/label   promised_ship_by      +0   (all warehouse work done by ship-by)
+      carrier_accepted      promised_ship_by      +24  (first carrier scan the day after pickup)
+      in_transit            promised_ship_by      +24  (latest scan; same bound as acceptance)
+      out_for_delivery      promised_deliver_by   +0
+      delivered             promised_deliver_by   +0   (end of the promised day, destination zone)
+-#}
+{% macro milestone_catalogue() -%}
+    {{ return([
+        ('order_placed', 1, 'progress', 'order', 'placed_at', 0),
+        ('payment_captured', 2, 'progress', 'order', 'placed_at', 1),
+        ('released_to_warehouse', 3, 'progress', 'shipment', 'placed_at', 4),
+        ('picked', 4, 'progress', 'shipment', 'promised_ship_by', 0),
+        ('packed', 5, 'progress', 'shipment', 'promised_ship_by', 0),
+        ('label_created', 6, 'progress', 'shipment', 'promised_ship_by', 0),
+        ('carrier_accepted', 7, 'progress', 'shipment', 'promised_ship_by', 24),
+        ('in_transit', 8, 'progress', 'shipment', 'promised_ship_by', 24),
+        ('out_for_delivery', 9, 'progress', 'shipment', 'promised_deliver_by', 0),
+        ('delivered', 10, 'progress', 'shipment', 'promised_deliver_by', 0),
+        ('fulfillment_hold', none, 'exception', 'order', none, none),
+        ('backordered', none, 'exception', 'order', none, none),
+        ('address_issue', none, 'exception', 'order', none, none),
+        ('delivery_failed', none, 'exception', 'order', none, none),
+        ('return_to_sender', none, 'exception', 'order', none, none),
+        ('return_started', none, 'exception', 'order', none, none),
+        ('cancelled', none, 'exception', 'order', none, none),
+    ]) }}
+{%- endmacro %}
+
+{#- The catalogue as a relation (select ... union all ...), for joins. -#}
+{% macro milestone_catalogue_relation() -%}
+    {%- for m in milestone_catalogue() %}
+    select
+        cast('{{ m[0] }}' as varchar) as milestone,
+        cast({{ 'null' if m[1] is none else m[1] }} as integer) as milestone_rank,
+        cast('{{ m[2] }}' as varchar) as milestone_kind,
+        cast('{{ m[3] }}' as varchar) as milestone_scope,
+        cast({{ 'null' if m[4] is none else "'" ~ m[4] ~ "'" }} as varchar) as expected_anchor,
+        cast({{ 'null' if m[5] is none else m[5] }} as integer) as expected_offset_hours
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}

@@ -1,0 +1,66 @@
+-- Every gap between consecutive physical carrier scans of a parcel (pre-transit / unknown /
+-- cancelled events are not scans; nothing after the first delivery counts), with the parcel's
+-- lane = shipping warehouse -> destination region. Input of the lanes' scan-gap thresholds.
+
+with
+
+shipments as (
+    select * from {{ ref('stg_wms__shipments') }}
+    where order_id is not null and tracking_number is not null
+),
+
+promises as (
+    select * from {{ ref('int_order_promises') }}
+),
+
+scans as (
+    select * from {{ ref('stg_carrier__tracking_events') }}
+    where canonical_status not in ('pre_transit', 'unknown', 'cancelled')
+),
+
+parcels as (
+    select
+        shipments.order_id,
+        shipments.shipment_id,
+        shipments.tracking_number,
+        coalesce(shipments.warehouse_name, promises.warehouse_name, 'unknown') as warehouse_name,
+        coalesce(promises.destination_region, 'unknown') as destination_region
+    from shipments
+    inner join promises on shipments.order_id = promises.order_id
+),
+
+first_delivery as (
+    select tracking_number, min(event_at) as delivered_at
+    from scans
+    where canonical_status = 'delivered'
+    group by tracking_number
+),
+
+scan_times as (
+    select distinct scans.tracking_number, scans.event_at
+    from scans
+    left join first_delivery on scans.tracking_number = first_delivery.tracking_number
+    where first_delivery.delivered_at is null or scans.event_at <= first_delivery.delivered_at
+),
+
+gaps as (
+    select
+        tracking_number,
+        lag(event_at) over (partition by tracking_number order by event_at) as previous_scan_at,
+        event_at as scan_at
+    from scan_times
+)
+
+select
+    parcels.order_id,
+    parcels.shipment_id,
+    parcels.tracking_number,
+    parcels.warehouse_name,
+    parcels.destination_region,
+    parcels.warehouse_name || ' -> ' || parcels.destination_region as lane,
+    gaps.previous_scan_at,
+    gaps.scan_at,
+    {{ hours_between('gaps.previous_scan_at', 'gaps.scan_at') }} as gap_hours
+from gaps
+inner join parcels on gaps.tracking_number = parcels.tracking_number
+where gaps.previous_scan_at is not null

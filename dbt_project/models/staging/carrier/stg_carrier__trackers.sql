@@ -1,0 +1,58 @@
+with
+
+source as (
+
+    {{ latest_versions(source('raw', 'carrier_trackers')) }}
+
+),
+
+-- EasyPost Tracker and AfterShip tracking land in one feed; `_format` says which shape.
+unified as (
+
+    select
+        source.payload ->> 'id' as tracker_id,
+        source._format as source_format,
+        case when source._format = 'aftership' then source.payload ->> 'tracking_number'
+            else source.payload ->> 'tracking_code' end as tracking_number,
+        case when source._format = 'aftership' then source.payload ->> 'slug'
+            else source.payload ->> 'carrier' end as carrier,
+        case when source._format = 'aftership' then source.payload ->> 'tag'
+            else source.payload ->> 'status' end as status,
+        case when source._format = 'aftership' then source.payload ->> 'subtag'
+            else source.payload ->> 'status_detail' end as status_detail,
+        case when source._format = 'aftership' then source.payload ->> 'expected_delivery'
+            else source.payload ->> 'est_delivery_date' end as est_delivery_date_text,
+        source.payload ->> 'shipment_id' as shipment_id,
+        source.payload ->> 'signed_by' as signed_by,
+        case when source._format = 'aftership' then source.payload ->> 'return_to_sender'
+            else source.payload ->> 'is_return' end as is_return_text,
+        source.payload ->> 'created_at' as created_at_text,
+        source._updated_at as updated_at
+
+    from source
+
+),
+
+renamed as (
+
+    select
+        tracker_id,
+        tracking_number,
+        carrier,
+        status,
+        status_detail,
+        {{ canonical_carrier_status('unified.source_format', 'unified.status', 'unified.status_detail') }}
+            as canonical_status,
+        {{ json_timestamp('est_delivery_date_text') }} as est_delivery_date,
+        shipment_id,
+        signed_by,
+        coalesce(lower(is_return_text) = 'true', false) as is_return,
+        source_format,
+        {{ json_timestamp('created_at_text') }} as created_at,
+        updated_at
+
+    from unified
+
+)
+
+select * from renamed

@@ -1,0 +1,94 @@
+-- Every tracker version carries the full scan history, and late scans can first appear in a
+-- later version, so scans come from ALL versions, deduplicated.
+with
+
+source as (
+
+    select * from {{ source('raw', 'carrier_trackers') }}
+
+),
+
+scans as (
+
+    select
+        source.payload ->> 'id' as tracker_id,
+        source._format as source_format,
+        case when source._format = 'aftership' then source.payload ->> 'tracking_number'
+            else source.payload ->> 'tracking_code' end as tracking_number,
+        {{ json_timestamp("scan.value ->> 'datetime'") }} as event_at,
+        scan.value ->> 'status' as status,
+        scan.value ->> 'status_detail' as status_detail,
+        coalesce(scan.value ->> 'message', scan.value ->> 'description') as message,
+        scan.value -> 'tracking_location' ->> 'city' as city,
+        scan.value -> 'tracking_location' ->> 'state' as state,
+        source._updated_at as version_updated_at
+    from source
+    {{ json_array_rows("source.payload -> 'tracking_details'", 'scan') }}
+    where source._format <> 'aftership'
+
+    union all
+
+    select
+        source.payload ->> 'id' as tracker_id,
+        source._format as source_format,
+        source.payload ->> 'tracking_number' as tracking_number,
+        {{ json_timestamp("scan.value ->> 'checkpoint_time'") }} as event_at,
+        scan.value ->> 'tag' as status,
+        scan.value ->> 'subtag' as status_detail,
+        scan.value ->> 'message' as message,
+        scan.value ->> 'city' as city,
+        scan.value ->> 'state' as state,
+        source._updated_at as version_updated_at
+    from source
+    {{ json_array_rows("source.payload -> 'checkpoints'", 'scan') }}
+    where source._format = 'aftership'
+
+),
+
+deduplicated as (
+
+    select
+        tracker_id,
+        event_at,
+        status,
+        status_detail,
+        message,
+        max(source_format) as source_format,
+        max(tracking_number) as tracking_number,
+        max(city) as city,
+        max(state) as state,
+        min(version_updated_at) as first_observed_at
+    from scans
+    where event_at is not null
+    group by tracker_id, event_at, status, status_detail, message
+
+),
+
+renamed as (
+
+    select
+        {{ dbt.hash(dbt.concat([
+            "tracker_id", "'|'",
+            "cast(event_at as " ~ dbt.type_string() ~ ")", "'|'",
+            "coalesce(status, '')", "'|'",
+            "coalesce(status_detail, '')", "'|'",
+            "coalesce(message, '')"
+        ])) }} as event_id,
+        tracker_id,
+        tracking_number,
+        event_at,
+        status,
+        status_detail,
+        {{ canonical_carrier_status('deduplicated.source_format', 'deduplicated.status', 'deduplicated.status_detail') }}
+            as canonical_status,
+        message,
+        source_format,
+        city,
+        state,
+        first_observed_at
+
+    from deduplicated
+
+)
+
+select * from renamed

@@ -1,0 +1,51 @@
+with
+
+source as (
+
+    {{ latest_versions(source('raw', 'oms_fulfillment_orders')) }}
+
+),
+
+holds as (
+
+    select
+        source._key,
+        count(*) as hold_count,
+        -- the first hold in the vendor's list is the one that stopped the order
+        min(case when hold.ordinal = 1 then hold.value ->> 'reason' end) as hold_reason,
+        min(case when hold.ordinal = 1 then hold.value ->> 'reason_notes' end) as hold_reason_notes
+    from source
+    {{ json_array_rows("source.payload -> 'fulfillment_holds'", 'hold') }}
+    group by source._key
+
+),
+
+renamed as (
+
+    select
+        cast(source.payload ->> 'id' as bigint) as fulfillment_order_id,
+        cast(source.payload ->> 'order_id' as bigint) as order_id,
+        source.payload ->> 'status' as status,
+        source.payload ->> 'request_status' as request_status,
+        source.payload -> 'assigned_location' ->> 'name' as warehouse_name,
+        cast(source.payload ->> 'assigned_location_id' as bigint) as assigned_location_id,
+        {{ json_timestamp("source.payload ->> 'fulfill_at'") }} as fulfill_at,
+        {{ json_timestamp("source.payload ->> 'fulfill_by'") }} as fulfill_by,
+        holds.hold_reason,
+        holds.hold_reason_notes,
+        case
+            when holds.hold_reason is null then null
+            when holds.hold_reason = 'inventory_out_of_stock' then 'inventory'
+            when holds.hold_reason = 'incorrect_address' then 'address'
+            else 'other'
+        end as hold_reason_category,
+        cast(coalesce(holds.hold_count, 0) as integer) as hold_count,
+        {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
+        source._updated_at as updated_at
+
+    from source
+    left join holds on source._key = holds._key
+
+)
+
+select * from renamed

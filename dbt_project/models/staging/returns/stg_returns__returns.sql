@@ -1,0 +1,28 @@
+with
+
+source as (
+
+    {{ latest_versions(source('raw', 'returns')) }}
+
+),
+
+renamed as (
+
+    select
+        cast(source.payload ->> 'id' as bigint) as return_id,
+        cast(source.payload ->> 'order_id' as bigint) as order_id,
+        source.payload ->> 'order_name' as order_name,
+        source.payload ->> 'state' as state,
+        source.payload ->> 'outcome' as outcome,
+        coalesce(source.payload ->> 'outcome' = 'return_to_sender', false) as is_return_to_sender,
+        source.payload ->> 'tracking_number' as tracking_number,
+        source.payload ->> 'carrier' as carrier,
+        cast(source.payload ->> 'total' as numeric(18, 2)) as total,
+        {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
+        source._updated_at as updated_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,59 @@
+with
+
+source as (
+
+    {{ latest_versions(source('raw', 'storefront_orders')) }}
+
+),
+
+-- note_attributes is a [{name, value}] list; the promise is the entry named promised_delivery_date
+promised as (
+
+    select
+        source._key,
+        max(note.value ->> 'value') as promised_delivery_date_text
+    from source
+    {{ json_array_rows("source.payload -> 'note_attributes'", 'note') }}
+    where note.value ->> 'name' = 'promised_delivery_date'
+    group by source._key
+
+),
+
+renamed as (
+
+    select
+        cast(source.payload ->> 'id' as bigint) as order_id,
+        source.payload ->> 'name' as order_name,
+        ltrim(source.payload ->> 'name', '#') as order_number,
+        cast(source.payload -> 'customer' ->> 'id' as bigint) as customer_id,
+        source.payload -> 'customer' ->> 'tags' as customer_tags,
+        coalesce(source.payload ->> 'email', source.payload -> 'customer' ->> 'email') as email,
+
+        {{ json_timestamp("source.payload ->> 'created_at'") }} as placed_at,
+        {{ json_timestamp("source.payload ->> 'processed_at'") }} as processed_at,
+        case
+            when source.payload ->> 'financial_status' in ('paid', 'partially_refunded', 'refunded')
+                then {{ json_timestamp("source.payload ->> 'processed_at'") }}
+        end as payment_captured_at,
+        source._updated_at as updated_at,
+        {{ json_timestamp("source.payload ->> 'cancelled_at'") }} as cancelled_at,
+        source.payload ->> 'cancel_reason' as cancel_reason,
+        (source.payload ->> 'cancelled_at') is not null as is_cancelled,
+
+        source.payload ->> 'financial_status' as financial_status,
+        source.payload ->> 'fulfillment_status' as fulfillment_status,
+        cast(source.payload ->> 'total_price' as numeric(18, 2)) as total_price,
+        source.payload ->> 'currency' as currency,
+
+        lower(source.payload -> 'shipping_lines' -> 0 ->> 'code') as service_code,
+        upper(source.payload -> 'shipping_address' ->> 'province_code') as destination_province_code,
+        upper(source.payload -> 'shipping_address' ->> 'country_code') as destination_country_code,
+        source.payload -> 'shipping_address' ->> 'zip' as destination_zip,
+        cast(nullif(promised.promised_delivery_date_text, '') as date) as promised_delivery_date
+
+    from source
+    left join promised on source._key = promised._key
+
+)
+
+select * from renamed

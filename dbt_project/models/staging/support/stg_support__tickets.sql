@@ -1,0 +1,44 @@
+with
+
+source as (
+
+    {{ latest_versions(source('raw', 'support_tickets')) }}
+
+),
+
+-- custom field 360012345678 ("Order number") holds the order number when external_id is empty
+order_number_field as (
+
+    select
+        source._key,
+        max(nullif(trim(custom_field.value ->> 'value'), '')) as order_number
+    from source
+    {{ json_array_rows("source.payload -> 'custom_fields'", 'custom_field') }}
+    where custom_field.value ->> 'id' = '360012345678'
+    group by source._key
+
+),
+
+renamed as (
+
+    select
+        cast(source.payload ->> 'id' as bigint) as ticket_id,
+        '#' || ltrim(
+            coalesce(nullif(trim(source.payload ->> 'external_id'), ''), order_number_field.order_number),
+            '#'
+        ) as order_name,
+        source.payload ->> 'subject' as subject,
+        source.payload ->> 'status' as status,
+        source.payload ->> 'priority' as priority,
+        source.payload ->> 'type' as ticket_type,
+        {{ json_array_contains_text("source.payload -> 'tags'", "'wismo'") }} as is_wismo,
+        source.payload -> 'via' ->> 'channel' as channel,
+        {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
+        source._updated_at as updated_at
+
+    from source
+    left join order_number_field on source._key = order_number_field._key
+
+)
+
+select * from renamed

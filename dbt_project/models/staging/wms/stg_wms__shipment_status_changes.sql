@@ -1,0 +1,56 @@
+-- ShipBob shipments carry no history: every raw version is one observed state, so the
+-- timeline is the distinct (shipment, status, detail, last_update_at) across ALL versions.
+with
+
+source as (
+
+    select * from {{ source('raw', 'wms_shipments') }}
+
+),
+
+observed as (
+
+    select
+        cast(shipment.value ->> 'id' as bigint) as shipment_id,
+        cast(source.payload ->> 'id' as bigint) as wms_order_id,
+        {{ text_to_bigint("(source.payload ->> 'reference_id')") }} as order_id,
+        shipment.value -> 'location' ->> 'name' as warehouse_name,
+        shipment.value ->> 'status' as status,
+        shipment.value -> 'status_details' -> 0 ->> 'name' as status_detail,
+        shipment.value -> 'tracking' ->> 'tracking_number' as tracking_number,
+        coalesce(
+            {{ json_timestamp("shipment.value ->> 'last_update_at'") }},
+            {{ json_timestamp("shipment.value ->> 'created_date'") }},
+            source._updated_at
+        ) as observed_at
+
+    from source
+    {{ json_array_rows("source.payload -> 'shipments'", 'shipment') }}
+
+),
+
+renamed as (
+
+    select
+        {{ dbt.hash(dbt.concat([
+            "cast(shipment_id as " ~ dbt.type_string() ~ ")", "'|'",
+            "coalesce(status, '')", "'|'",
+            "coalesce(status_detail, '')", "'|'",
+            "cast(observed_at as " ~ dbt.type_string() ~ ")"
+        ])) }} as status_change_id,
+        shipment_id,
+        -- a later version may add the tracking number to the same state: keep one row
+        max(wms_order_id) as wms_order_id,
+        max(order_id) as order_id,
+        max(warehouse_name) as warehouse_name,
+        status,
+        status_detail,
+        max(tracking_number) as tracking_number,
+        observed_at
+
+    from observed
+    group by shipment_id, status, status_detail, observed_at
+
+)
+
+select * from renamed

@@ -1,0 +1,38 @@
+with
+
+source as (
+
+    {{ latest_versions(source('raw', 'wms_shipments')) }}
+
+),
+
+renamed as (
+
+    select
+        cast(shipment.value ->> 'id' as bigint) as shipment_id,
+        cast(source.payload ->> 'id' as bigint) as wms_order_id,
+        {{ text_to_bigint("(source.payload ->> 'reference_id')") }} as order_id,
+        source.payload ->> 'order_number' as order_number,
+        source.payload ->> 'status' as wms_order_status,
+        shipment.value -> 'location' ->> 'name' as warehouse_name,
+        cast(shipment.value -> 'location' ->> 'id' as bigint) as warehouse_id,
+        shipment.value ->> 'status' as status,
+        shipment.value -> 'status_details' -> 0 ->> 'name' as status_detail,
+        shipment.value -> 'tracking' ->> 'tracking_number' as tracking_number,
+        shipment.value -> 'tracking' ->> 'carrier' as carrier,
+        shipment.value -> 'tracking' ->> 'carrier_service' as carrier_service,
+        {{ json_timestamp("shipment.value -> 'tracking' ->> 'shipping_date'") }} as shipping_date,
+        {{ json_timestamp("shipment.value ->> 'estimated_fulfillment_date'") }} as estimated_fulfillment_date,
+        shipment.value ->> 'estimated_fulfillment_date_status' as estimated_fulfillment_date_status,
+        {{ json_timestamp("shipment.value ->> 'actual_fulfillment_date'") }} as actual_fulfillment_date,
+        {{ json_timestamp("shipment.value ->> 'created_date'") }} as created_at,
+        {{ json_timestamp("shipment.value ->> 'last_update_at'") }} as last_update_at,
+        {{ json_timestamp("shipment.value ->> 'last_tracking_update_at'") }} as last_tracking_update_at,
+        {{ json_timestamp("source.payload ->> 'created_date'") }} as released_at
+
+    from source
+    {{ json_array_rows("source.payload -> 'shipments'", 'shipment') }}
+
+)
+
+select * from renamed

@@ -1,0 +1,202 @@
+"""The connector resource every feed reads through: two transports, one parser.
+
+`transport="file"` (the embedded default) yields the JSON/NDJSON pages in
+`<landing>/<feed>/`; `transport="http"` calls the vendor's list API with its own pagination,
+updated-at filter and auth (one subclass per vendor, in `defs/ingest/<source>/resources.py`).
+Either way a page is the exact body the vendor sends, so `lib.parsers.parse_page` reads both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dagster as dg
+import requests
+
+from orderwatch_dagster.lib import http
+from orderwatch_dagster.lib.http import ConnectorAuthError, ConnectorError
+from orderwatch_dagster.lib.settings import FEED_FOLDERS, landing_dir
+
+__all__ = [
+    "ConnectorAuthError",
+    "ConnectorError",
+    "FeedConnector",
+    "Page",
+    "default_connectors",
+    "iso_utc",
+]
+
+PAGE_SUFFIXES: tuple[str, ...] = (".json", ".ndjson")
+
+# Given a page's response: the next request (url, params), or None on the last page.
+NextRequest = Callable[[requests.Response], tuple[str, dict[str, Any] | None] | None]
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str  # ledger name: path relative to the landing folder, or the URL
+    source: str  # absolute file path or URL (goes to raw._source)
+    body: bytes
+    content_hash: str  # sha256 hex of body
+
+    @classmethod
+    def of(cls, name: str, source: str, body: bytes) -> Page:
+        return cls(name, source, body, hashlib.sha256(body).hexdigest())
+
+
+class FeedConnector(dg.ConfigurableResource):
+    """Reads one vendor's feeds from the landing folder (file) or the vendor's API (http).
+
+    Subclasses set `feeds`, `env_var` and implement `_http_pages`; the key is sent the way the
+    vendor expects (`_auth_headers` / `_basic_auth`) and is never logged.
+    """
+
+    transport: str = "file"  # "file" | "http"
+    landing_dir: str | None = None  # default: settings.landing_dir() at call time
+    base_url: str | None = None
+    api_key: str | None = None  # set from dg.EnvVar(...) in definitions; never logged
+    timeout_seconds: float = 30.0
+    max_retries: int = 5
+    backoff_factor: float = 0.5
+    page_size: int = 250
+
+    feeds: ClassVar[tuple[str, ...]] = FEED_FOLDERS  # feeds this connector can serve
+    env_var: ClassVar[str] = "API_KEY"  # named in auth errors so the fix is obvious
+
+    def pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
+        """Every page of `feed`; `updated_since` narrows HTTP fetches (ignored for files)."""
+        if feed not in self.feeds:
+            raise ValueError(f"{type(self).__name__} serves {', '.join(self.feeds)}; not {feed!r}")
+        if self.transport == "file":
+            return self._file_pages(feed)
+        if self.transport == "http":
+            if not self.base_url:
+                raise ConnectorError(f"{feed}: transport 'http' needs base_url")
+            return self._http_pages(feed, updated_since)
+        raise ValueError(f"transport must be 'file' or 'http', not {self.transport!r}")
+
+    # -- file drop -------------------------------------------------------------------------
+
+    def landing_root(self) -> Path:
+        return Path(self.landing_dir) if self.landing_dir else landing_dir()
+
+    def _file_pages(self, feed: str) -> Iterator[Page]:
+        root = self.landing_root()
+        folder = root / feed
+        if not folder.is_dir():
+            return
+        files = [
+            path
+            for path in folder.rglob("*")
+            if path.is_file()
+            and path.suffix.lower() in PAGE_SUFFIXES
+            and not path.name.startswith(".")  # writers stage partial files as dotfiles
+        ]
+        # Sorted by ledger name; order does not matter for correctness (latest version wins).
+        for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+            yield Page.of(path.relative_to(root).as_posix(), str(path.resolve()), path.read_bytes())
+
+    # -- http --------------------------------------------------------------------------------
+
+    def _http_pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
+        raise NotImplementedError(f"{type(self).__name__} has no HTTP transport")
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def _basic_auth(self) -> tuple[str, str] | None:
+        return None
+
+    def _require_key(self, feed: str) -> str:
+        if not self.api_key:
+            raise ConnectorAuthError(f"{feed}: no API key configured (set env {self.env_var})")
+        return self.api_key
+
+    def _url(self, path: str) -> str:
+        assert self.base_url is not None
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def _session(self) -> requests.Session:
+        return http.build_session(self.max_retries, self.backoff_factor)
+
+    def _get(
+        self,
+        session: requests.Session,
+        feed: str,
+        url: str,
+        params: dict[str, Any] | None = None,
+    ) -> requests.Response:
+        self._require_key(feed)
+        return http.get(
+            session,
+            url,
+            feed=feed,
+            env_var=self.env_var,
+            timeout=self.timeout_seconds,
+            params=params,
+            headers=self._auth_headers(),
+            auth=self._basic_auth(),
+        )
+
+    def _follow(
+        self,
+        feed: str,
+        url: str,
+        params: dict[str, Any] | None,
+        next_request: NextRequest,
+        session: requests.Session | None = None,
+    ) -> Iterator[Page]:
+        """Fetch `url`, yield its page, ask `next_request(response)` for the next (url, params).
+
+        Shared by every vendor: only `next_request` (how the vendor says "there is more")
+        differs. A next URL already fetched means a broken cursor: fail instead of looping.
+        """
+        owned = session is None
+        active = session or self._session()
+        seen: set[str] = set()
+        request: tuple[str, dict[str, Any] | None] | None = (url, params)
+        try:
+            while request is not None:
+                response = self._get(active, feed, *request)
+                if response.url in seen:
+                    raise ConnectorError(f"{feed}: pagination loops back to {response.url}")
+                seen.add(response.url)
+                yield Page.of(response.url, response.url, response.content)
+                request = next_request(response)
+        finally:
+            if owned:
+                active.close()
+
+
+def iso_utc(moment: datetime) -> str:
+    """An aware datetime as ISO-8601 in UTC with `Z` (naive input is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def default_connectors() -> dict[str, FeedConnector]:
+    """One file-transport resource per feed, keyed `<feed>_source` (wired into Definitions)."""
+    # Imported here: the vendor modules import this one.
+    from orderwatch_dagster.defs.ingest.carrier.resources import EasyPostConnector
+    from orderwatch_dagster.defs.ingest.oms.resources import ShopifyFulfillmentOrdersConnector
+    from orderwatch_dagster.defs.ingest.returns.resources import LoopConnector
+    from orderwatch_dagster.defs.ingest.storefront.resources import ShopifyConnector
+    from orderwatch_dagster.defs.ingest.support.resources import ZendeskConnector
+    from orderwatch_dagster.defs.ingest.wms.resources import ShipBobConnector
+
+    by_feed: dict[str, FeedConnector] = {
+        "storefront_orders": ShopifyConnector(),
+        "storefront_customers": ShopifyConnector(),
+        "oms_fulfillment_orders": ShopifyFulfillmentOrdersConnector(),
+        "wms_shipments": ShipBobConnector(),
+        "carrier_trackers": EasyPostConnector(),
+        "returns": LoopConnector(),
+        "support_tickets": ZendeskConnector(),
+    }
+    return {f"{feed}_source": by_feed[feed] for feed in FEED_FOLDERS}

@@ -1,0 +1,48 @@
+"""Shopify `FulfillmentOrder` connector for the OMS feed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, ClassVar
+
+import requests
+
+from orderwatch_dagster.defs.ingest.connector import ConnectorError, Page
+from orderwatch_dagster.defs.ingest.storefront.resources import ShopifyConnector, shopify_next
+
+
+class ShopifyFulfillmentOrdersConnector(ShopifyConnector):
+    """Shopify `FulfillmentOrder`s (feed oms_fulfillment_orders).
+
+    HTTP: same `base_url` and token as `ShopifyConnector` (env `SHOPIFY_ACCESS_TOKEN`; the app
+    needs a `read_*_fulfillment_orders` scope). REST has no shop-wide fulfillment-order list
+    with an updated-at filter, so this lists the orders changed since `updated_since`
+    (`orders.json?updated_at_min=...&fields=id`, Link-paged) and yields one page per order from
+    `orders/<id>/fulfillment_orders.json` (`{"fulfillment_orders": [...]}`).
+    """
+
+    feeds: ClassVar[tuple[str, ...]] = ("oms_fulfillment_orders",)
+
+    def _http_pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
+        params = {**self._list_params(feed, updated_since), "fields": "id"}
+        with self._session() as session:
+            yield from self._per_order_pages(feed, params, session)
+
+    def _per_order_pages(
+        self, feed: str, params: dict[str, Any], session: requests.Session
+    ) -> Iterator[Page]:
+        order_pages = self._follow(feed, self._url("orders.json"), params, shopify_next, session)
+        for order_page in order_pages:
+            try:
+                orders = json.loads(order_page.body)["orders"]
+                ids = [int(order["id"]) for order in orders]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConnectorError(
+                    f"{feed}: order list {order_page.name} is not a Shopify orders page: {exc}"
+                ) from None
+            for order_id in ids:
+                url = self._url(f"orders/{order_id}/fulfillment_orders.json")
+                response = self._get(session, feed, url)
+                yield Page.of(response.url, response.url, response.content)

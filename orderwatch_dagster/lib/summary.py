@@ -1,0 +1,76 @@
+"""A plain-text summary of what the warehouse holds, for `orderwatch demo` and the UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from orderwatch_dagster.lib.settings import FEED_FOLDERS
+
+# Rule-flag columns of marts.order_state: (episode seen, still active now).
+FLAG_COLUMNS: tuple[str, ...] = (
+    "ship_late",
+    "no_first_scan",
+    "scan_gap",
+    "carrier_exception",
+    "fulfillment_hold",
+    "lost",
+    "promise_missed",
+)
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    rows = con.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    return {(schema, name) for schema, name in rows}
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    rows = con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def warehouse_summary(path: Path) -> str:
+    if not path.exists():
+        return f"no warehouse at {path}"
+    lines: list[str] = [f"warehouse {path}"]
+    with duckdb.connect(str(path), read_only=True) as con:
+        tables = _tables(con)
+        lines.append(f"  {'feed':<24}{'versions':>10}{'records':>10}{'quarantined':>13}")
+        quarantine: dict[str, int] = {}
+        if ("raw", "_quarantine") in tables:
+            quarantine = dict(
+                con.execute("select feed, count(*) from raw._quarantine group by feed").fetchall()
+            )
+        for feed in FEED_FOLDERS:
+            if ("raw", feed) not in tables:
+                lines.append(f"  {feed:<24}{'-':>10}{'-':>10}{quarantine.get(feed, 0):>13}")
+                continue
+            versions, records = con.execute(
+                f'select count(*), count(distinct _key) from raw."{feed}"'
+            ).fetchone()
+            lines.append(f"  {feed:<24}{versions:>10}{records:>10}{quarantine.get(feed, 0):>13}")
+        if ("marts", "order_state") in tables:
+            columns = _columns(con, "marts", "order_state")
+            orders, open_orders = con.execute(
+                "select count(*), count(*) filter (where is_open) from marts.order_state"
+            ).fetchone()
+            lines.append(f"  order_state: {orders} orders, {open_orders} open")
+            flags = [name for name in FLAG_COLUMNS if name in columns]
+            if flags:
+                counts = con.execute(
+                    "select "
+                    + ", ".join(f"count(*) filter (where {name})" for name in flags)
+                    + " from marts.order_state"
+                ).fetchone()
+                lines.append(
+                    "  rule flags (orders): "
+                    + ", ".join(f"{name}={count}" for name, count in zip(flags, counts, strict=True))
+                )
+        if ("marts", "fct_order_milestones") in tables:
+            (milestones,) = con.execute("select count(*) from marts.fct_order_milestones").fetchone()
+            lines.append(f"  fct_order_milestones: {milestones} rows")
+    return "\n".join(lines)

@@ -1,0 +1,3 @@
+from orderwatch_dagster.sim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,402 @@
+"""`simulate()`: plan each order, emit what changed in (previous clock, until], page by page.
+
+Streaming: one order plan lives at a time; per-feed page buffers are flushed every
+PAGE_SIZE records; ground truth is written row by row. Continuation calls replay the
+same deterministic plans and emit only the changes inside their window.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time as _time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from orderwatch_dagster.lib.settings import FEED_FOLDERS, write_clock
+from orderwatch_dagster.sim import feeds
+from orderwatch_dagster.sim.config import load_config
+from orderwatch_dagster.sim.world import FAILURE_MODES, OrderPlan, World
+
+try:  # orjson ships with the stack (dagster-dbt); output is byte-identical to the fallback
+    import orjson
+
+    def _dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+except ImportError:  # pragma: no cover
+
+    def _dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+PAGE_SIZE = 250
+STATE_FILE = "simulation.json"
+GROUND_TRUTH = "ground_truth.csv"
+OUT_OF_ORDER_EVERY = 200  # ~0.5% of tracker versions are re-delivered stale, after newer ones
+GROUND_TRUTH_COLUMNS = (
+    "order_id",
+    "order_name",
+    "placed_at",
+    "promised_delivery_date",
+    "promised_deliver_by",
+    "actual_delivery_at",
+    "missed_promise",
+    "failure_mode",
+    "failure_onset_at",
+    "root_cause_type",
+    "root_cause_entity",
+    "warehouse",
+    "carrier",
+    "service_level",
+    "tier",
+    "destination_region",
+)
+
+
+class SimulationError(Exception):
+    """A call that cannot continue the world in `out` (different parameters, clock going back)."""
+
+
+@dataclass
+class SimSummary:
+    out: Path
+    clock: datetime
+    previous_clock: datetime | None
+    orders: int  # orders placed up to the clock (rows in ground truth)
+    new_orders: int  # orders placed inside this call's window
+    records: dict[str, int] = field(default_factory=dict)  # records written per feed
+    pages: dict[str, int] = field(default_factory=dict)  # files written per feed
+    missed: int = 0
+    delivered_or_final: int = 0  # orders whose eventual outcome is known (not cancelled)
+    failure_modes: dict[str, int] = field(default_factory=dict)
+    cancelled: int = 0
+    bad_records: int = 0
+    seconds: float = 0.0
+
+    @property
+    def missed_rate(self) -> float:
+        return self.missed / self.delivered_or_final if self.delivered_or_final else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "clock": _iso(self.clock),
+            "previous_clock": _iso(self.previous_clock) if self.previous_clock else None,
+            "orders": self.orders,
+            "new_orders": self.new_orders,
+            "records": self.records,
+            "pages": self.pages,
+            "missed": self.missed,
+            "missed_rate": round(self.missed_rate, 4),
+            "failure_modes": self.failure_modes,
+            "cancelled": self.cancelled,
+            "bad_records": self.bad_records,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class PageWriter:
+    """Per-feed buffers flushed as vendor-shaped page files `<stamp>-<seq>.json`."""
+
+    def __init__(self, out: Path, stamp: str) -> None:
+        self.out = out
+        self.stamp = stamp
+        self.buffers: dict[str, list[dict]] = {feed: [] for feed in FEED_FOLDERS}
+        self.seq: Counter[str] = Counter()
+        self.records: Counter[str] = Counter()
+        for feed in FEED_FOLDERS:
+            (out / feed).mkdir(parents=True, exist_ok=True)
+
+    def add(self, feed: str, record: dict) -> None:
+        buffer = self.buffers[feed]
+        buffer.append(record)
+        if len(buffer) >= PAGE_SIZE:
+            self.flush(feed, more=True)
+
+    def flush(self, feed: str, *, more: bool) -> None:
+        buffer = self.buffers[feed]
+        if not buffer:
+            return
+        self.write_raw(feed, _dumps(_envelope(feed, buffer, more)))
+        self.records[feed] += len(buffer)
+        self.buffers[feed] = []
+
+    def write_raw(self, feed: str, body: bytes, suffix: str = "json") -> Path:
+        self.seq[feed] += 1
+        path = self.out / feed / f"{self.stamp}-{self.seq[feed]:06d}.{suffix}"
+        if path.exists():
+            raise SimulationError(f"refusing to overwrite {path}")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(body)
+        os.replace(tmp, path)  # readers never see half a page
+        return path
+
+    def close(self) -> None:
+        for feed in FEED_FOLDERS:
+            self.flush(feed, more=False)
+
+
+def _envelope(feed: str, records: list[dict], more: bool) -> Any:
+    if feed == "storefront_orders":
+        return {"orders": records}
+    if feed == "storefront_customers":
+        return {"customers": records}
+    if feed == "oms_fulfillment_orders":
+        return {"fulfillment_orders": records}
+    if feed == "wms_shipments":
+        return records  # ShipBob returns a bare JSON array
+    if feed == "carrier_trackers":
+        return {"trackers": records, "has_more": more}
+    if feed == "returns":
+        return {"returns": records}
+    if feed == "support_tickets":
+        cursor = f"cur_{records[-1]['id']}"
+        return {
+            "tickets": records,
+            "meta": {"has_more": more, "after_cursor": cursor if more else None,
+                     "before_cursor": f"cur_{records[0]['id']}"},
+            "links": {"next": f"https://orderwatch-demo.zendesk.com/api/v2/tickets.json?page[after]={cursor}" if more else None,  # noqa: E501
+                      "prev": None},
+        }  # fmt: skip
+    raise ValueError(feed)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _load_state(out: Path) -> dict[str, Any] | None:
+    path = out / STATE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def _world_params(seed: int, start: date, days: int, orders_per_day: int) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "start": start.isoformat(),
+        "days": days,
+        "orders_per_day": orders_per_day,
+    }
+
+
+def default_until(start: date, days: int) -> datetime:
+    return datetime.combine(start + timedelta(days=days), time(0), tzinfo=UTC)
+
+
+def simulate(
+    out: Path,
+    *,
+    seed: int = 7,
+    start: date = date(2026, 10, 1),
+    days: int = 14,
+    orders_per_day: int = 200,
+    until: datetime | None = None,
+    progress: bool = False,
+    inject_bad_records: bool = False,
+    clock_file: Path | None = None,
+) -> SimSummary:
+    """Write (or continue) the world in `out` up to `until`; see the module docstring."""
+    began = _time.perf_counter()
+    if days < 1 or orders_per_day < 1:
+        raise SimulationError("--days and --orders-per-day must be at least 1")
+    out = Path(out)
+    until = until or default_until(start, days)
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    until = until.astimezone(UTC).replace(microsecond=0)
+    params = _world_params(seed, start, days, orders_per_day)
+    state = _load_state(out)
+    previous: datetime | None = None
+    if state is not None:
+        differing = [k for k, v in params.items() if state.get("world", {}).get(k) != v]
+        if differing:
+            raise SimulationError(
+                f"{out} holds a different world ({', '.join(differing)} differ: "
+                f"{ {k: state['world'].get(k) for k in differing} } vs "
+                f"{ {k: params[k] for k in differing} }); use a new --out or the same parameters"
+            )
+        previous = datetime.fromisoformat(state["clock"].replace("Z", "+00:00"))
+        if until < previous:
+            raise SimulationError(
+                f"--until {_iso(until)} is before the world's clock {_iso(previous)}: "
+                "the simulator only moves forward"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+
+    world = World(load_config(), seed=seed, start=start, days=days, orders_per_day=orders_per_day)
+    lo = int(previous.timestamp()) if previous else -(2**62)
+    hi = int(until.timestamp())
+    summary = SimSummary(out=out, clock=until, previous_clock=previous, orders=0, new_orders=0)
+    modes: Counter[str] = Counter({mode: 0 for mode in FAILURE_MODES})
+    writer = PageWriter(out, _stamp(until)) if hi > lo else None
+    late_trackers: list[dict] = []
+
+    gt_path = out / GROUND_TRUTH
+    gt_tmp = out / (GROUND_TRUTH + ".tmp")
+    day_seen = -1
+    with gt_tmp.open("w", newline="") as handle:
+        rows = csv.writer(handle, lineterminator="\n")
+        rows.writerow(GROUND_TRUTH_COLUMNS)
+        for index in range(world.total_orders):
+            placed = world.placed_at(index)
+            if placed > hi:
+                break  # placements are sorted: nothing later is visible yet
+            plan = world.plan(index)
+            summary.orders += 1
+            if placed > lo:
+                summary.new_orders += 1
+            if writer is not None:
+                _emit(plan, lo, hi, writer, late_trackers)
+            rows.writerow(_truth_row(plan))
+            if plan.cancelled_at is not None:
+                summary.cancelled += 1
+            else:
+                summary.delivered_or_final += 1
+                summary.missed += plan.missed
+            modes[plan.failure_mode] += 1
+            day = index // orders_per_day
+            if progress and day != day_seen:
+                day_seen = day
+                elapsed = _time.perf_counter() - began
+                print(
+                    f"simulate: day {day + 1}/{days} ({(start + timedelta(days=day)).isoformat()})"
+                    f" orders {index:,} in {elapsed:.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    _replace_if_changed(gt_tmp, gt_path)
+
+    if writer is not None:
+        writer.close()
+        for start_at in range(0, len(late_trackers), PAGE_SIZE):
+            chunk = late_trackers[start_at : start_at + PAGE_SIZE]
+            writer.write_raw(
+                "carrier_trackers", _dumps(_envelope("carrier_trackers", chunk, False))
+            )
+            writer.records["carrier_trackers"] += len(chunk)
+        if inject_bad_records:
+            summary.bad_records = _inject_bad_records(writer, until)
+        summary.records = {feed: writer.records[feed] for feed in FEED_FOLDERS}
+        summary.pages = {feed: writer.seq[feed] for feed in FEED_FOLDERS}
+    else:
+        summary.records = dict.fromkeys(FEED_FOLDERS, 0)
+        summary.pages = dict.fromkeys(FEED_FOLDERS, 0)
+    summary.failure_modes = dict(modes)
+
+    state_doc = {"world": params, "clock": _iso(until), "format": 1}
+    state_tmp = out / (STATE_FILE + ".tmp")
+    state_tmp.write_text(json.dumps(state_doc, indent=2) + "\n")
+    _replace_if_changed(state_tmp, out / STATE_FILE)
+    write_clock(until, clock_file or out.resolve().parent / "clock")
+    summary.seconds = _time.perf_counter() - began
+    return summary
+
+
+def _replace_if_changed(tmp: Path, target: Path) -> None:
+    """Keep the old file (and its mtime) when a rerun produced the same bytes."""
+    if target.is_file() and target.read_bytes() == tmp.read_bytes():
+        tmp.unlink()
+    else:
+        os.replace(tmp, target)
+
+
+def _changed(times: list[int], lo: int, hi: int) -> bool:
+    return any(lo < t <= hi for t in times)
+
+
+def _emit(plan: OrderPlan, lo: int, hi: int, writer: PageWriter, late: list[dict]) -> None:
+    if lo < plan.placed_at <= hi:
+        writer.add("storefront_customers", feeds.shopify_customer(plan))
+    if _changed(feeds.order_change_times(plan), lo, hi):
+        writer.add("storefront_orders", feeds.shopify_order(plan, hi))
+    for j, (location, events) in enumerate(plan.fo_events.items()):
+        if _changed([e[0] for e in events], lo, hi):
+            writer.add("oms_fulfillment_orders", feeds.fulfillment_order(plan, location, j, hi))
+    # The 3PL's webhook stream: one version per shipment status change in the window.
+    for version in feeds.shipbob_versions(plan):
+        if lo < version <= hi:
+            writer.add("wms_shipments", feeds.shipbob_order(plan, version))
+    for shipment in plan.shipments:
+        arrivals = feeds.tracker_arrivals(shipment)
+        if not _changed(arrivals, lo, hi):
+            continue
+        tracker = feeds.easypost_tracker(plan, shipment, hi)
+        if tracker is None:
+            continue
+        writer.add("carrier_trackers", tracker)
+        seen = sorted(a for a in arrivals if a <= hi)
+        if (
+            len(seen) >= 2
+            and zlib.crc32(f"{shipment.tracker_id}{seen[-1]}".encode()) % OUT_OF_ORDER_EVERY == 0
+        ):
+            stale = feeds.easypost_tracker(plan, shipment, seen[-2])
+            if stale is not None:
+                late.append(stale)  # written after the newer version, in a later page
+    for ret in plan.returns:
+        if _changed([e[0] for e in ret.events], lo, hi) and ret.events[0][0] <= hi:
+            writer.add("returns", feeds.loop_return(plan, ret, hi))
+    for ticket in plan.tickets:
+        if _changed([e[0] for e in ticket.events], lo, hi) and ticket.created_at <= hi:
+            writer.add("support_tickets", feeds.zendesk_ticket(plan, ticket, hi))
+
+
+def _truth_row(plan: OrderPlan) -> list[str]:
+    primary = plan.shipments[0]
+    return [
+        str(plan.order_id),
+        plan.name,
+        feeds.utc(plan.placed_at),
+        plan.promised.isoformat(),
+        feeds.utc(plan.deadline),
+        feeds.utc(plan.delivered_at) if plan.delivered_at is not None else "",
+        "true" if plan.missed else "false",
+        plan.failure_mode,
+        feeds.utc(plan.failure_onset) if plan.failure_onset is not None else "",
+        plan.root_cause_type,
+        plan.root_cause_entity,
+        primary.warehouse.name,
+        primary.carrier,
+        plan.service,
+        "vip" if plan.vip else "standard",
+        plan.destination.region,
+    ]
+
+
+_BadMaker = Callable[[str], tuple[str, bytes]]
+
+
+def _inject_bad_records(writer: PageWriter, until: datetime) -> int:
+    """Deliberately broken input that ingest must quarantine (never silently drop)."""
+    stamp = feeds.utc(int(until.timestamp()))
+    writer.write_raw("storefront_orders", b'{"orders": [{"id": 1, "updated_at": ')  # not JSON
+    writer.write_raw(
+        "oms_fulfillment_orders",
+        _dumps({"fulfillment_orders": [{"order_id": 1, "status": "open", "updated_at": stamp}]}),
+    )  # record without `id`
+    writer.write_raw(
+        "support_tickets",
+        _dumps({"tickets": [{"id": "abc", "status": "new", "created_at": stamp,
+                             "updated_at": stamp, "tags": ["wismo"]}],
+                "meta": {"has_more": False}, "links": {"next": None}}),
+    )  # fmt: skip  # `id` of the wrong type
+    writer.write_raw(
+        "carrier_trackers",
+        _dumps({"trackers": [{"id": "trk_" + "0" * 32, "object": "Tracker",
+                              "tracking_code": "BAD0001", "status": "in_transit",
+                              "updated_at": "yesterday-ish"}], "has_more": False}),
+    )  # fmt: skip  # unparseable update time
+    return 4

@@ -1,0 +1,557 @@
+"""Raw ingest assets against a real DuckDB file, real landing pages and a real local HTTP server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from http_server import RecordedRequest, Reply, ScriptedHTTPServer
+
+from orderwatch_dagster.defs.ingest.carrier.resources import EasyPostConnector
+from orderwatch_dagster.defs.ingest.connector import default_connectors
+from orderwatch_dagster.defs.ingest.factory import build_ingest_asset, build_quarantine_check
+from orderwatch_dagster.defs.resources import DuckDBWarehouse
+from orderwatch_dagster.lib.records import QuarantineReason
+from orderwatch_dagster.lib.settings import FEED_FOLDERS, parse_timestamp
+
+ALL_ASSETS = [build_ingest_asset(feed) for feed in FEED_FOLDERS]
+ALL_CHECKS = [build_quarantine_check(feed) for feed in FEED_FOLDERS]
+ASSETS = {feed: asset for feed, asset in zip(FEED_FOLDERS, ALL_ASSETS, strict=True)}
+CORE_FEEDS = ("storefront_orders", "oms_fulfillment_orders", "wms_shipments", "carrier_trackers")
+SIM_ARGS = ["--days", "2", "--orders-per-day", "20", "--seed", "1"]
+
+
+# -- helpers (also used by test_warehouse_postgres.py) ------------------------------------------
+
+
+def shopify_order(order_id: int, updated: str, **extra: Any) -> dict[str, Any]:
+    order = {
+        "id": order_id,
+        "name": f"#{order_id}",
+        "created_at": "2026-10-05T09:00:00-04:00",
+        "updated_at": updated,
+        "financial_status": "paid",
+        "fulfillment_status": None,
+        "total_price": "42.00",
+    }
+    order.update(extra)
+    return order
+
+
+def easypost_tracker(tracker_id: str, updated: str, status: str = "in_transit") -> dict[str, Any]:
+    return {
+        "id": tracker_id,
+        "object": "Tracker",
+        "tracking_code": f"1Z{tracker_id[-6:].upper()}",
+        "status": status,
+        "status_detail": "arrived_at_facility",
+        "created_at": "2026-10-05T12:00:00Z",
+        "updated_at": updated,
+        "carrier": "UPS",
+        "tracking_details": [
+            {
+                "object": "TrackingDetail",
+                "status": status,
+                "status_detail": "arrived_at_facility",
+                "datetime": updated,
+                "message": "scan",
+            }
+        ],
+    }
+
+
+def write_page(landing: Path, feed: str, name: str, body: Any) -> Path:
+    path = landing / feed / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body if isinstance(body, str) else json.dumps(body))
+    return path
+
+
+def materialize(
+    assets: Sequence[dg.AssetsDefinition],
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    *,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        list(assets), resources=resources, instance=instance, raise_on_error=raise_on_error
+    )
+
+
+def metadata_by_feed(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """feed -> {metadata key: plain value} of each raw asset materialization in the run."""
+    out: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        feed = materialization.asset_key.path[-1]
+        out[feed] = {key: value.value for key, value in materialization.metadata.items()}
+    return out
+
+
+def assert_balanced(meta: dict[str, Any]) -> None:
+    assert meta["rows_read"] == (
+        meta["rows_loaded"] + meta["rows_duplicate"] + meta["rows_quarantined"]
+    ), meta
+
+
+def simulate_world(out: Path, *extra: str) -> None:
+    """The simulator's CLI into `out` (a landing folder), as `make demo` runs it."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "orderwatch_dagster.sim", *SIM_ARGS, "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def table_counts(warehouse: Any) -> dict[str, int]:
+    """Row counts of every raw table the ingest writes (engine-independent)."""
+    counts: dict[str, int] = {}
+    with warehouse.connect() as session:
+        for feed in FEED_FOLDERS:
+            counts[feed] = session.row_count(feed)
+        for table in ("_quarantine", "_ingest_files", "_cursors"):
+            counts[table] = int(session.query(f"SELECT count(*) FROM raw.{table}")[0][0])
+    return counts
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
+    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def landing(home: Path) -> Path:
+    path = home / "landing"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def warehouse(home: Path) -> DuckDBWarehouse:
+    return DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
+
+
+@pytest.fixture
+def resources(warehouse: DuckDBWarehouse) -> dict[str, Any]:
+    return {"warehouse": warehouse, **default_connectors()}
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedHTTPServer]:
+    """The shared scripted HTTP server (tests/server.py) on 127.0.0.1."""
+    with ScriptedHTTPServer() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+# -- definitions ------------------------------------------------------------------------------
+
+
+def test_assets_have_keys_groups_and_resources() -> None:
+    for feed, asset in ASSETS.items():
+        key = dg.AssetKey(["raw", feed])
+        assert asset.key == key
+        assert asset.group_names_by_key[key] == "ingest"
+        assert asset.specs_by_key[key].kinds == {"duckdb"}
+        assert {"warehouse", f"{feed}_source"} <= set(asset.required_resource_keys)
+        assert asset.descriptions_by_key[key]
+
+
+def test_source_folders_define_every_feed_and_its_check() -> None:
+    import importlib
+
+    keys: set[dg.AssetKey] = set()
+    checks: set[dg.AssetCheckKey] = set()
+    for source in ("storefront", "oms", "wms", "carrier", "returns", "support"):
+        module = importlib.import_module(f"orderwatch_dagster.defs.ingest.{source}.assets")
+        for value in vars(module).values():
+            if isinstance(value, dg.AssetChecksDefinition):
+                checks |= set(value.check_keys)
+            elif isinstance(value, dg.AssetsDefinition):
+                keys |= set(value.keys)
+    assert keys == {dg.AssetKey(["raw", feed]) for feed in FEED_FOLDERS}
+    assert {check.asset_key for check in checks} == keys
+
+
+# -- file drop: idempotence, versions, ledger -------------------------------------------------
+
+
+def test_changed_record_adds_one_version_and_keeps_the_old(
+    landing: Path, warehouse: DuckDBWarehouse, resources: dict[str, Any], instance: Any
+) -> None:
+    asset = [ASSETS["storefront_orders"]]
+    write_page(
+        landing,
+        "storefront_orders",
+        "p1.json",
+        {
+            "orders": [
+                shopify_order(1001, "2026-10-05T10:00:00-04:00"),
+                shopify_order(1002, "2026-10-05T11:00:00-04:00"),
+            ]
+        },
+    )
+    first = metadata_by_feed(materialize(asset, resources, instance))["storefront_orders"]
+    assert (first["rows_read"], first["rows_loaded"], first["rows_duplicate"]) == (2, 2, 0)
+    assert first["dagster/row_count"] == 2
+
+    # The same pages again: nothing new (the ledger skips the page).
+    again = metadata_by_feed(materialize(asset, resources, instance))["storefront_orders"]
+    assert (again["pages_read"], again["pages_skipped"], again["rows_loaded"]) == (0, 1, 0)
+    assert again["dagster/row_count"] == 2
+
+    # A later page with order 1001 changed (refunded) and 1002 unchanged.
+    write_page(
+        landing,
+        "storefront_orders",
+        "p2.json",
+        {
+            "orders": [
+                shopify_order(1001, "2026-10-06T08:00:00-04:00", financial_status="refunded"),
+                shopify_order(1002, "2026-10-05T11:00:00-04:00"),
+            ]
+        },
+    )
+    changed = metadata_by_feed(materialize(asset, resources, instance))["storefront_orders"]
+    assert (changed["rows_loaded"], changed["rows_duplicate"], changed["pages_skipped"]) == (
+        1,
+        1,
+        1,
+    )
+    assert_balanced(changed)
+    rows = warehouse.query(
+        "SELECT _updated_at, payload->>'financial_status', id, name, _source "
+        "FROM raw.storefront_orders WHERE _key = '1001' ORDER BY _updated_at"
+    )
+    assert [row[1] for row in rows] == ["paid", "refunded"]
+    assert rows[1][0] == datetime(2026, 10, 6, 12, 0, tzinfo=UTC)  # stored in UTC
+    assert rows[1][2:4] == (1001, "#1001")
+    assert rows[1][4].endswith("p2.json")
+    cursor = warehouse.get_cursor("storefront_orders")
+    assert cursor == datetime(2026, 10, 6, 12, 0, tzinfo=UTC)
+    assert changed["cursor"] == cursor.isoformat()
+
+
+def test_same_content_under_another_name_adds_ledger_row_only(
+    landing: Path, warehouse: DuckDBWarehouse, resources: dict[str, Any], instance: Any
+) -> None:
+    asset = [ASSETS["storefront_orders"]]
+    page = write_page(
+        landing,
+        "storefront_orders",
+        "a.json",
+        {"orders": [shopify_order(7, "2026-10-05T10:00:00Z"), shopify_order(8, "bad time")]},
+    )
+    materialize(asset, resources, instance)
+    shutil.copy(page, page.with_name("copy-of-a.json"))
+    meta = metadata_by_feed(materialize(asset, resources, instance))["storefront_orders"]
+    assert (meta["pages_read"], meta["pages_skipped"]) == (1, 1)
+    assert (meta["rows_loaded"], meta["rows_duplicate"], meta["rows_quarantined"]) == (0, 1, 1)
+    ledger = warehouse.query(
+        "SELECT name, rows_read, rows_loaded, rows_quarantined FROM raw._ingest_files "
+        "WHERE feed = 'storefront_orders' ORDER BY name"
+    )
+    assert ledger == [
+        ("storefront_orders/a.json", 2, 1, 1),
+        ("storefront_orders/copy-of-a.json", 2, 0, 1),
+    ]
+    assert warehouse.query("SELECT count(*) FROM raw.storefront_orders") == [(1,)]
+    # Same content hash and index: the copy's bad record is not quarantined twice.
+    assert warehouse.query("SELECT count(*) FROM raw._quarantine") == [(1,)]
+
+
+# -- quarantine and unknown enums -------------------------------------------------------------
+
+BAD_PAGES: dict[QuarantineReason, tuple[str, str]] = {
+    # reason -> (page body, text the quarantined original must contain)
+    QuarantineReason.BAD_JSON: ('{"orders": [ {"id": 1,', '{"orders": [ {"id": 1,'),
+    QuarantineReason.UNEXPECTED_SHAPE: ('{"products": []}', '"products"'),
+    QuarantineReason.NOT_AN_OBJECT: ('{"orders": ["just a string"]}', "just a string"),
+    QuarantineReason.MISSING_KEY: (
+        '{"orders": [{"name": "#9", "updated_at": "2026-10-05T10:00:00Z"}]}',
+        '"#9"',
+    ),
+    QuarantineReason.WRONG_TYPE: (
+        '{"orders": [{"id": "abc", "updated_at": "2026-10-05T10:00:00Z"}]}',
+        '"abc"',
+    ),
+    QuarantineReason.UNPARSEABLE_TIME: (
+        '{"orders": [{"id": 77, "updated_at": "last tuesday"}]}',
+        "last tuesday",
+    ),
+}
+
+
+def test_every_quarantine_reason_lands_with_original_text(
+    landing: Path, warehouse: DuckDBWarehouse, resources: dict[str, Any], instance: Any
+) -> None:
+    for reason, (body, _) in BAD_PAGES.items():
+        write_page(landing, "storefront_orders", f"bad-{reason}.json", body)
+    write_page(
+        landing,
+        "storefront_orders",
+        "good.json",
+        {"orders": [shopify_order(5, "2026-10-05T10:00:00Z")]},
+    )
+    check = build_quarantine_check("storefront_orders")
+    result = materialize([ASSETS["storefront_orders"], check], resources, instance)
+    meta = metadata_by_feed(result)["storefront_orders"]
+    assert (meta["rows_loaded"], meta["rows_quarantined"]) == (1, len(BAD_PAGES))
+    assert_balanced(meta)
+    for reason in BAD_PAGES:
+        assert f"| {reason} | 1 |" in meta["quarantine_reasons"]
+
+    rows = warehouse.query(
+        "SELECT reason, feed, original_text, detail, source, record_index FROM raw._quarantine"
+    )
+    by_reason = {row[0]: row for row in rows}
+    assert set(by_reason) == {str(reason) for reason in BAD_PAGES}
+    for reason, (_, expected_text) in BAD_PAGES.items():
+        _, feed, original, detail, source, _ = by_reason[str(reason)]
+        assert feed == "storefront_orders"
+        assert expected_text in original
+        assert detail
+        assert source.endswith(f"bad-{reason}.json")
+    assert by_reason["bad_json"][5] == -1  # whole page
+
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["quarantined"].value == len(BAD_PAGES)
+
+    # Re-reading changes nothing; new copies of a bad page do not duplicate its quarantine rows.
+    write_page(landing, "storefront_orders", "again.json", BAD_PAGES[QuarantineReason.BAD_JSON][0])
+    materialize([ASSETS["storefront_orders"]], resources, instance)
+    assert warehouse.query("SELECT count(*) FROM raw._quarantine") == [(len(BAD_PAGES),)]
+
+
+def test_unknown_enum_values_are_loaded_and_counted(
+    landing: Path, warehouse: DuckDBWarehouse, resources: dict[str, Any], instance: Any
+) -> None:
+    write_page(
+        landing,
+        "carrier_trackers",
+        "trackers.json",
+        {
+            "trackers": [
+                easypost_tracker("trk_aaa111", "2026-10-05T10:00:00Z", status="teleported"),
+                easypost_tracker("trk_bbb222", "2026-10-05T11:00:00Z"),
+            ],
+            "has_more": False,
+        },
+    )
+    check = build_quarantine_check("carrier_trackers")
+    result = materialize([ASSETS["carrier_trackers"], check], resources, instance)
+    meta = metadata_by_feed(result)["carrier_trackers"]
+    assert (meta["rows_loaded"], meta["rows_quarantined"]) == (2, 0)
+    # status and tracking_details[].status both carry the unknown value
+    assert meta["unknown_enum_values"] == 2
+    assert "| status | teleported | 1 |" in meta["unknown_enums"]
+    assert "| tracking_details[].status | teleported | 1 |" in meta["unknown_enums"]
+    assert warehouse.query(
+        "SELECT payload->>'status', tracking_code FROM raw.carrier_trackers "
+        "WHERE _key = 'trk_aaa111'"
+    ) == [("teleported", "1ZAAA111")]
+    assert warehouse.query("SELECT count(*) FROM raw._quarantine") == [(0,)]
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed
+
+
+# -- the simulated world ----------------------------------------------------------------------
+
+
+def test_simulated_world_loads_every_feed_and_reingest_is_idempotent(
+    landing: Path, warehouse: DuckDBWarehouse, resources: dict[str, Any], instance: Any
+) -> None:
+    simulate_world(landing, "--inject-bad-records")
+    result = materialize([*ALL_ASSETS, *ALL_CHECKS], resources, instance)
+    meta = metadata_by_feed(result)
+    assert set(meta) == set(FEED_FOLDERS)
+    counts = table_counts(warehouse)
+    for feed in FEED_FOLDERS:
+        assert_balanced(meta[feed])
+        if feed in CORE_FEEDS:  # a 2-day world may have no returns or tickets yet
+            assert meta[feed]["rows_loaded"] > 0, feed
+        assert meta[feed]["dagster/row_count"] == counts[feed] == meta[feed]["rows_loaded"]
+        assert meta[feed]["pages_read"] == len(
+            [p for p in (landing / feed).rglob("*") if p.suffix in (".json", ".ndjson")]
+        )
+    quarantined = sum(m["rows_quarantined"] for m in meta.values())
+    assert quarantined > 0  # --inject-bad-records
+    assert counts["_quarantine"] == quarantined
+    assert sum(not e.passed for e in result.get_asset_check_evaluations()) >= 1
+    # ground_truth.csv sits beside the feed folders and is never read as a page
+    assert not warehouse.query("SELECT 1 FROM raw._ingest_files WHERE name LIKE '%ground_truth%'")
+
+    again = metadata_by_feed(materialize(ALL_ASSETS, resources, instance))
+    for feed in FEED_FOLDERS:
+        assert again[feed]["rows_loaded"] == again[feed]["pages_read"] == 0
+        assert again[feed]["pages_skipped"] == meta[feed]["pages_read"]
+    assert table_counts(warehouse) == counts
+
+    # Forget the ledger: every page is re-read, and still nothing new lands.
+    warehouse.query("DELETE FROM raw._ingest_files RETURNING 1")
+    reread = metadata_by_feed(materialize(ALL_ASSETS, resources, instance))
+    for feed in FEED_FOLDERS:
+        assert reread[feed]["rows_loaded"] == 0
+        assert reread[feed]["rows_duplicate"] == meta[feed]["rows_loaded"] + meta[feed].get(
+            "rows_duplicate", 0
+        )
+        assert reread[feed]["rows_quarantined"] == meta[feed]["rows_quarantined"]
+    assert table_counts(warehouse) == counts
+
+
+# -- HTTP transport against a real local server -----------------------------------------------
+
+
+def easypost_trackers_reply(
+    trackers: list[dict[str, Any]], api_key: str, page_size: int = 2
+) -> Callable[[RecordedRequest], Reply]:
+    """EasyPost's GET /v2/trackers: basic auth (key as user), start_datetime, before_id paging."""
+    expected = "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
+
+    def answer(request: RecordedRequest) -> Reply:
+        if request.headers.get("Authorization") != expected:
+            return Reply(401, {"error": {"code": "APIKEY.INVALID", "message": "bad key"}})
+        items = sorted(trackers, key=lambda t: t["id"], reverse=True)
+        since = request.param("start_datetime")
+        if since is not None:
+            items = [t for t in items if parse_timestamp(t["updated_at"]) >= parse_timestamp(since)]
+        before = request.param("before_id")
+        if before is not None:
+            items = [t for t in items if t["id"] < before]
+        page = items[:page_size]
+        return Reply(200, {"trackers": page, "has_more": len(items) > len(page)})
+
+    return answer
+
+
+def test_http_ingest_sets_cursor_and_sends_updated_since(
+    warehouse: DuckDBWarehouse, instance: Any, server: ScriptedHTTPServer
+) -> None:
+    trackers = [
+        easypost_tracker(f"trk_{i:03d}", f"2026-10-05T{10 + i:02d}:30:00Z") for i in range(5)
+    ]
+    server.route("/v2/trackers", easypost_trackers_reply(trackers, api_key="sekret"))
+    base_url = server.url + "/v2"
+    connector = EasyPostConnector(
+        transport="http", base_url=base_url, api_key="sekret", backoff_factor=0
+    )
+    resources = {"warehouse": warehouse, "carrier_trackers_source": connector}
+    asset = [ASSETS["carrier_trackers"]]
+
+    first = metadata_by_feed(materialize(asset, resources, instance))["carrier_trackers"]
+    assert (first["pages_read"], first["rows_loaded"]) == (3, 5)  # 2 + 2 + 1 per page
+    assert [r.param("start_datetime") for r in server.requests] == [None] * 3
+    cursor = warehouse.get_cursor("carrier_trackers")
+    assert cursor == datetime(2026, 10, 5, 14, 30, tzinfo=UTC)
+
+    # A tracker changes at the source; the next run asks only for cursor - 1h onwards.
+    trackers[4] = easypost_tracker("trk_004", "2026-10-05T15:10:00Z", status="delivered")
+    server.requests.clear()
+    second = metadata_by_feed(materialize(asset, resources, instance))["carrier_trackers"]
+    assert {r.param("start_datetime") for r in server.requests} == {"2026-10-05T13:30:00Z"}
+    # trk_003 (13:30) is in the 1h overlap and already stored: read again, a duplicate
+    assert (second["rows_read"], second["rows_loaded"], second["rows_duplicate"]) == (2, 1, 1)
+    assert warehouse.get_cursor("carrier_trackers") == datetime(2026, 10, 5, 15, 10, tzinfo=UTC)
+    assert warehouse.query("SELECT count(*) FROM raw.carrier_trackers WHERE _key = 'trk_004'") == [
+        (2,)
+    ]
+    sources = warehouse.query("SELECT DISTINCT _source FROM raw.carrier_trackers")
+    assert all(source.startswith(base_url) for (source,) in sources)
+
+
+def test_http_401_fails_the_asset_with_the_connector_message(
+    warehouse: DuckDBWarehouse, instance: Any, server: ScriptedHTTPServer
+) -> None:
+    server.route("/v2/trackers", easypost_trackers_reply([], api_key="right"))
+    connector = EasyPostConnector(
+        transport="http", base_url=server.url + "/v2", api_key="wrong", backoff_factor=0
+    )
+    resources = {"warehouse": warehouse, "carrier_trackers_source": connector}
+    result = materialize([ASSETS["carrier_trackers"]], resources, instance, raise_on_error=False)
+    assert not result.success
+    assert len(server.requests) == 1  # an auth error is not retried
+    (failure,) = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert error is not None
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    text = "\n".join(messages)
+    assert "ConnectorAuthError" in text
+    assert "HTTP 401" in text and "EASYPOST_API_KEY" in text
+    assert "wrong" not in text  # the key itself is never shown
+    assert warehouse.get_cursor("carrier_trackers") is None
+    assert warehouse.query("SELECT count(*) FROM raw._ingest_files") == [(0,)]
+
+
+def test_timestamps_are_stored_in_utc_whatever_the_session_zone(
+    landing: Path, warehouse: DuckDBWarehouse, resources: dict[str, Any], instance: Any
+) -> None:
+    write_page(
+        landing,
+        "storefront_orders",
+        "tz.json",
+        {"orders": [shopify_order(1, "2026-10-05T23:30:00-07:00")]},
+    )
+    materialize([ASSETS["storefront_orders"]], resources, instance)
+    import duckdb
+
+    with duckdb.connect(warehouse.path) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        (value,) = con.execute(
+            "SELECT strftime(_updated_at, '%Y-%m-%d %H:%M') FROM raw.storefront_orders"
+        ).fetchone()
+    assert value == "2026-10-06 06:30"
+    assert os.path.exists(warehouse.path)
+
+
+def test_ingest_started_before_another_process_releases_the_lock(
+    landing: Path, warehouse: DuckDBWarehouse, resources: dict[str, Any], instance: Any
+) -> None:
+    """dbt (another process) may hold the DuckDB file: ingest waits for it instead of failing."""
+    write_page(
+        landing, "storefront_orders", "p.json", {"orders": [shopify_order(1, "2026-10-05T10:00Z")]}
+    )
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True);"
+            " time.sleep(2); c.close()",
+            str(warehouse.path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+    started = datetime.now(UTC)
+    meta = metadata_by_feed(materialize([ASSETS["storefront_orders"]], resources, instance))
+    holder.wait(timeout=30)
+    assert meta["storefront_orders"]["rows_loaded"] == 1
+    assert datetime.now(UTC) - started >= timedelta(seconds=1)

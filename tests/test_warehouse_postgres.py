@@ -1,0 +1,160 @@
+"""The same ingest into PostgreSQL gives the same raw layer as DuckDB (real server, fresh database).
+
+Needs the PostgreSQL server at 127.0.0.1:5432 (trust auth, user postgres). Skipped with the
+reason when it is unreachable, except under CI=true, where that is a failure.
+"""
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg2
+import pytest
+from test_ingest import (
+    ALL_ASSETS,
+    BAD_PAGES,
+    easypost_tracker,
+    materialize,
+    metadata_by_feed,
+    shopify_order,
+    simulate_world,
+    table_counts,
+    write_page,
+)
+
+from orderwatch_dagster.defs.ingest.connector import default_connectors
+from orderwatch_dagster.defs.resources import DuckDBWarehouse, PostgresWarehouse
+from orderwatch_dagster.lib.settings import FEED_FOLDERS
+
+pytestmark = pytest.mark.postgres
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def _admin() -> Any:
+    conn = psycopg2.connect(dbname="test", connect_timeout=5, **PG)
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    return conn
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh database for this test session, dropped at the end."""
+    try:
+        admin = _admin()
+    except psycopg2.OperationalError as error:
+        reason = f"PostgreSQL unreachable at 127.0.0.1:5432 as postgres/test: {error}".strip()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
+        pytest.skip(reason)
+    name = f"orderwatch_test_{secrets.token_hex(4)}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def _hand_pages(landing: Path) -> None:
+    """Versions, a renamed copy, every quarantine reason, an unknown enum and a NUL character."""
+    write_page(
+        landing,
+        "storefront_orders",
+        "h1.json",
+        {"orders": [shopify_order(501, "2026-10-05T10:00:00-04:00", note="a\u0000b")]},
+    )
+    write_page(
+        landing,
+        "storefront_orders",
+        "h2.json",
+        {"orders": [shopify_order(501, "2026-10-06T10:00:00-04:00", financial_status="refunded")]},
+    )
+    write_page(
+        landing,
+        "storefront_orders",
+        "h2-copy.json",
+        {"orders": [shopify_order(501, "2026-10-06T10:00:00-04:00", financial_status="refunded")]},
+    )
+    for reason, (body, _) in BAD_PAGES.items():
+        write_page(landing, "storefront_orders", f"bad-{reason}.json", body)
+    write_page(
+        landing,
+        "carrier_trackers",
+        "h-trackers.json",
+        {
+            "trackers": [easypost_tracker("trk_zzz999", "2026-10-05T10:00Z", "teleported")],
+            "has_more": False,
+        },
+    )
+
+
+def _versions(warehouse: Any) -> dict[str, set[tuple[str, str]]]:
+    with warehouse.connect() as session:
+        return {
+            feed: set(session.query(f"SELECT _key, _record_hash FROM raw.{feed}"))
+            for feed in FEED_FOLDERS
+        }
+
+
+def _cursors(warehouse: Any) -> dict[str, Any]:
+    with warehouse.connect() as session:
+        return dict(session.query("SELECT feed, cursor FROM raw._cursors"))
+
+
+def test_postgres_raw_layer_matches_duckdb(
+    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
+    landing = tmp_path / "landing"
+    simulate_world(landing, "--inject-bad-records")
+    _hand_pages(landing)
+
+    duck = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    pg = PostgresWarehouse(database=pg_database, **PG)
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    with dg.instance_for_test() as instance:
+        for label, warehouse in (("duckdb", duck), ("postgres", pg)):
+            resources = {"warehouse": warehouse, **default_connectors()}
+            runs[label] = metadata_by_feed(materialize(ALL_ASSETS, resources, instance))
+        counts_before = table_counts(pg)
+        again = metadata_by_feed(
+            materialize(ALL_ASSETS, {"warehouse": pg, **default_connectors()}, instance)
+        )
+
+    for feed in FEED_FOLDERS:
+        for key in ("rows_read", "rows_loaded", "rows_duplicate", "rows_quarantined", "cursor"):
+            assert runs["postgres"][feed][key] == runs["duckdb"][feed][key], (feed, key)
+        assert again[feed]["rows_loaded"] == 0
+    assert table_counts(pg) == table_counts(duck) == counts_before
+    assert _versions(pg) == _versions(duck)
+    assert _cursors(pg) == _cursors(duck)
+
+    with pg.connect() as session:
+        # payload is JSONB; the NUL is replaced in the stored copy only (hash = original's)
+        (note, kind) = session.query(
+            "SELECT payload->>'note', pg_typeof(payload)::text FROM raw.storefront_orders "
+            "WHERE _key = '501' AND payload->>'financial_status' = 'paid'"
+        )[0]
+        assert (note, kind) == ("a\ufffdb", "jsonb")
+        reasons = dict(
+            session.query(
+                "SELECT reason, count(*) FROM raw._quarantine WHERE source LIKE %s GROUP BY 1",
+                ["%bad-%"],
+            )
+        )
+        assert reasons == {str(reason): 1 for reason in BAD_PAGES}
+        originals = [text for (text,) in session.query("SELECT original_text FROM raw._quarantine")]
+        assert any("last tuesday" in text for text in originals)
+    with duck.connect() as session:
+        (note,) = session.query(
+            "SELECT payload->>'note' FROM raw.storefront_orders "
+            "WHERE _key = '501' AND payload->>'financial_status' = 'paid'"
+        )[0]
+        assert note == "a\u0000b"
+    assert runs["postgres"]["carrier_trackers"]["unknown_enum_values"] >= 1
