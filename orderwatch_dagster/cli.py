@@ -1,4 +1,4 @@
-"""`orderwatch` command line: `simulate` (the embedded world) and `demo` (run the pipeline, print a summary)."""
+"""`orderwatch` command line: `simulate` (the embedded world), `demo` (run the pipeline)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ DEMO_JOB = "orderwatch_pipeline_job"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orderwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("simulate", help="write a simulated world into the landing folder", add_help=False)
-    demo = sub.add_parser("demo", help="materialize the asset graph on the landing folder, print a summary")
+    sub.add_parser(
+        "simulate", help="write a simulated world into the landing folder", add_help=False
+    )
+    demo = sub.add_parser(
+        "demo", help="materialize the asset graph on the landing folder, print a summary"
+    )
     demo.add_argument("--job", default=DEMO_JOB)
     args, rest = parser.parse_known_args(argv)
     if args.command == "simulate":

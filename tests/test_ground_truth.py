@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -222,4 +221,3 @@ if __name__ == "__main__":  # dev: python tests/test_ground_truth.py <home>
     res = evaluate(home_dir / "warehouse.duckdb", home_dir / "landing")
     print_recall_table(res["recalls"])  # type: ignore[arg-type]
     print({k: v for k, v in res.items() if k != "recalls"})
-    _ = datetime, timedelta

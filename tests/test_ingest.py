@@ -156,15 +156,15 @@ def resources(warehouse: DuckDBWarehouse) -> dict[str, Any]:
 
 @pytest.fixture
 def server() -> Iterator[ScriptedHTTPServer]:
-    """The shared scripted HTTP server (tests/server.py) on 127.0.0.1."""
+    """The shared scripted HTTP server (tests/http_server.py) on 127.0.0.1."""
     with ScriptedHTTPServer() as scripted:
         yield scripted
 
 
 @pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
+def instance() -> dg.DagsterInstance:
+    # in-memory run/event storage: the warehouse is what these tests look at
+    return dg.DagsterInstance.ephemeral()
 
 
 # -- definitions ------------------------------------------------------------------------------
@@ -283,6 +283,38 @@ def test_same_content_under_another_name_adds_ledger_row_only(
     assert warehouse.query("SELECT count(*) FROM raw._quarantine") == [(1,)]
 
 
+@pytest.mark.parametrize("batch_pages", [1, 500], ids=["batch-per-page", "one-batch"])
+def test_counts_and_cursor_do_not_depend_on_batching(
+    batch_pages: int,
+    landing: Path,
+    warehouse: DuckDBWarehouse,
+    resources: dict[str, Any],
+    instance: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orderwatch_dagster.defs.ingest import factory
+
+    monkeypatch.setattr(factory, "BATCH_PAGES", batch_pages)
+    # file order: the newest record comes first, the last page repeats a version of the first
+    pages = {
+        "1.json": [shopify_order(1, "2026-10-09T10:00:00Z"), shopify_order(2, "2026-10-01T10:00Z")],
+        "2.json": [shopify_order(3, "2026-10-02T10:00:00Z")],
+        "3.json": [shopify_order(1, "2026-10-09T10:00:00Z"), shopify_order(4, "2026-10-03T10:00Z")],
+    }
+    for name, orders in pages.items():
+        write_page(landing, "storefront_orders", name, {"orders": orders})
+    meta = metadata_by_feed(materialize([ASSETS["storefront_orders"]], resources, instance))
+    meta = meta["storefront_orders"]
+    assert (meta["rows_read"], meta["rows_loaded"], meta["rows_duplicate"]) == (5, 4, 1)
+    assert meta["pages_read"] == 3
+    assert warehouse.get_cursor("storefront_orders") == datetime(2026, 10, 9, 10, tzinfo=UTC)
+    assert warehouse.query("SELECT name, rows_loaded FROM raw._ingest_files ORDER BY name") == [
+        ("storefront_orders/1.json", 2),
+        ("storefront_orders/2.json", 1),
+        ("storefront_orders/3.json", 1),
+    ]
+
+
 # -- quarantine and unknown enums -------------------------------------------------------------
 
 BAD_PAGES: dict[QuarantineReason, tuple[str, str]] = {
@@ -346,6 +378,25 @@ def test_every_quarantine_reason_lands_with_original_text(
     write_page(landing, "storefront_orders", "again.json", BAD_PAGES[QuarantineReason.BAD_JSON][0])
     materialize([ASSETS["storefront_orders"]], resources, instance)
     assert warehouse.query("SELECT count(*) FROM raw._quarantine") == [(len(BAD_PAGES),)]
+
+
+def test_nan_payload_is_quarantined_not_fatal(
+    landing: Path, warehouse: DuckDBWarehouse, resources: dict[str, Any], instance: Any
+) -> None:
+    """Python's json reads NaN; the warehouse JSON types do not: quarantine, load the rest."""
+    write_page(
+        landing,
+        "storefront_orders",
+        "nan.json",
+        '{"orders": [{"id": 88, "updated_at": "2026-10-05T10:00:00Z", "total_price": NaN},'
+        ' {"id": 89, "updated_at": "2026-10-05T10:00:00Z", "total_price": "1.00"}]}',
+    )
+    for _ in range(2):  # the second run re-reads nothing and quarantines nothing new
+        materialize([ASSETS["storefront_orders"]], resources, instance)
+    assert warehouse.query("SELECT _key FROM raw.storefront_orders") == [("89",)]
+    assert warehouse.query("SELECT reason, original_text LIKE '%NaN%' FROM raw._quarantine") == [
+        ("bad_json", True)
+    ]
 
 
 def test_unknown_enum_values_are_loaded_and_counted(

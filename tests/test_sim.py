@@ -144,22 +144,33 @@ def test_promise_rule_cutoff_weekend_holiday_and_vip() -> None:
 
 # -- determinism -----------------------------------------------------------------------------------
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
-    def run(name: str, seed: int) -> dict[str, bytes]:
+    def run(name: str, seed: int, workers: int = 1) -> dict[str, bytes]:
         out = tmp_path / name / "landing"
-        simulate(out, seed=seed, start=START, days=3, orders_per_day=50, until=None, progress=False)
+        simulate(
+            out,
+            seed=seed,
+            start=START,
+            days=3,
+            orders_per_day=50,
+            until=None,
+            progress=False,
+            workers=workers,
+        )
         return _snapshot(out)
 
     first, again, other = run("a", 7), run("b", 7), run("c", 8)
     assert first == again
     assert first != other
     assert first["ground_truth.csv"] != other["ground_truth.csv"]
+    # Days simulated in parallel processes give the very same bytes.
+    assert run("d", 7, workers=2) == first
 
 
 # -- vendor shapes ---------------------------------------------------------------------------------
 def test_pages_are_vendor_envelopes_compact_and_small(small_world: Path) -> None:
     for feed in FEED_FOLDERS:
         for path, body in _pages(small_world, feed):
-            assert re.fullmatch(r"\d{8}T\d{6}Z-\d{6}\.json", path.name)
+            assert re.fullmatch(r"\d{8}T\d{6}Z-d\d{4}-\d{6}\.json", path.name)
             raw = path.read_bytes()
             assert b"\n" not in raw and b'": ' not in raw  # compact
             if feed == "wms_shipments":
@@ -235,8 +246,11 @@ def test_oms_wms_carrier_returns_support_shapes(medium_world: tuple[Path, object
     assert codes <= shopify_codes
     returns = _records(out, "returns")
     assert returns and {r["outcome"] for r in returns} <= {
-        "refund", "exchange", "credit", "return_to_sender"
-    }  # fmt: skip
+        "refund",
+        "exchange",
+        "credit",
+        "return_to_sender",
+    }
     assert "return_to_sender" in {r["outcome"] for r in returns}
     assert all(r["order_id"] in orders for r in returns)
     tickets = _records(out, "support_tickets")
@@ -277,6 +291,8 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
     assert tuple(rows[0].keys()) == GROUND_TRUTH_COLUMNS
     orders = {o["id"]: o for o in _records(out, "storefront_orders")}
     assert {int(r["order_id"]) for r in rows} == set(orders)
+    config = load_config()
+    handling_by_site = {w.name: w.handling_days for w in config.warehouses}
     for row in rows:
         order = orders[int(row["order_id"])]
         assert row["order_name"] == order["name"]
@@ -284,8 +300,14 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
         assert (row["failure_mode"] == "none") == (row["failure_onset_at"] == "")
         assert (row["failure_mode"] == "none") == (row["root_cause_type"] == "")
         if row["root_cause_type"]:
-            assert row["root_cause_type"] in {"warehouse", "carrier", "lane", "sku", "region",
-                                              "address"}  # fmt: skip
+            assert row["root_cause_type"] in {
+                "warehouse",
+                "carrier",
+                "lane",
+                "sku",
+                "region",
+                "address",
+            }
         deliver_by = parse_timestamp(row["promised_deliver_by"])
         if order["cancelled_at"]:
             assert row["missed_promise"] == "false"
@@ -298,6 +320,20 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
         if "promised_delivery_date" in attrs:
             assert attrs["promised_delivery_date"] == row["promised_delivery_date"]
         assert row["service_level"] == order["shipping_lines"][0]["code"]
+        # The promise is the one rule in sim/calendar.py, recomputable from the feeds alone.
+        level = config.services[row["service_level"]]
+        handling = 0 if row["tier"] == "vip" else handling_by_site[row["warehouse"]]
+        assert (
+            row["promised_delivery_date"]
+            == promised_delivery_date(
+                parse_timestamp(order["created_at"]),
+                cutoff=level.cutoff,
+                handling_days=handling,
+                transit_days=level.transit_days,
+                holidays=config.holidays,
+            ).isoformat()
+        )
+        assert ("VIP" in order["customer"]["tags"]) == (row["tier"] == "vip")
     # Every delivered order in the truth shows a delivered tracker (eventually or by the clock).
     clock = summary.clock  # type: ignore[attr-defined]
     delivered_by_clock = {
@@ -339,8 +375,9 @@ def test_missed_rate_and_every_failure_mode(medium_world: tuple[Path, object]) -
                 fo = fulfillment_order(plan, location, j, onset + 60)
                 holds |= {(fo["status"], h["reason"]) for h in fo["fulfillment_holds"]}
     assert {("on_hold", "inventory_out_of_stock"), ("on_hold", "incorrect_address")} <= holds
-    details = {d["status_detail"] for t in _records(out, "carrier_trackers")
-               for d in t["tracking_details"]}  # fmt: skip
+    details = {
+        d["status_detail"] for t in _records(out, "carrier_trackers") for d in t["tracking_details"]
+    }
     assert {
         "weather_delay",
         "lost",
@@ -348,8 +385,12 @@ def test_missed_rate_and_every_failure_mode(medium_world: tuple[Path, object]) -
         "return",
         "address_correction",
     } <= details
-    shipbob_details = {d["name"] for sb in _records(out, "wms_shipments")
-                       for s in sb["shipments"] for d in s["status_details"]}  # fmt: skip
+    shipbob_details = {
+        d["name"]
+        for sb in _records(out, "wms_shipments")
+        for s in sb["shipments"]
+        for d in s["status_details"]
+    }
     assert {"OutOfStock", "InvalidAddress"} <= shipbob_details
 
 
@@ -443,13 +484,19 @@ def test_continuation_refuses_other_world_and_going_back(tmp_path: Path) -> None
         simulate(out, seed=2, start=START, days=2, orders_per_day=20, until=until, progress=False)
     with pytest.raises(SimulationError, match="before"):
         simulate(
-            out, seed=1, start=START, days=2, orders_per_day=20,
-            until=until - timedelta(hours=1), progress=False,
-        )  # fmt: skip
+            out,
+            seed=1,
+            start=START,
+            days=2,
+            orders_per_day=20,
+            until=until - timedelta(hours=1),
+            progress=False,
+        )
     state = json.loads((out / "simulation.json").read_text())
     assert state["world"] == {"seed": 1, "start": "2026-10-01", "days": 2, "orders_per_day": 20}
-    code = main(["--out", str(out), "--seed", "9", "--days", "2", "--orders-per-day", "20",
-                 "--quiet"])  # fmt: skip
+    code = main(
+        ["--out", str(out), "--seed", "9", "--days", "2", "--orders-per-day", "20", "--quiet"]
+    )
     assert code == 2
 
 
@@ -494,16 +541,23 @@ def test_bad_records_only_with_the_flag(tmp_path: Path, small_world: Path) -> No
     assert problems(small_world) == Counter()
     out = tmp_path / "landing"
     summary = simulate(
-        out, seed=7, start=START, days=1, orders_per_day=20, until=None, progress=False,
+        out,
+        seed=7,
+        start=START,
+        days=1,
+        orders_per_day=20,
+        until=None,
+        progress=False,
         inject_bad_records=True,
-    )  # fmt: skip
+    )
     assert summary.bad_records == 4
     assert problems(out) == Counter(bad_json=1, missing_id=1, wrong_type=1, bad_time=1)
 
 
 # -- CLI -------------------------------------------------------------------------------------------
-def test_cli_defaults_to_orderwatch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli_defaults_to_orderwatch_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path / "home"))
     assert main(["--days", "1", "--orders-per-day", "10", "--seed", "4"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -519,10 +573,64 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     out = tmp_path / "landing"
     env = {**os.environ, "ORDERWATCH_HOME": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "orderwatch_dagster.sim", "--days", "1", "--orders-per-day", "5",
-         "--out", str(out), "--until", "2026-10-01T18:00:00-04:00"],
-        capture_output=True, text=True, env=env, check=False, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "orderwatch_dagster.sim",
+            "--days",
+            "1",
+            "--orders-per-day",
+            "5",
+            "--out",
+            str(out),
+            "--until",
+            "2026-10-01T18:00:00-04:00",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "simulate: day 1/1" in done.stderr  # progress on stderr
     assert json.loads(done.stdout)["clock"] == "2026-10-01T22:00:00Z"
+
+
+def _latest(out: Path, feed: str, stamp_field: str = "updated_at") -> dict[object, dict]:
+    """Latest version per key, as downstream keeps it (newest update time wins)."""
+    found: dict[object, dict] = {}
+    for record in _records(out, feed):
+        key = record["id"]
+        seen = found.get(key)
+        if seen is None or parse_timestamp(record[stamp_field]) >= parse_timestamp(
+            seen[stamp_field]
+        ):
+            found[key] = record
+    return found
+
+
+def test_stepwise_stream_adds_up_to_the_one_shot_world(tmp_path: Path) -> None:
+    """Six-hourly calls see the same world as one call: same latest states, same 3PL versions."""
+    params = {"seed": 11, "start": START, "days": 2, "orders_per_day": 40, "progress": False}
+    end = datetime(2026, 10, 6, tzinfo=UTC)
+    stepped = tmp_path / "stepped" / "landing"
+    moment = datetime(2026, 10, 1, 6, tzinfo=UTC)
+    while moment <= end:
+        simulate(stepped, until=moment, **params)  # type: ignore[arg-type]
+        moment += timedelta(hours=6)
+    once = tmp_path / "once" / "landing"
+    simulate(once, until=end, **params)  # type: ignore[arg-type]
+
+    assert (stepped / "ground_truth.csv").read_bytes() == (once / "ground_truth.csv").read_bytes()
+    for feed in ("storefront_orders", "storefront_customers", "oms_fulfillment_orders", "returns",
+                 "support_tickets", "carrier_trackers"):  # fmt: skip
+        assert _latest(stepped, feed) == _latest(once, feed), feed
+
+    # The 3PL stream is one version per status change, whichever way it was cut into calls.
+    def versions(out: Path) -> list[bytes]:
+        return sorted(
+            json.dumps(r, sort_keys=True).encode() for r in _records(out, "wms_shipments")
+        )
+
+    assert versions(stepped) == versions(once)

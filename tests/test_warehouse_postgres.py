@@ -1,17 +1,15 @@
 """The same ingest into PostgreSQL gives the same raw layer as DuckDB (real server, fresh database).
 
-Needs the PostgreSQL server at 127.0.0.1:5432 (trust auth, user postgres). Skipped with the
-reason when it is unreachable, except under CI=true, where that is a failure.
+Needs the PostgreSQL server at 127.0.0.1:5432 (trust auth, user postgres); conftest's
+`scratch_database` makes a fresh database per test and drops it, and skips with the reason when
+the server is unreachable, except under CI=true, where that is a failure.
 """
 
-import os
-import secrets
-from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import psycopg2
 import pytest
 from test_ingest import (
     ALL_ASSETS,
@@ -27,38 +25,14 @@ from test_ingest import (
 
 from orderwatch_dagster.defs.ingest.connector import default_connectors
 from orderwatch_dagster.defs.resources import DuckDBWarehouse, PostgresWarehouse
+from orderwatch_dagster.lib.feeds import FEEDS
+from orderwatch_dagster.lib.parsers import parse_page
+from orderwatch_dagster.lib.records import KeyColumn
 from orderwatch_dagster.lib.settings import FEED_FOLDERS
 
 pytestmark = pytest.mark.postgres
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-
-
-def _admin() -> Any:
-    conn = psycopg2.connect(dbname="test", connect_timeout=5, **PG)
-    conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    return conn
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh database for this test session, dropped at the end."""
-    try:
-        admin = _admin()
-    except psycopg2.OperationalError as error:
-        reason = f"PostgreSQL unreachable at 127.0.0.1:5432 as postgres/test: {error}".strip()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
-        pytest.skip(reason)
-    name = f"orderwatch_test_{secrets.token_hex(4)}"
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def _hand_pages(landing: Path) -> None:
@@ -85,6 +59,12 @@ def _hand_pages(landing: Path) -> None:
         write_page(landing, "storefront_orders", f"bad-{reason}.json", body)
     write_page(
         landing,
+        "storefront_orders",
+        "nan.json",
+        '{"orders": [{"id": 88, "updated_at": "2026-10-05T10:00:00Z", "total_price": NaN}]}',
+    )
+    write_page(
+        landing,
         "carrier_trackers",
         "h-trackers.json",
         {
@@ -108,7 +88,7 @@ def _cursors(warehouse: Any) -> dict[str, Any]:
 
 
 def test_postgres_raw_layer_matches_duckdb(
-    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    scratch_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
     landing = tmp_path / "landing"
@@ -116,9 +96,9 @@ def test_postgres_raw_layer_matches_duckdb(
     _hand_pages(landing)
 
     duck = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    pg = PostgresWarehouse(database=pg_database, **PG)
+    pg = PostgresWarehouse(database=scratch_database, **PG)
     runs: dict[str, dict[str, dict[str, Any]]] = {}
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for label, warehouse in (("duckdb", duck), ("postgres", pg)):
             resources = {"warehouse": warehouse, **default_connectors()}
             runs[label] = metadata_by_feed(materialize(ALL_ASSETS, resources, instance))
@@ -145,7 +125,7 @@ def test_postgres_raw_layer_matches_duckdb(
         reasons = dict(
             session.query(
                 "SELECT reason, count(*) FROM raw._quarantine WHERE source LIKE %s GROUP BY 1",
-                ["%bad-%"],
+                ["%/bad-%"],
             )
         )
         assert reasons == {str(reason): 1 for reason in BAD_PAGES}
@@ -158,3 +138,41 @@ def test_postgres_raw_layer_matches_duckdb(
         )[0]
         assert note == "a\u0000b"
     assert runs["postgres"]["carrier_trackers"]["unknown_enum_values"] >= 1
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_session_api_behaves_the_same_on_both_engines(
+    engine: str, scratch_database: str, tmp_path: Path
+) -> None:
+    warehouse: Any = (
+        DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+        if engine == "duckdb"
+        else PostgresWarehouse(database=scratch_database, **PG)
+    )
+
+    class Page:
+        def __init__(self, name: str, content_hash: str) -> None:
+            self.name, self.source, self.content_hash = name, f"test://{name}", content_hash
+
+    columns = FEEDS["returns"].key_columns
+    body = '{"returns": [{"id": 1, "order_id": 5, "updated_at": "2026-10-05T10:00:00Z"}]}'
+    with warehouse.connect() as session:
+        session.ensure_feed("returns", columns)
+        # a key column added to the feed contract later: added to the existing table
+        session.ensure_feed("returns", (*columns, KeyColumn("state", "VARCHAR")))
+        stats = session.load_page(
+            "returns", columns, Page("r1", "h1"), parse_page("returns", body), advance_cursor=True
+        )
+        assert (stats.rows_loaded, stats.rows_duplicate) == (1, 0)
+        assert session.page_seen("returns", "r1", "h1")
+        assert not session.page_seen("returns", "r1", "other-hash")
+        assert session.query("SELECT id, order_id, state FROM raw.returns") == [(1, 5, None)]
+        moment = datetime(2026, 10, 5, 10, tzinfo=UTC)
+        assert session.get_cursor("returns") == moment
+        # advancing never moves the cursor back; set_cursor does (to re-read a window)
+        session.load_pages(
+            "returns", columns, [], advance_cursor_to=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        assert session.get_cursor("returns") == moment
+        session.set_cursor("returns", datetime(2026, 1, 1, tzinfo=UTC))
+        assert session.get_cursor("returns") == datetime(2026, 1, 1, tzinfo=UTC)

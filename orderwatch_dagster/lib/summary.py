@@ -27,7 +27,8 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
     rows = con.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        "select column_name from information_schema.columns"
+        " where table_schema = ? and table_name = ?",
         [schema, table],
     ).fetchall()
     return {name for (name,) in rows}
@@ -68,9 +69,13 @@ def warehouse_summary(path: Path) -> str:
                 ).fetchone()
                 lines.append(
                     "  rule flags (orders): "
-                    + ", ".join(f"{name}={count}" for name, count in zip(flags, counts, strict=True))
+                    + ", ".join(
+                        f"{name}={count}" for name, count in zip(flags, counts, strict=True)
+                    )
                 )
         if ("marts", "fct_order_milestones") in tables:
-            (milestones,) = con.execute("select count(*) from marts.fct_order_milestones").fetchone()
+            (milestones,) = con.execute(
+                "select count(*) from marts.fct_order_milestones"
+            ).fetchone()
             lines.append(f"  fct_order_milestones: {milestones} rows")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ Tables (per feed, plus three bookkeeping tables):
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from abc import ABC, abstractmethod
@@ -31,10 +32,11 @@ from typing import Any, Protocol
 import duckdb
 import pandas as pd
 
-from orderwatch_dagster.lib.records import KeyColumn, ParsedPage, Record
+from orderwatch_dagster.lib.records import KeyColumn, ParsedPage, QuarantineReason, Record, Rejected
 from orderwatch_dagster.lib.settings import now
 
 WHOLE_PAGE_INDEX = -1  # record_index of a whole-page rejection (NULL would defeat the UNIQUE key)
+NON_STRICT_INDEX_BASE = -2  # record_index of payloads rejected by the loader (see _strict_records)
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _SQL_TYPES = {"BIGINT", "VARCHAR", "TIMESTAMPTZ"}
 
@@ -115,6 +117,46 @@ class _Batch:
     stats: LoadStats
 
 
+def _strict_json(text: str) -> bool:
+    """False for Python-only JSON (NaN, Infinity): neither DuckDB JSON nor JSONB accepts it."""
+    if "NaN" not in text and "Infinity" not in text:
+        return True  # fast path: a plain value containing neither word is strict JSON
+
+    def reject(constant: str) -> Any:
+        raise ValueError(constant)
+
+    try:
+        json.loads(text, parse_constant=reject)
+    except ValueError:
+        return False
+    return True
+
+
+def _strict_records(feed: str, parsed: ParsedPage) -> tuple[list[Record], list[Rejected]]:
+    """Records the engines can store, and the parser's rejects plus those they cannot.
+
+    A payload with NaN/Infinity would fail the whole batch's JSON cast, so it is quarantined
+    here instead; its record_index is NON_STRICT_INDEX_BASE - position (unique within the page,
+    apart from the parser's own indexes, which are >= 0).
+    """
+    loadable: list[Record] = []
+    rejects = list(parsed.rejected)
+    for position, record in enumerate(parsed.records):
+        if _strict_json(record.payload_text):
+            loadable.append(record)
+        else:
+            rejects.append(
+                Rejected(
+                    feed,
+                    QuarantineReason.BAD_JSON,
+                    "payload holds NaN or Infinity, which is not JSON",
+                    record.payload_text,
+                    NON_STRICT_INDEX_BASE - position,
+                )
+            )
+    return loadable, rejects
+
+
 def _flatten(feed: str, pages: Sequence[tuple[PageLike, ParsedPage]]) -> _Batch:
     stats = LoadStats()
     seen: set[tuple[str, str]] = set()
@@ -123,18 +165,19 @@ def _flatten(feed: str, pages: Sequence[tuple[PageLike, ParsedPage]]) -> _Batch:
     seen_rejects: set[tuple[str, int]] = set()
     ledger: list[tuple[int, PageLike, int, int]] = []
     for ordinal, (page, parsed) in enumerate(pages):
+        loadable, rejects = _strict_records(feed, parsed)
         stats.pages += 1
         stats.rows_read += parsed.read
-        stats.rows_quarantined += len(parsed.rejected)
+        stats.rows_quarantined += len(rejects)
         stats.unknown_enums.update(parsed.unknown_enums)
-        for record in parsed.records:
+        for record in loadable:
             stats.max_updated_at = _max_ts(stats.max_updated_at, record.updated_at)
             version = (record.key, record.record_hash)
             if version in seen:
                 continue  # same version twice in one batch: counted as duplicate below
             seen.add(version)
             records.append((ordinal, record, page.source))
-        for rejected in parsed.rejected:
+        for rejected in rejects:
             stats.reasons[str(rejected.reason)] += 1
             index = WHOLE_PAGE_INDEX if rejected.index is None else rejected.index
             if (page.content_hash, index) in seen_rejects:
@@ -151,7 +194,7 @@ def _flatten(feed: str, pages: Sequence[tuple[PageLike, ParsedPage]]) -> _Batch:
                     page.content_hash,
                 )
             )
-        ledger.append((ordinal, page, parsed.read, len(parsed.rejected)))
+        ledger.append((ordinal, page, parsed.read, len(rejects)))
     return _Batch(records=records, quarantine=quarantine, ledger=ledger, stats=stats)
 
 
@@ -552,22 +595,26 @@ class PostgresSession(WarehouseSession):
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        self._in_tx = False  # inside transaction(): statements commit with it, not one by one
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        with self.conn.cursor() as cur:
-            cur.execute(sql, params)
+    def _run(self, sql: str, params: Sequence[Any] | None, fetch: bool) -> list[tuple[Any, ...]]:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, params)
+                rows = cur.fetchall() if fetch and cur.description is not None else []
+        except BaseException:
+            if not self._in_tx:
+                self.conn.rollback()  # leave the connection usable (not "transaction aborted")
+            raise
         if not self._in_tx:
-            self.conn.commit()
-
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
-            cur.execute(sql, params)
-            rows = cur.fetchall()
-        if not self._in_tx:
-            self.conn.commit()  # end the implicit read transaction
+            self.conn.commit()  # also ends the implicit transaction a read opens
         return rows
 
-    _in_tx = False
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        self._run(sql, params, fetch=False)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._run(sql, params, fetch=True)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

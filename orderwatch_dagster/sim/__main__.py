@@ -1,3 +1,4 @@
 from orderwatch_dagster.sim.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guard: worker processes may re-import this module
+    raise SystemExit(main())

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write a few broken records that ingest must quarantine",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes simulating days in parallel (output bytes do not depend on it)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             until=args.until,
             progress=not args.quiet,
             inject_bad_records=args.inject_bad_records,
+            workers=args.workers,
         )
     except SimulationError as exc:
         print(f"orderwatch simulate: error: {exc}", file=sys.stderr)

@@ -8,13 +8,16 @@ same deterministic plans and emit only the changes inside their window.
 from __future__ import annotations
 
 import csv
+import gc
+import io
 import json
+import multiprocessing
 import os
 import sys
 import time as _time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -39,6 +42,7 @@ except ImportError:  # pragma: no cover
 
 PAGE_SIZE = 250
 STATE_FILE = "simulation.json"
+ZENDESK_TICKETS_URL = "https://orderwatch-demo.zendesk.com/api/v2/tickets.json"
 GROUND_TRUTH = "ground_truth.csv"
 OUT_OF_ORDER_EVERY = 200  # ~0.5% of tracker versions are re-delivered stale, after newer ones
 GROUND_TRUTH_COLUMNS = (
@@ -108,11 +112,11 @@ def _iso(moment: datetime) -> str:
 
 
 class PageWriter:
-    """Per-feed buffers flushed as vendor-shaped page files `<stamp>-<seq>.json`."""
+    """Per-feed buffers flushed as vendor-shaped pages `<until-stamp>-d<day>-<seq>.json`."""
 
-    def __init__(self, out: Path, stamp: str) -> None:
+    def __init__(self, out: Path, prefix: str) -> None:
         self.out = out
-        self.stamp = stamp
+        self.prefix = prefix
         self.buffers: dict[str, list[dict]] = {feed: [] for feed in FEED_FOLDERS}
         self.seq: Counter[str] = Counter()
         self.records: Counter[str] = Counter()
@@ -135,7 +139,7 @@ class PageWriter:
 
     def write_raw(self, feed: str, body: bytes, suffix: str = "json") -> Path:
         self.seq[feed] += 1
-        path = self.out / feed / f"{self.stamp}-{self.seq[feed]:06d}.{suffix}"
+        path = self.out / feed / f"{self.prefix}-{self.seq[feed]:06d}.{suffix}"
         if path.exists():
             raise SimulationError(f"refusing to overwrite {path}")
         tmp = path.with_name(path.name + ".tmp")
@@ -162,14 +166,17 @@ def _envelope(feed: str, records: list[dict], more: bool) -> Any:
     if feed == "returns":
         return {"returns": records}
     if feed == "support_tickets":
-        cursor = f"cur_{records[-1]['id']}"
+        after = f"cur_{records[-1]['id']}" if more else None
+        next_url = f"{ZENDESK_TICKETS_URL}?page[after]={after}" if after else None
         return {
             "tickets": records,
-            "meta": {"has_more": more, "after_cursor": cursor if more else None,
-                     "before_cursor": f"cur_{records[0]['id']}"},
-            "links": {"next": f"https://orderwatch-demo.zendesk.com/api/v2/tickets.json?page[after]={cursor}" if more else None,  # noqa: E501
-                      "prev": None},
-        }  # fmt: skip
+            "meta": {
+                "has_more": more,
+                "after_cursor": after,
+                "before_cursor": f"cur_{records[0]['id']}",
+            },
+            "links": {"next": next_url, "prev": None},
+        }
     raise ValueError(feed)
 
 
@@ -208,6 +215,7 @@ def simulate(
     progress: bool = False,
     inject_bad_records: bool = False,
     clock_file: Path | None = None,
+    workers: int = 1,
 ) -> SimSummary:
     """Write (or continue) the world in `out` up to `until`; see the module docstring."""
     began = _time.perf_counter()
@@ -237,64 +245,50 @@ def simulate(
             )
     out.mkdir(parents=True, exist_ok=True)
 
-    world = World(load_config(), seed=seed, start=start, days=days, orders_per_day=orders_per_day)
     lo = int(previous.timestamp()) if previous else -(2**62)
     hi = int(until.timestamp())
     summary = SimSummary(out=out, clock=until, previous_clock=previous, orders=0, new_orders=0)
     modes: Counter[str] = Counter({mode: 0 for mode in FAILURE_MODES})
-    writer = PageWriter(out, _stamp(until)) if hi > lo else None
-    late_trackers: list[dict] = []
-
+    records: Counter[str] = Counter({feed: 0 for feed in FEED_FOLDERS})
+    pages: Counter[str] = Counter({feed: 0 for feed in FEED_FOLDERS})
+    stamp = _stamp(until)
+    # One block per simulated day: pages are named by block, so the bytes do not depend on
+    # how many processes ran the blocks, and names sort in emission order.
+    visible_days = min(days, max(0, (hi - _epoch(start)) // 86400 + 1))
+    jobs = [
+        _Job(out, stamp, seed, start, days, orders_per_day, day, lo, hi)
+        for day in range(visible_days)
+    ]
     gt_path = out / GROUND_TRUTH
     gt_tmp = out / (GROUND_TRUTH + ".tmp")
-    day_seen = -1
     with gt_tmp.open("w", newline="") as handle:
-        rows = csv.writer(handle, lineterminator="\n")
-        rows.writerow(GROUND_TRUTH_COLUMNS)
-        for index in range(world.total_orders):
-            placed = world.placed_at(index)
-            if placed > hi:
-                break  # placements are sorted: nothing later is visible yet
-            plan = world.plan(index)
-            summary.orders += 1
-            if placed > lo:
-                summary.new_orders += 1
-            if writer is not None:
-                _emit(plan, lo, hi, writer, late_trackers)
-            rows.writerow(_truth_row(plan))
-            if plan.cancelled_at is not None:
-                summary.cancelled += 1
-            else:
-                summary.delivered_or_final += 1
-                summary.missed += plan.missed
-            modes[plan.failure_mode] += 1
-            day = index // orders_per_day
-            if progress and day != day_seen:
-                day_seen = day
+        csv.writer(handle, lineterminator="\n").writerow(GROUND_TRUTH_COLUMNS)
+        for block in _run_blocks(jobs, workers):
+            handle.write(block.truth)
+            summary.orders += block.orders
+            summary.new_orders += block.new_orders
+            summary.cancelled += block.cancelled
+            summary.missed += block.missed
+            summary.delivered_or_final += block.final
+            modes.update(block.modes)
+            records.update(block.records)
+            pages.update(block.pages)
+            if progress and block.orders:
                 elapsed = _time.perf_counter() - began
                 print(
-                    f"simulate: day {day + 1}/{days} ({(start + timedelta(days=day)).isoformat()})"
-                    f" orders {index:,} in {elapsed:.1f}s",
+                    f"simulate: day {block.day + 1}/{days}"
+                    f" ({(start + timedelta(days=block.day)).isoformat()})"
+                    f" {summary.orders:,} orders in {elapsed:.1f}s",
                     file=sys.stderr,
                     flush=True,
                 )
     _replace_if_changed(gt_tmp, gt_path)
-
-    if writer is not None:
-        writer.close()
-        for start_at in range(0, len(late_trackers), PAGE_SIZE):
-            chunk = late_trackers[start_at : start_at + PAGE_SIZE]
-            writer.write_raw(
-                "carrier_trackers", _dumps(_envelope("carrier_trackers", chunk, False))
-            )
-            writer.records["carrier_trackers"] += len(chunk)
-        if inject_bad_records:
-            summary.bad_records = _inject_bad_records(writer, until)
-        summary.records = {feed: writer.records[feed] for feed in FEED_FOLDERS}
-        summary.pages = {feed: writer.seq[feed] for feed in FEED_FOLDERS}
-    else:
-        summary.records = dict.fromkeys(FEED_FOLDERS, 0)
-        summary.pages = dict.fromkeys(FEED_FOLDERS, 0)
+    if inject_bad_records and hi > lo:
+        bad_writer = PageWriter(out, f"{stamp}-x")
+        summary.bad_records = _inject_bad_records(bad_writer, until)
+        pages.update(bad_writer.seq)
+    summary.records = {feed: records[feed] for feed in FEED_FOLDERS}
+    summary.pages = {feed: pages[feed] for feed in FEED_FOLDERS}
     summary.failure_modes = dict(modes)
 
     state_doc = {"world": params, "clock": _iso(until), "format": 1}
@@ -303,7 +297,120 @@ def simulate(
     _replace_if_changed(state_tmp, out / STATE_FILE)
     write_clock(until, clock_file or out.resolve().parent / "clock")
     summary.seconds = _time.perf_counter() - began
+    if progress:
+        rate = summary.orders / summary.seconds if summary.seconds else 0.0
+        print(
+            f"simulate: {summary.orders:,} orders up to {_iso(until)} in {summary.seconds:.1f}s"
+            f" ({rate:,.0f} orders/s), {sum(summary.records.values()):,} records written",
+            file=sys.stderr,
+            flush=True,
+        )
     return summary
+
+
+def _epoch(day: date) -> int:
+    return int(datetime.combine(day, time(0), tzinfo=UTC).timestamp())
+
+
+@dataclass(frozen=True)
+class _Job:
+    out: Path
+    stamp: str
+    seed: int
+    start: date
+    days: int
+    orders_per_day: int
+    day: int
+    lo: int
+    hi: int
+
+
+@dataclass
+class _Block:
+    day: int
+    truth: str = ""
+    orders: int = 0
+    new_orders: int = 0
+    cancelled: int = 0
+    missed: int = 0
+    final: int = 0
+    modes: Counter[str] = field(default_factory=Counter)
+    records: Counter[str] = field(default_factory=Counter)
+    pages: Counter[str] = field(default_factory=Counter)
+
+
+_WORLDS: dict[tuple[int, date, int, int], World] = {}
+
+
+def _world(seed: int, start: date, days: int, orders_per_day: int) -> World:
+    key = (seed, start, days, orders_per_day)
+    if key not in _WORLDS:
+        _WORLDS.clear()  # one world per process at a time
+        _WORLDS[key] = World(
+            load_config(), seed=seed, start=start, days=days, orders_per_day=orders_per_day
+        )
+    return _WORLDS[key]
+
+
+def _run_blocks(jobs: list[_Job], workers: int) -> Iterator[_Block]:
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(_run_block, jobs)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(min(workers, len(jobs))) as pool:
+        yield from pool.imap(_run_block, jobs)  # in day order, whoever finishes first
+
+
+def _run_block(job: _Job) -> _Block:
+    """Plan and emit one simulated day of orders (pure function of the job: any process)."""
+    # Millions of short-lived acyclic dicts: the cyclic GC only burns time here.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _simulate_day(job)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _simulate_day(job: _Job) -> _Block:
+    world = _world(job.seed, job.start, job.days, job.orders_per_day)
+    block = _Block(day=job.day)
+    writer = PageWriter(job.out, f"{job.stamp}-d{job.day:04d}") if job.hi > job.lo else None
+    late: list[dict] = []
+    buffer = io.StringIO()
+    rows = csv.writer(buffer, lineterminator="\n")
+    first = job.day * job.orders_per_day
+    for index in range(first, first + job.orders_per_day):
+        placed = world.placed_at(index)
+        if placed > job.hi:
+            break  # placements are sorted: nothing later is visible yet
+        plan = world.plan(index)
+        block.orders += 1
+        block.new_orders += placed > job.lo
+        if writer is not None:
+            _emit(plan, job.lo, job.hi, writer, late)
+        rows.writerow(_truth_row(plan))
+        if plan.cancelled_at is not None:
+            block.cancelled += 1
+        else:
+            block.final += 1
+            block.missed += plan.missed
+        block.modes[plan.failure_mode] += 1
+    if writer is not None:
+        writer.close()
+        # Stale tracker versions go out after the pages that carried the newer ones.
+        for at in range(0, len(late), PAGE_SIZE):
+            chunk = late[at : at + PAGE_SIZE]
+            writer.write_raw(
+                "carrier_trackers", _dumps(_envelope("carrier_trackers", chunk, False))
+            )
+            writer.records["carrier_trackers"] += len(chunk)
+        block.records = writer.records
+        block.pages = writer.seq
+    block.truth = buffer.getvalue()
+    return block
 
 
 def _replace_if_changed(tmp: Path, target: Path) -> None:
@@ -389,14 +496,37 @@ def _inject_bad_records(writer: PageWriter, until: datetime) -> int:
     )  # record without `id`
     writer.write_raw(
         "support_tickets",
-        _dumps({"tickets": [{"id": "abc", "status": "new", "created_at": stamp,
-                             "updated_at": stamp, "tags": ["wismo"]}],
-                "meta": {"has_more": False}, "links": {"next": None}}),
-    )  # fmt: skip  # `id` of the wrong type
+        _dumps(
+            {
+                "tickets": [
+                    {
+                        "id": "abc",
+                        "status": "new",
+                        "created_at": stamp,
+                        "updated_at": stamp,
+                        "tags": ["wismo"],
+                    }
+                ],
+                "meta": {"has_more": False},
+                "links": {"next": None},
+            }
+        ),
+    )  # `id` of the wrong type
     writer.write_raw(
         "carrier_trackers",
-        _dumps({"trackers": [{"id": "trk_" + "0" * 32, "object": "Tracker",
-                              "tracking_code": "BAD0001", "status": "in_transit",
-                              "updated_at": "yesterday-ish"}], "has_more": False}),
-    )  # fmt: skip  # unparseable update time
+        _dumps(
+            {
+                "trackers": [
+                    {
+                        "id": "trk_" + "0" * 32,
+                        "object": "Tracker",
+                        "tracking_code": "BAD0001",
+                        "status": "in_transit",
+                        "updated_at": "yesterday-ish",
+                    }
+                ],
+                "has_more": False,
+            }
+        ),
+    )  # unparseable update time
     return 4

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from orderwatch_dagster.sim.calendar import SHOP_TZ
+from orderwatch_dagster.sim.config import load_config
 from orderwatch_dagster.sim.world import (
     CUSTOMER_ID_BASE,
     OrderPlan,
@@ -63,20 +64,22 @@ def _day_prefix(day: int) -> str:
     return _time.strftime("%Y-%m-%d", _time.gmtime(day * 86400))
 
 
+# "HH:MM:SS" for every second of a day (~5 MB): one list index instead of three formats.
+_HMS: list[str] = [
+    f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)
+]
+
+
 def _clock(t: int) -> str:
     day, rest = divmod(t, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{_day_prefix(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return _day_prefix(day) + "T" + _HMS[rest]
 
 
-@lru_cache(maxsize=65536)
 def utc(t: int) -> str:
     """EasyPost / Zendesk style: 2026-10-05T18:03:11Z."""
     return _clock(t) + "Z"
 
 
-@lru_cache(maxsize=65536)
 def utc_offset(t: int) -> str:
     """ShipBob style: 2026-10-05T18:03:11+00:00."""
     return _clock(t) + "+00:00"
@@ -92,11 +95,16 @@ def _shop_offset(hour: int) -> tuple[int, str]:
     return seconds, f"{sign}{hh:02d}:{mm:02d}"
 
 
-@lru_cache(maxsize=65536)
 def shop(t: int) -> str:
     """Shopify style: shop-local with offset, 2026-10-05T14:03:11-04:00."""
     seconds, suffix = _shop_offset(t // 3600)
     return _clock(t + seconds) + suffix
+
+
+@lru_cache(maxsize=16)
+def _service_title(code: str) -> str:
+    level = load_config().services.get(code)
+    return level.title if level else code
 
 
 def money(cents: int) -> str:
@@ -116,6 +124,8 @@ def _last(events: list[tuple], moment: int) -> tuple | None:  # type: ignore[typ
 # -- Shopify ------------------------------------------------------------------------------
 def shipment_status_changes(shipment: ShipmentPlan) -> list[tuple[int, int, str]]:
     """(carrier time, arrival, Shopify shipment_status) where the mapped status changes."""
+    if shipment.status_changes is not None:
+        return shipment.status_changes
     out: list[tuple[int, int, str]] = []
     previous = ""
     for scan in shipment.scans:
@@ -125,6 +135,7 @@ def shipment_status_changes(shipment: ShipmentPlan) -> list[tuple[int, int, str]
         if status != previous:
             out.append((scan.at, scan.arrival, status))
             previous = status
+    shipment.status_changes = out
     return out
 
 
@@ -249,11 +260,7 @@ def shopify_order(plan: OrderPlan, moment: int) -> dict:
     else:
         fulfillment_status = "partial"
     subtotal = sum(sku.price_cents * qty for sku, qty in plan.lines)
-    level_title = {
-        "ground": "Ground (5 business days)",
-        "express": "Express (2 business days)",
-        "overnight": "Overnight (next business day)",
-    }[plan.service]
+    level_title = _service_title(plan.service)
     return {
         "id": plan.order_id,
         "admin_graphql_api_id": f"gid://shopify/Order/{plan.order_id}",

@@ -89,8 +89,12 @@ _REGION_SITE: dict[str, tuple[str, ...]] = {
 HUBS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "USPS": (("KANSAS CITY", "MO", "64121"), ("ATLANTA", "GA", "30320"), ("DENVER", "CO", "80266")),
     "UPS": (("LOUISVILLE", "KY", "40209"), ("HODGKINS", "IL", "60525"), ("ONTARIO", "CA", "91761")),
-    "FedEx": (("MEMPHIS", "TN", "38118"), ("INDIANAPOLIS", "IN", "46241"), ("FORT WORTH", "TX", "76177")),
-}  # fmt: skip
+    "FedEx": (
+        ("MEMPHIS", "TN", "38118"),
+        ("INDIANAPOLIS", "IN", "46241"),
+        ("FORT WORTH", "TX", "76177"),
+    ),
+}
 
 _CATEGORIES = (
     ("TEE", "Organic Cotton Tee", 2800, 180),
@@ -104,6 +108,8 @@ _CATEGORIES = (
     ("CNDL", "Soy Candle", 2400, 450),
     ("BLKT", "Wool Throw Blanket", 12800, 1400),
 )
+_STREETS = ("Oak", "Maple", "Cedar", "Elm", "Pine", "Lake", "Hill")
+_STREET_TYPES = ("St", "Ave", "Rd", "Blvd", "Ln")
 _VARIANTS = ("S", "M", "L", "BLK", "NAT", "XL")
 FIRST_NAMES = (
     "Ava",
@@ -119,7 +125,18 @@ FIRST_NAMES = (
     "Rosa",
     "Theo",
 )
-LAST_NAMES = ("Garcia", "Nguyen", "Smith", "Patel", "Kim", "Brown", "Lopez", "Cohen", "Okafor", "Silva")  # fmt: skip
+LAST_NAMES = (
+    "Garcia",
+    "Nguyen",
+    "Smith",
+    "Patel",
+    "Kim",
+    "Brown",
+    "Lopez",
+    "Cohen",
+    "Okafor",
+    "Silva",
+)
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,7 @@ class ShipmentPlan:
     delivered_at: int | None = None
     planned_delivery: date | None = None
     scans: list[Scan] = field(default_factory=list)
+    status_changes: list[tuple[int, int, str]] | None = None  # memo (feeds.py)
 
 
 @dataclass(slots=True)
@@ -425,7 +443,7 @@ class World:
             customer_created_at=placed - _ri(rng, 0, 700) * DAY - rng.randrange(DAY),
             first_name=first,
             last_name=last,
-            street=f"{_ri(rng, 1, 9899)} {rng.choice(('Oak', 'Maple', 'Cedar', 'Elm', 'Pine', 'Lake', 'Hill'))} {rng.choice(('St', 'Ave', 'Rd', 'Blvd', 'Ln'))}",  # noqa: E501
+            street=f"{_ri(rng, 1, 9899)} {rng.choice(_STREETS)} {rng.choice(_STREET_TYPES)}",
             zip=f"{dest.zip3}{_ri(rng, 0, 99):02d}",
             lines=lines,
             promised=promised,
@@ -493,12 +511,13 @@ class World:
         return plan
 
     def _tracking_code(self, carrier: str, index: int, k: int) -> str:
-        n = (self.seed * 1_000_000_007 + index * 4 + k) % 10**15
+        # Unique per (index, k) within a world (up to 25M orders); the seed varies the prefix.
+        serial = index * 4 + k
         if carrier == "UPS":
-            return f"1Z{n % 10**6:06d}03{n:015d}"[:18]
+            return f"1Z{(self.seed * 7919) % 10**6:06d}03{serial:08d}"
         if carrier == "FedEx":
-            return f"{7 * 10**11 + n % 10**11:012d}"
-        return f"9400{n:018d}"
+            return f"7{self.seed % 100:02d}{serial:09d}"
+        return f"9400{self.seed % 10**6:06d}{serial:012d}"
 
     def _cancel(self, plan: OrderPlan, rng: random.Random, od: date) -> None:
         """Cancelled before shipping (noise, not an exception)."""
@@ -589,10 +608,17 @@ class World:
         scans = shipment.scans
         origin = (site.city.upper(), site.state, site.zip)
         scans.append(
-            Scan(label + 60, label + lag(60, 900), "pre_transit", "label_created",
-                 "Shipping Label Created, USPS Awaiting Item" if shipment.carrier == "USPS"
-                 else "Shipment information sent to carrier", *origin)
-        )  # fmt: skip
+            Scan(
+                label + 60,
+                label + lag(60, 900),
+                "pre_transit",
+                "label_created",
+                "Shipping Label Created, USPS Awaiting Item"
+                if shipment.carrier == "USPS"
+                else "Shipment information sent to carrier",
+                *origin,
+            )
+        )
         accept = pickup + lag(1800, 3 * HOUR)
         if mode == "label_never_accepted":
             plan.failure_onset = pickup + DAY
@@ -620,24 +646,49 @@ class World:
                     plan.root_cause_type, plan.root_cause_entity = "region", dest.region
         hub = rng.choice(HUBS[shipment.carrier])
         dest_loc = (dest.city.upper(), dest.code, plan.zip)
-        scans.append(Scan(accept, accept + lag(120, 2400), "in_transit", "received_at_origin_facility",
-                          "Accepted at Origin Facility", *origin))  # fmt: skip
-        gap_days = _ri(rng, 2, 4) if mode == "scan_gap" else 0
+        scans.append(
+            Scan(
+                accept,
+                accept + lag(120, 2400),
+                "in_transit",
+                "received_at_origin_facility",
+                "Accepted at Origin Facility",
+                *origin,
+            )
+        )
         extra_days = 0
-        if mode == "scan_gap":
-            extra_days = gap_days - _ri(rng, 0, 1)
-        elif mode == "weather_delay":
+        if mode == "weather_delay":
             extra_days = _ri(rng, 1, 3)
         elif mode == "invalid_address" and address_variant == "carrier":
             extra_days = _ri(rng, 1, 2)
         final_day = self.add_bd(deliver_day, extra_days)
-        ofd = epoch(final_day, 7.0 + 2.5 * rng.random(), dest.tz)
-        at_dest = ofd - _ri(rng, 2 * HOUR, 6 * HOUR)
         # In-transit scans: every 4–30 h, none on Sundays, half of Saturdays skipped.
         t = accept
         where = origin
+        if mode == "scan_gap":
+            # One scan after acceptance, then the lane goes dark for 2–4 days, then resumes;
+            # the delivery slips at least to the business day after the scans resume.
+            gap_from = accept + _ri(rng, 4 * HOUR, 20 * HOUR)
+            scans.append(
+                Scan(gap_from, gap_from + lag(120, 2400), "in_transit", "departed_facility",
+                     "Departed Shipping Partner Facility", *origin)
+            )  # fmt: skip
+            plan.failure_onset = gap_from + DAY
+            gap_days = _ri(rng, 2, 4)
+            t = gap_from + gap_days * DAY + _ri(rng, 0, 6 * HOUR)
+            where = hub
+            scans.append(
+                Scan(t, t + lag(120, 2400), "in_transit", "arrived_at_facility",
+                     "Arrived at Shipping Partner Facility", *hub)
+            )  # fmt: skip
+            slipped = self.add_bd(deliver_day, gap_days - 1)
+            final_day = max(slipped, self.add_bd(local_date(t, dest.tz), 1))
+        ofd = epoch(final_day, 7.0 + 2.5 * rng.random(), dest.tz)
+        at_dest = ofd - _ri(rng, 2 * HOUR, 6 * HOUR)
+        if mode == "invalid_address" and address_variant == "carrier":
+            # Reaches the destination on time, where the address turns out to be wrong.
+            at_dest = min(at_dest, epoch(deliver_day, 4.0 + 2 * rng.random(), dest.tz))
         moves = 0
-        gap_done = mode != "scan_gap"
         stop_after = _ri(rng, 1, 3) if mode == "lost_parcel" else -1
         while True:
             t += _ri(rng, 4 * HOUR, 30 * HOUR)
@@ -646,13 +697,6 @@ class World:
             weekday = ((t - 5 * HOUR) // DAY + 3) % 7  # epoch day 0 was a Thursday
             if weekday == 6 or (weekday == 5 and rng.random() < 0.5):
                 continue
-            if not gap_done and moves >= 1:
-                # The lane goes dark: no scans for gap_days, then they resume.
-                plan.failure_onset = scans[-1].at + DAY
-                t = scans[-1].at + gap_days * DAY + _ri(rng, 0, 6 * HOUR)
-                gap_done = True
-                if t >= at_dest - HOUR:
-                    break
             moves += 1
             where = hub if moves % 3 else origin
             detail, message = (
@@ -668,70 +712,149 @@ class World:
             plan.failure_onset = last_seen + DAY
             plan.root_cause_type, plan.root_cause_entity = "carrier", shipment.carrier
             lost_at = last_seen + _ri(rng, 5, 8) * DAY + _ri(rng, 0, 8 * HOUR)
-            scans.append(Scan(lost_at, lost_at + lag(120, 2400), "failure", "lost",
-                              "Package is lost and cannot be delivered", *where))  # fmt: skip
+            scans.append(
+                Scan(
+                    lost_at,
+                    lost_at + lag(120, 2400),
+                    "failure",
+                    "lost",
+                    "Package is lost and cannot be delivered",
+                    *where,
+                )
+            )
             return
-        if not gap_done and plan.failure_onset is None:
-            # Too short a trip for a visible gap: it still went dark for those days.
-            plan.failure_onset = scans[-1].at + DAY
-        scans.append(Scan(at_dest, at_dest + lag(120, 2400), "in_transit",
-                          "arrived_at_destination", "Arrived at Post Office"
-                          if shipment.carrier == "USPS" else "Arrived at Destination Facility",
-                          *dest_loc))  # fmt: skip
+        scans.append(
+            Scan(
+                at_dest,
+                at_dest + lag(120, 2400),
+                "in_transit",
+                "arrived_at_destination",
+                "Arrived at Post Office"
+                if shipment.carrier == "USPS"
+                else "Arrived at Destination Facility",
+                *dest_loc,
+            )
+        )
         if mode == "weather_delay":
             storm_at = epoch(deliver_day, 6.0 + 3 * rng.random(), dest.tz)
-            storm_at = max(storm_at, scans[-2].at + HOUR)
+            # The storm hits on the planned delivery day; the parcel then crawls on.
+            storm_at = min(max(storm_at, accept + HOUR), scans[-1].at - 600)
             plan.failure_onset = storm_at
-            scans.insert(len(scans) - 1, Scan(storm_at, storm_at + lag(120, 2400), "in_transit",
-                         "weather_delay", "Delivery delayed due to severe weather", *hub))  # fmt: skip
+            scans.insert(
+                len(scans) - 1,
+                Scan(
+                    storm_at,
+                    storm_at + lag(120, 2400),
+                    "in_transit",
+                    "weather_delay",
+                    "Delivery delayed due to severe weather",
+                    *dest_loc,
+                ),
+            )
             scans.sort(key=lambda s: s.at)
         if mode == "invalid_address" and address_variant == "carrier":
-            fix_at = epoch(deliver_day, 9.0 + 4 * rng.random(), dest.tz)
-            fix_at = min(max(fix_at, at_dest + 600), ofd - 600)
+            fix_at = min(at_dest + _ri(rng, HOUR, 4 * HOUR), ofd - 600)
             plan.failure_onset = fix_at
             plan.root_cause_type, plan.root_cause_entity = "address", plan.name
-            scans.append(Scan(fix_at, fix_at + lag(120, 2400), "in_transit", "address_correction",
-                              "Address information corrected; delivery rescheduled", *dest_loc))  # fmt: skip
-        scans.append(Scan(ofd, ofd + lag(120, 1800), "out_for_delivery", "out_for_delivery",
-                          "Out for Delivery", *dest_loc))  # fmt: skip
+            scans.append(
+                Scan(
+                    fix_at,
+                    fix_at + lag(120, 2400),
+                    "in_transit",
+                    "address_correction",
+                    "Address information corrected; delivery rescheduled",
+                    *dest_loc,
+                )
+            )
+        scans.append(
+            Scan(
+                ofd,
+                ofd + lag(120, 1800),
+                "out_for_delivery",
+                "out_for_delivery",
+                "Out for Delivery",
+                *dest_loc,
+            )
+        )
         delivered = ofd + _ri(rng, HOUR, 10 * HOUR)
         if mode in ("failed_delivery", "return_to_sender"):
             plan.failure_onset = delivered
             if mode == "return_to_sender" or rng.random() < 0.5:
-                scans.append(Scan(delivered, delivered + lag(120, 1800), "failure",
-                                  "delivery_exception", "Delivery Attempted - No Access to Delivery "
-                                  "Location" if mode == "failed_delivery" else
-                                  "Delivery Exception - Addressee Unknown", *dest_loc))  # fmt: skip
+                scans.append(
+                    Scan(
+                        delivered,
+                        delivered + lag(120, 1800),
+                        "failure",
+                        "delivery_exception",
+                        "Delivery Attempted - No Access to Delivery Location"
+                        if mode == "failed_delivery"
+                        else "Delivery Exception - Addressee Unknown",
+                        *dest_loc,
+                    )
+                )
                 if mode == "return_to_sender":
                     plan.root_cause_type, plan.root_cause_entity = "address", plan.name
-                    rts_at = epoch(self.add_bd(final_day, _ri(rng, 2, 4)), 10 + 6 * rng.random(),
-                                   dest.tz)  # fmt: skip
-                    scans.append(Scan(rts_at, rts_at + lag(120, 1800), "return_to_sender", "return",
-                                      "Return to Sender Processed", *dest_loc))  # fmt: skip
+                    rts_at = epoch(
+                        self.add_bd(final_day, _ri(rng, 2, 4)), 10 + 6 * rng.random(), dest.tz
+                    )
+                    scans.append(
+                        Scan(
+                            rts_at,
+                            rts_at + lag(120, 1800),
+                            "return_to_sender",
+                            "return",
+                            "Return to Sender Processed",
+                            *dest_loc,
+                        )
+                    )
                     back = rts_at + _ri(rng, 3, 6) * DAY
                     plan.returns.append(
                         ReturnPlan(
-                            k=0, outcome="return_to_sender", line_index=shipment.line_indexes[0],
+                            k=0,
+                            outcome="return_to_sender",
+                            line_index=shipment.line_indexes[0],
                             reason="undeliverable",
                             events=[(back, "open"), (back + _ri(rng, HOUR, 2 * DAY), "closed")],
                             tracking_number=shipment.tracking_code,
                         )
-                    )  # fmt: skip
+                    )
                     return
                 redo = self.add_bd(local_date(delivered, dest.tz), 1)
                 ofd2 = epoch(redo, 7.0 + 2.5 * rng.random(), dest.tz)
-                scans.append(Scan(ofd2, ofd2 + lag(120, 1800), "out_for_delivery",
-                                  "out_for_delivery", "Out for Delivery", *dest_loc))  # fmt: skip
+                scans.append(
+                    Scan(
+                        ofd2,
+                        ofd2 + lag(120, 1800),
+                        "out_for_delivery",
+                        "out_for_delivery",
+                        "Out for Delivery",
+                        *dest_loc,
+                    )
+                )
                 delivered = ofd2 + _ri(rng, HOUR, 10 * HOUR)
             else:
-                scans.append(Scan(delivered, delivered + lag(120, 1800), "available_for_pickup",
-                                  "arrived_at_pickup_location", "Available for Pickup",
-                                  *dest_loc))  # fmt: skip
+                scans.append(
+                    Scan(
+                        delivered,
+                        delivered + lag(120, 1800),
+                        "available_for_pickup",
+                        "arrived_at_pickup_location",
+                        "Available for Pickup",
+                        *dest_loc,
+                    )
+                )
                 delivered = delivered + _ri(rng, 1, 3) * DAY + _ri(rng, 0, 4 * HOUR)
             plan.root_cause_type, plan.root_cause_entity = "carrier", shipment.carrier
-        scans.append(Scan(delivered, delivered + lag(120, 1800), "delivered", "arrived_at_destination",
-                          "Delivered, In/At Mailbox" if shipment.carrier == "USPS" else "Delivered",
-                          *dest_loc))  # fmt: skip
+        scans.append(
+            Scan(
+                delivered,
+                delivered + lag(120, 1800),
+                "delivered",
+                "arrived_at_destination",
+                "Delivered, In/At Mailbox" if shipment.carrier == "USPS" else "Delivered",
+                *dest_loc,
+            )
+        )
         shipment.delivered_at = delivered
         if rng.random() < 0.015:
             # A scan the carrier uploads late: dated before delivery, first seen after it.

@@ -52,7 +52,10 @@ last_events as (
             milestones.evidence,
             row_number() over (
                 partition by milestones.order_id
-                order by milestones.actual_at desc, milestones.milestone_rank desc nulls last
+                order by
+                    milestones.actual_at desc,
+                    milestones.milestone_rank desc nulls last,
+                    milestones.milestone
             ) as event_rank
         from milestones
         left join current_ranks on milestones.order_id = current_ranks.order_id

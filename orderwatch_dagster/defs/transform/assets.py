@@ -1,5 +1,4 @@
-"""dbt models as Dagster assets: sources map onto the ingest assets, dbt tests become asset checks."""
-
+"""dbt models as Dagster assets: sources are the ingest assets, dbt tests are asset checks."""
 
 import json
 import os
@@ -63,7 +62,9 @@ def dbt_environment(warehouse: dg.ConfigurableResource) -> dict[str, str]:
     required_resource_keys={"warehouse", "dbt"},
     name="orderwatch_dbt_models",
 )
-def orderwatch_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> Iterator[Any]:
+def orderwatch_dbt_models(
+    context: dg.AssetExecutionContext, config: DbtBuildConfig
+) -> Iterator[Any]:
     # Resource keys are declared on the decorator: the warehouse type differs by engine.
     dbt: DbtCliResource = context.resources.dbt
     # dbt runs as a subprocess that inherits this environment (the executor is in-process).

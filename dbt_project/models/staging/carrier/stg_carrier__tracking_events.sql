@@ -1,3 +1,6 @@
+-- A table, not a view: it reads every tracker version and many tests and models read it.
+{{ config(materialized='table') }}
+
 -- Every tracker version carries the full scan history, and late scans can first appear in a
 -- later version, so scans come from ALL versions, deduplicated.
 with
@@ -70,9 +73,9 @@ renamed as (
         {{ dbt.hash(dbt.concat([
             "tracker_id", "'|'",
             "cast(event_at as " ~ dbt.type_string() ~ ")", "'|'",
-            "coalesce(status, '')", "'|'",
-            "coalesce(status_detail, '')", "'|'",
-            "coalesce(message, '')"
+            "coalesce(status, '<null>')", "'|'",
+            "coalesce(status_detail, '<null>')", "'|'",
+            "coalesce(message, '<null>')"
         ])) }} as event_id,
         tracker_id,
         tracking_number,

@@ -1,3 +1,6 @@
+-- A table, not a view: it reads every ShipBob order version and many tests and models read it.
+{{ config(materialized='table') }}
+
 -- ShipBob shipments carry no history: every raw version is one observed state, so the
 -- timeline is the distinct (shipment, status, detail, last_update_at) across ALL versions.
 with
@@ -34,8 +37,8 @@ renamed as (
     select
         {{ dbt.hash(dbt.concat([
             "cast(shipment_id as " ~ dbt.type_string() ~ ")", "'|'",
-            "coalesce(status, '')", "'|'",
-            "coalesce(status_detail, '')", "'|'",
+            "coalesce(status, '<null>')", "'|'",
+            "coalesce(status_detail, '<null>')", "'|'",
             "cast(observed_at as " ~ dbt.type_string() ~ ")"
         ])) }} as status_change_id,
         shipment_id,

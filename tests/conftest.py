@@ -1,0 +1,103 @@
+"""Shared fixtures: one simulated world per test session, and the local PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pytest
+
+from orderwatch_dagster.sim import simulate
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+
+
+@dataclass(frozen=True)
+class World:
+    home: Path
+    landing: Path
+    warehouse: Path
+    run: dg.ExecuteInProcessResult
+
+
+def run_pipeline(home: Path) -> dg.ExecuteInProcessResult:
+    """The code location's own pipeline job, in-process, on ORDERWATCH_HOME=home."""
+    from orderwatch_dagster.definitions import defs
+
+    os.environ["ORDERWATCH_HOME"] = str(home)
+    os.environ.pop("ORDERWATCH_AS_OF", None)
+    job = defs().resolve_job_def("orderwatch_pipeline_job")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=True)
+    return result
+
+
+def build_world(home: Path, *, days: int, orders_per_day: int, seed: int) -> World:
+    landing = home / "landing"
+    simulate(
+        landing,
+        seed=seed,
+        start=date(2026, 10, 1),
+        days=days,
+        orders_per_day=orders_per_day,
+        clock_file=home / "clock",
+    )
+    result = run_pipeline(home)
+    return World(home=home, landing=landing, warehouse=home / "warehouse.duckdb", run=result)
+
+
+@pytest.fixture(scope="session")
+def world_30x1000(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The issue's reference world (30 days x 1000 orders/day, seed 7), ingested and built once."""
+    saved = os.environ.get("ORDERWATCH_HOME")
+    world = build_world(
+        tmp_path_factory.mktemp("world_30x1000"), days=30, orders_per_day=1000, seed=7
+    )
+    yield world
+    if saved is None:
+        os.environ.pop("ORDERWATCH_HOME", None)
+    else:
+        os.environ["ORDERWATCH_HOME"] = saved
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        psycopg2.connect(connect_timeout=3, **PG).close()
+    except psycopg2.OperationalError as error:
+        return str(error).strip()
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> dict[str, object]:
+    """Connection settings of the local server; skip without one, except under CI=true."""
+    problem = _postgres_reachable()
+    if problem:
+        message = f"PostgreSQL at 127.0.0.1:5432 is not reachable: {problem}"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+        pytest.skip(message)
+    return dict(PG)
+
+
+@pytest.fixture
+def scratch_database(postgres_server: dict[str, object]) -> Iterator[str]:
+    """A fresh database on the local server, dropped afterwards."""
+    name = f"orderwatch_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(**postgres_server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'create database "{name}"')
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
