@@ -9,7 +9,6 @@ rule's threshold before now. The per-mode recall table is printed (`pytest -s` s
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -120,26 +119,14 @@ def world_30x1000(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
-    with (landing / "ground_truth.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
     con.execute(
-        "create or replace temp table truth (order_id bigint, missed_promise boolean,"
-        " failure_mode varchar, failure_onset_at timestamptz, actual_delivery_at timestamptz,"
-        " promised_deliver_by timestamptz)"
-    )
-    con.executemany(
-        "insert into truth values (?, ?, ?, ?, ?, ?)",
-        [
-            [
-                int(r["order_id"]),
-                r["missed_promise"] == "true",
-                r["failure_mode"],
-                r["failure_onset_at"] or None,
-                r["actual_delivery_at"] or None,
-                r["promised_deliver_by"] or None,
-            ]
-            for r in rows
-        ],
+        "create or replace temp table truth as select order_id, missed_promise, failure_mode,"
+        " failure_onset_at, actual_delivery_at, promised_deliver_by"
+        " from read_csv(?, header = true, all_varchar = false, types = {"
+        "'order_id': 'BIGINT', 'missed_promise': 'BOOLEAN', 'failure_mode': 'VARCHAR',"
+        " 'failure_onset_at': 'TIMESTAMPTZ', 'actual_delivery_at': 'TIMESTAMPTZ',"
+        " 'promised_deliver_by': 'TIMESTAMPTZ'})",
+        [str(landing / "ground_truth.csv")],
     )
 
 

@@ -196,6 +196,22 @@ def test_source_folders_define_every_feed_and_its_check() -> None:
     assert {check.asset_key for check in checks} == keys
 
 
+def test_code_location_binds_duckdb_by_default_and_postgres_on_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orderwatch_dagster.defs.resources import PostgresWarehouse, warehouse_resources
+
+    monkeypatch.delenv("ORDERWATCH_WAREHOUSE_ENGINE", raising=False)
+    assert isinstance(warehouse_resources(None).resources["warehouse"], DuckDBWarehouse)
+    monkeypatch.setenv("ORDERWATCH_WAREHOUSE_ENGINE", "postgres")
+    monkeypatch.setenv("ORDERWATCH_PG_DATABASE", "orderwatch_prod")
+    monkeypatch.setenv("ORDERWATCH_PG_PASSWORD", "s3cret")
+    bound = warehouse_resources(None).resources["warehouse"]
+    assert isinstance(bound, PostgresWarehouse)
+    assert bound.database == "orderwatch_prod"
+    assert bound.password == dg.EnvVar("ORDERWATCH_PG_PASSWORD")  # resolved at launch
+
+
 # -- file drop: idempotence, versions, ledger -------------------------------------------------
 
 

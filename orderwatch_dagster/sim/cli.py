@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from orderwatch_dagster.lib.settings import landing_dir, parse_timestamp
@@ -68,6 +68,5 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     doc = summary.as_dict()
     doc["orders_per_second"] = round(summary.orders / summary.seconds) if summary.seconds else None
-    doc["now"] = datetime.now(UTC).isoformat(timespec="seconds")
     print(json.dumps(doc, indent=2))
     return 0

@@ -3,6 +3,7 @@
 import json
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -55,6 +56,21 @@ def dbt_environment(warehouse: dg.ConfigurableResource) -> dict[str, str]:
     }
 
 
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """dbt runs as a subprocess of this one and inherits its environment; restore it after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @dbt_assets(
     manifest=orderwatch_dbt_project().manifest_path,
     project=orderwatch_dbt_project(),
@@ -67,11 +83,10 @@ def orderwatch_dbt_models(
 ) -> Iterator[Any]:
     # Resource keys are declared on the decorator: the warehouse type differs by engine.
     dbt: DbtCliResource = context.resources.dbt
-    # dbt runs as a subprocess that inherits this environment (the executor is in-process).
-    os.environ.update(dbt_environment(context.resources.warehouse))
     as_of = settings.now()
     args = ["build", "--vars", json.dumps({"as_of": as_of.isoformat()})]
     if config.full_refresh:
         args.append("--full-refresh")
     context.log.info(f"dbt build as of {as_of.isoformat()}")
-    yield from dbt.cli(args, context=context).stream()
+    with _environment(dbt_environment(context.resources.warehouse)):
+        yield from dbt.cli(args, context=context).stream()
