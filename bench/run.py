@@ -61,7 +61,8 @@ def bench_ingest(sizes: list[int], sim_rss_orders: int) -> str:
             ingest, result = stage(home, "ingest")
             rows.append(
                 f"| {days * per_day:,} | {days}×{per_day:,} | {sim.seconds:.1f} | "
-                f"{days * per_day / sim.seconds:,.0f} | {sim.peak_rss_mb:,.0f} | {landing_mb:,.0f} | "
+                f"{days * per_day / sim.seconds:,.0f} | {sim.peak_rss_mb:,.0f} | "
+                f"{landing_mb:,.0f} | "
                 f"{ingest.seconds:.1f} | {days * per_day / ingest.seconds:,.0f} | "
                 f"{result['rows_loaded']:,} | {ingest.peak_rss_mb:,.0f} |"
             )

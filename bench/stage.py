@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         run_config = None
     else:
         selection = {key for key in graph.materializable_asset_keys if key not in raw_keys}
-        run_config = {"ops": {"orderwatch_dbt_models": {"config": {"full_refresh": args.full_refresh}}}}
+        dbt_config = {"config": {"full_refresh": args.full_refresh}}
+        run_config = {"ops": {"orderwatch_dbt_models": dbt_config}}
     began = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(

@@ -72,3 +72,36 @@
     {%- endif %}
     {%- endfor %}
 {%- endmacro %}
+
+{#- The business-hour clock of a timestamptz: hours elapsed on business days of the shop
+    calendar (int_business_days_enumerated joined as `cal_alias` on the local date of `ts_expr`)
+    since the calendar's start. Differences of two clocks are business hours between them. -#}
+{% macro business_clock(ts_expr, cal_alias) -%}
+    (
+        24.0 * ({{ cal_alias }}.business_day_index - case when {{ cal_alias }}.is_business_day then 1 else 0 end)
+        + case
+            when {{ cal_alias }}.is_business_day
+                then {{ hours_between(
+                    'cast(' ~ cal_alias ~ '.calendar_date as timestamp)',
+                    to_local_timestamp(ts_expr, "'" ~ var('shop_time_zone') ~ "'")
+                ) }}
+            else 0
+        end
+    )
+{%- endmacro %}
+
+{#- The local date of a timestamptz in the shop's zone (join key to the calendar). -#}
+{% macro shop_local_date(ts_expr) -%}
+    cast({{ to_local_timestamp(ts_expr, "'" ~ var('shop_time_zone') ~ "'") }} as date)
+{%- endmacro %}
+
+{#- Inverse of business_clock: the instant a business-hour clock value is reached, given the
+    calendar row `cal_alias` of the business day with index floor(clock / 24) + 1. -#}
+{% macro business_clock_instant(clock_expr, cal_alias) -%}
+    (
+        (
+            cast({{ cal_alias }}.calendar_date as timestamp)
+            + (({{ clock_expr }}) - 24.0 * ({{ cal_alias }}.business_day_index - 1)) * interval '1 hour'
+        ) at time zone '{{ var("shop_time_zone") }}'
+    )
+{%- endmacro %}

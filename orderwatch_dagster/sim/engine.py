@@ -1,8 +1,11 @@
 """`simulate()`: plan each order, emit what changed in (previous clock, until], page by page.
 
-Streaming: one order plan lives at a time; per-feed page buffers are flushed every
-PAGE_SIZE records; ground truth is written row by row. Continuation calls replay the
-same deterministic plans and emit only the changes inside their window.
+Streaming: the world is cut into one block per simulated day; a block plans its orders one
+at a time, flushes per-feed page buffers every PAGE_SIZE records and returns its ground
+truth rows, so memory is bounded by one day (any number of days). Blocks are pure
+functions of (world, day, window): `workers` > 1 runs them in parallel with identical
+bytes. Continuation calls replay the same deterministic plans and emit only the changes
+inside their window (the 3PL feed: every version inside it).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 import time as _time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -481,9 +484,6 @@ def _truth_row(plan: OrderPlan) -> list[str]:
         "vip" if plan.vip else "standard",
         plan.destination.region,
     ]
-
-
-_BadMaker = Callable[[str], tuple[str, bytes]]
 
 
 def _inject_bad_records(writer: PageWriter, until: datetime) -> int:

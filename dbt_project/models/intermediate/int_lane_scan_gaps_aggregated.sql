@@ -1,5 +1,6 @@
 -- One row per lane: its scan-gap distribution and the threshold the scan_gap rule uses,
--- max(percentile var scan_gap_percentile of the lane's gaps, var scan_gap_floor_hours).
+-- max(percentile var scan_gap_percentile of the lane's gaps, var scan_gap_floor_hours), in
+-- business hours (int_lane_scan_gaps_measured.gap_business_hours).
 -- Lanes with fewer than 20 gaps fall back to the all-lanes percentile (lane '*').
 
 with
@@ -12,9 +13,9 @@ per_lane as (
     select
         lane,
         count(*) as gap_count,
-        percentile_cont({{ var('scan_gap_percentile') }}) within group (order by gap_hours)
+        percentile_cont({{ var('scan_gap_percentile') }}) within group (order by gap_business_hours)
             as percentile_gap_hours,
-        max(gap_hours) as max_gap_hours
+        max(gap_business_hours) as max_gap_hours
     from gaps
     group by lane
 ),
@@ -23,9 +24,9 @@ overall as (
     select
         cast('*' as varchar) as lane,
         count(*) as gap_count,
-        percentile_cont({{ var('scan_gap_percentile') }}) within group (order by gap_hours)
+        percentile_cont({{ var('scan_gap_percentile') }}) within group (order by gap_business_hours)
             as percentile_gap_hours,
-        max(gap_hours) as max_gap_hours
+        max(gap_business_hours) as max_gap_hours
     from gaps
 ),
 

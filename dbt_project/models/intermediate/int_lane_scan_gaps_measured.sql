@@ -1,6 +1,8 @@
 -- Every gap between consecutive physical carrier scans of a parcel (pre-transit / unknown /
 -- cancelled events are not scans; nothing after the first delivery counts), with the parcel's
 -- lane = shipping warehouse -> destination region. Input of the lanes' scan-gap thresholds.
+-- gap_business_hours counts only business days of the shop calendar: carriers barely scan on
+-- weekends and holidays, so a Friday-evening-to-Monday silence is routine, not a gap.
 
 with
 
@@ -11,6 +13,10 @@ shipments as (
 
 promises as (
     select * from {{ ref('int_order_promises') }}
+),
+
+calendar as (
+    select * from {{ ref('int_business_days_enumerated') }}
 ),
 
 scans as (
@@ -60,7 +66,14 @@ select
     parcels.warehouse_name || ' -> ' || parcels.destination_region as lane,
     gaps.previous_scan_at,
     gaps.scan_at,
-    {{ hours_between('gaps.previous_scan_at', 'gaps.scan_at') }} as gap_hours
+    {{ hours_between('gaps.previous_scan_at', 'gaps.scan_at') }} as gap_hours,
+    {{ business_clock('gaps.previous_scan_at', 'previous_day') }} as previous_scan_business_clock,
+    {{ business_clock('gaps.scan_at', 'scan_day') }}
+    - {{ business_clock('gaps.previous_scan_at', 'previous_day') }} as gap_business_hours
 from gaps
 inner join parcels on gaps.tracking_number = parcels.tracking_number
+inner join calendar as previous_day
+    on {{ shop_local_date('gaps.previous_scan_at') }} = previous_day.calendar_date
+inner join calendar as scan_day
+    on {{ shop_local_date('gaps.scan_at') }} = scan_day.calendar_date
 where gaps.previous_scan_at is not null
