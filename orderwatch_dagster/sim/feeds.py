@@ -268,7 +268,8 @@ def shopify_order(plan: OrderPlan, moment: int) -> dict:
         "order_number": int(plan.order_number),
         "email": email(plan),
         "created_at": shop(plan.placed_at),
-        "processed_at": shop(plan.paid_at),
+        # Capture time once paid (docs/feeds.md); never a future instant before that.
+        "processed_at": shop(plan.paid_at if plan.paid_at <= moment else plan.placed_at),
         "updated_at": shop(updated),
         "cancelled_at": shop(plan.cancelled_at) if cancelled and plan.cancelled_at else None,
         "cancel_reason": "customer" if cancelled else None,

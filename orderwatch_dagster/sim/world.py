@@ -582,7 +582,8 @@ class World:
             plan.failure_onset = max(expected, earliest)
             plan.root_cause_type, plan.root_cause_entity = "warehouse", site.name
             shipment.wms.append((plan.failure_onset, "Processing", None, "PendingLate"))
-            ship_day = self.add_bd(ship_day, _ri(rng, 1, 3))
+            # The slip always carries it past the promised ship date (else it is no failure).
+            ship_day = self.add_bd(max(ship_day, plan.promised_ship), _ri(rng, 1, 3))
         day_open = epoch(ship_day, 8.0, site.tz)
         pick = max(earliest, day_open + _ri(rng, 0, 5 * HOUR))
         pack = pick + _ri(rng, 600, 90 * 60)

@@ -191,8 +191,9 @@ no_first_scan as (
     group by label_deadlines.order_id
 ),
 
--- scan gaps: a closed gap longer than the lane threshold, or silence since the last scan
--- longer than it (open, not yet delivered / returned)
+-- scan gaps (business hours): a closed gap longer than the lane threshold, or silence since the
+-- last scan longer than it (open, not yet delivered / returned). The threshold is crossed at
+-- the instant the business-hour clock passes last scan + threshold.
 parcel_thresholds as (
     select
         parcels.order_id,
@@ -208,57 +209,94 @@ parcel_thresholds as (
     cross join (select threshold_hours from lane_thresholds where lane = '*') as overall
 ),
 
-closed_gaps as (
+closed_gap_checks as (
     select
         gaps.order_id,
-        max(gaps.gap_hours) as max_closed_gap_hours,
+        gaps.gap_hours,
+        gaps.gap_business_hours,
+        gaps.previous_scan_at,
+        gaps.previous_scan_business_clock + parcel_thresholds.threshold_hours as breach_clock,
+        gaps.gap_business_hours > parcel_thresholds.threshold_hours as is_breach
+    from gaps
+    inner join parcel_thresholds on gaps.shipment_id = parcel_thresholds.shipment_id
+),
+
+closed_gaps as (
+    select
+        closed_gap_checks.order_id,
+        max(closed_gap_checks.gap_business_hours) as max_closed_gap_hours,
         min(
             case
-                when gaps.gap_hours > parcel_thresholds.threshold_hours
-                    then {{ add_hours('gaps.previous_scan_at', 'parcel_thresholds.threshold_hours') }}
+                when closed_gap_checks.is_breach
+                    then {{ business_clock_instant('closed_gap_checks.breach_clock', 'breach_day') }}
             end
         ) as first_gap_breach_at,
         min(
             case
-                when gaps.gap_hours > {{ var('lost_after_days') }} * 24
-                    then {{ add_hours('gaps.previous_scan_at', var('lost_after_days') * 24) }}
+                when closed_gap_checks.gap_hours > {{ var('lost_after_days') }} * 24
+                    then {{ add_hours('closed_gap_checks.previous_scan_at', var('lost_after_days') * 24) }}
             end
         ) as first_lost_breach_at
-    from gaps
-    inner join parcel_thresholds on gaps.shipment_id = parcel_thresholds.shipment_id
-    group by gaps.order_id
+    from closed_gap_checks
+    left join calendar as breach_day
+        on closed_gap_checks.is_breach
+        and breach_day.is_business_day
+        and breach_day.business_day_index
+        = cast(floor(closed_gap_checks.breach_clock / 24.0) as integer) + 1
+    group by closed_gap_checks.order_id
+),
+
+order_thresholds as (
+    select order_id, max(threshold_hours) as scan_gap_threshold_hours
+    from parcel_thresholds
+    group by order_id
+),
+
+-- silence since the last scan of a parcel still with the carrier, in business hours
+open_gap_checks as (
+    select
+        parcel_thresholds.order_id,
+        parcel_thresholds.last_scan_at,
+        parcel_thresholds.threshold_hours,
+        as_of.as_of,
+        {{ business_clock('as_of.as_of', 'as_of_day') }}
+        - {{ business_clock('parcel_thresholds.last_scan_at', 'last_day') }} as open_business_hours,
+        {{ business_clock('parcel_thresholds.last_scan_at', 'last_day') }}
+        + parcel_thresholds.threshold_hours as breach_clock
+    from parcel_thresholds
+    cross join as_of
+    inner join calendar as last_day
+        on {{ shop_local_date('parcel_thresholds.last_scan_at') }} = last_day.calendar_date
+    inner join calendar as as_of_day
+        on {{ shop_local_date('as_of.as_of') }} = as_of_day.calendar_date
+    where parcel_thresholds.last_scan_at is not null
+        and not parcel_thresholds.is_carrier_terminal
 ),
 
 open_gaps as (
     select
-        parcel_thresholds.order_id,
-        max(parcel_thresholds.threshold_hours) as scan_gap_threshold_hours,
-        max(
-            case
-                when not parcel_thresholds.is_carrier_terminal
-                    then {{ hours_between('parcel_thresholds.last_scan_at', 'as_of.as_of') }}
-            end
-        ) as open_gap_hours,
+        open_gap_checks.order_id,
+        max(open_gap_checks.open_business_hours) as open_gap_hours,
         min(
             case
-                when not parcel_thresholds.is_carrier_terminal
-                    and {{ hours_between('parcel_thresholds.last_scan_at', 'as_of.as_of') }}
-                    > parcel_thresholds.threshold_hours
-                    then {{ add_hours('parcel_thresholds.last_scan_at', 'parcel_thresholds.threshold_hours') }}
+                when open_gap_checks.open_business_hours > open_gap_checks.threshold_hours
+                    then {{ business_clock_instant('open_gap_checks.breach_clock', 'breach_day') }}
             end
         ) as open_gap_breach_at,
         min(
             case
-                when not parcel_thresholds.is_carrier_terminal
-                    and {{ hours_between('parcel_thresholds.last_scan_at', 'as_of.as_of') }}
+                when {{ hours_between('open_gap_checks.last_scan_at', 'open_gap_checks.as_of') }}
                     > {{ var('lost_after_days') }} * 24
-                    then {{ add_hours('parcel_thresholds.last_scan_at', var('lost_after_days') * 24) }}
+                    then {{ add_hours('open_gap_checks.last_scan_at', var('lost_after_days') * 24) }}
             end
         ) as open_lost_breach_at
-    from parcel_thresholds
-    cross join as_of
-    where parcel_thresholds.last_scan_at is not null
-    group by parcel_thresholds.order_id
+    from open_gap_checks
+    left join calendar as breach_day
+        on open_gap_checks.open_business_hours > open_gap_checks.threshold_hours
+        and breach_day.is_business_day
+        and breach_day.business_day_index
+        = cast(floor(open_gap_checks.breach_clock / 24.0) as integer) + 1
+    group by open_gap_checks.order_id
 ),
 
 -- carrier exceptions: canonical exception statuses, or a delay / exception detail on a scan.
@@ -421,7 +459,7 @@ select
             then closed_gaps.first_gap_breach_at
         else open_gaps.open_gap_breach_at
     end as scan_gap_detected_at,
-    open_gaps.scan_gap_threshold_hours,
+    order_thresholds.scan_gap_threshold_hours,
     closed_gaps.max_closed_gap_hours,
     open_gaps.open_gap_hours,
     carrier_exception.carrier_exception_occurred,
@@ -458,4 +496,5 @@ inner join fulfillment_hold on base.order_id = fulfillment_hold.order_id
 left join no_first_scan on base.order_id = no_first_scan.order_id
 left join closed_gaps on base.order_id = closed_gaps.order_id
 left join open_gaps on base.order_id = open_gaps.order_id
+left join order_thresholds on base.order_id = order_thresholds.order_id
 left join delivery on base.order_id = delivery.order_id
