@@ -1,26 +1,22 @@
 """Detection quality against the simulator's ground truth (30 days x 1000 orders/day, seed 7).
 
-The world is simulated, ingested through the real ingest assets and built with `dbt build`
-(fixture `world_30x1000`); then order_state is compared with `ground_truth.csv`:
-every order present, missed_promise right for >= 99 % of the orders delivered by now, and every
+The world is simulated, ingested and built by the code location's own pipeline job (conftest's
+session fixture `world_30x1000`); then order_state is compared with `ground_truth.csv`: every
+order present, missed_promise right for >= 99 % of the orders delivered by now, and every
 injected failure mode caught by its rule for >= 90 % of its orders whose onset is at least the
 rule's threshold before now. The per-mode recall table is printed (`pytest -s` shows it).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import World
 
-ROOT = Path(__file__).resolve().parents[1]
-DBT_DIR = ROOT / "dbt_project"
-BIN = ROOT / ".venv" / "bin"
 MISSED_AGREEMENT_MIN = 0.99
 RECALL_MIN = 0.90
 
@@ -69,53 +65,6 @@ class ModeRecall:
     @property
     def recall(self) -> float:
         return self.caught / self.eligible if self.eligible else 1.0
-
-
-def run(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
-
-
-def build_world(home: Path, days: int, orders_per_day: int, seed: int = 7) -> tuple[Path, Path]:
-    """Simulate into home/landing, ingest with the real assets, `dbt build` as of the sim clock."""
-    landing = home / "landing"
-    warehouse = home / "warehouse.duckdb"
-    env = {
-        **os.environ,
-        "ORDERWATCH_HOME": str(home),
-        "ORDERWATCH_WAREHOUSE": str(warehouse),
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DBT_TARGET_PATH": str(home / "dbt_target"),
-        "DBT_LOG_PATH": str(home / "dbt_logs"),
-    }
-    env.pop("ORDERWATCH_AS_OF", None)
-    sim = [str(BIN / "python"), "-m", "orderwatch_dagster.sim", "--days", str(days)]
-    sim += ["--orders-per-day", str(orders_per_day), "--seed", str(seed)]
-    run([*sim, "--out", str(landing), "--quiet"], env)
-    ingest = (
-        "import dagster as dg\n"
-        "from orderwatch_dagster.lib.settings import FEED_FOLDERS\n"
-        "from orderwatch_dagster.defs.ingest.factory import build_ingest_asset\n"
-        "from orderwatch_dagster.defs.ingest.connector import default_connectors\n"
-        "from orderwatch_dagster.defs.resources import DuckDBWarehouse\n"
-        f"result = dg.materialize([build_ingest_asset(f) for f in FEED_FOLDERS], resources={{"
-        f"'warehouse': DuckDBWarehouse(path={str(warehouse)!r}), **default_connectors()}})\n"
-        "assert result.success\n"
-    )
-    run([str(BIN / "python"), "-c", ingest], env)
-    as_of = (home / "clock").read_text().strip()
-    dbt = [str(BIN / "dbt"), "build", "--profiles-dir", str(DBT_DIR), "--project-dir", str(DBT_DIR)]
-    run([*dbt, "--vars", f"{{as_of: '{as_of}'}}"], env, cwd=DBT_DIR)
-    return landing, warehouse
-
-
-@pytest.fixture(scope="session")
-def world_30x1000(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """(home, landing, warehouse) after simulate + ingest + dbt build (swap for conftest's)."""
-    home = tmp_path_factory.mktemp("world_30x1000")
-    landing, warehouse = build_world(home, days=30, orders_per_day=1000)
-    return home, landing, warehouse
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
@@ -184,9 +133,8 @@ def evaluate(warehouse: Path, landing: Path) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_ground_truth(world_30x1000: tuple[Path, Path, Path]) -> None:
-    _home, landing, warehouse = world_30x1000
-    result = evaluate(warehouse, landing)
+def test_ground_truth(world_30x1000: World) -> None:
+    result = evaluate(world_30x1000.warehouse, world_30x1000.landing)
     recalls: list[ModeRecall] = result["recalls"]  # type: ignore[assignment]
     table = print_recall_table(recalls)
     agreement = result["agree"] / result["delivered"]  # type: ignore[operator]

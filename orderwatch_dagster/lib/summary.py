@@ -8,7 +8,7 @@ import duckdb
 
 from orderwatch_dagster.lib.settings import FEED_FOLDERS
 
-# Rule-flag columns of marts.order_state: (episode seen, still active now).
+# Rules of marts.order_state; each has <rule>_occurred (an episode seen) and <rule>_active.
 FLAG_COLUMNS: tuple[str, ...] = (
     "ship_late",
     "no_first_scan",
@@ -60,19 +60,21 @@ def warehouse_summary(path: Path) -> str:
                 "select count(*), count(*) filter (where is_open) from marts.order_state"
             ).fetchone()
             lines.append(f"  order_state: {orders} orders, {open_orders} open")
-            flags = [name for name in FLAG_COLUMNS if name in columns]
+            flags = [name for name in FLAG_COLUMNS if f"{name}_active" in columns]
             if flags:
                 counts = con.execute(
                     "select "
-                    + ", ".join(f"count(*) filter (where {name})" for name in flags)
+                    + ", ".join(
+                        f"count(*) filter (where {name}_occurred),"
+                        f" count(*) filter (where {name}_active and is_open)"
+                        for name in flags
+                    )
                     + " from marts.order_state"
                 ).fetchone()
-                lines.append(
-                    "  rule flags (orders): "
-                    + ", ".join(
-                        f"{name}={count}" for name, count in zip(flags, counts, strict=True)
-                    )
-                )
+                lines.append(f"  {'rule':<20}{'orders hit':>12}{'open, active':>14}")
+                for index, name in enumerate(flags):
+                    occurred, active = counts[2 * index], counts[2 * index + 1]
+                    lines.append(f"  {name:<20}{occurred:>12}{active:>14}")
         if ("marts", "fct_order_milestones") in tables:
             (milestones,) = con.execute(
                 "select count(*) from marts.fct_order_milestones"
