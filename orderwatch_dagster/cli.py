@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 DEMO_JOB = "orderwatch_pipeline_job"
@@ -36,13 +37,22 @@ def run_demo(job_name: str) -> int:
     from orderwatch_dagster.lib.summary import warehouse_summary
 
     # DAGSTER_HOME (set by make) keeps the run history, so the demo's runs show in `make ui`.
+    # The console shows warnings only; dbt's line-per-node output goes to a log file.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    log_path = settings.home() / "logs" / "demo-dbt.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with dg.DagsterInstance.get() as instance:
         job = defs().resolve_job_def(job_name)
         print(f"orderwatch demo: running {job_name} as of {settings.now().isoformat()}")
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
-        failed = [event for event in result.all_events if event.is_step_failure]
-        for event in failed:
-            print(f"  step failed: {event.step_key}: {event.event_specific_data.error.message}")
+        print(f"  (dbt output: {log_path}; run logs: `make ui`)", flush=True)
+        with log_path.open("w") as log, contextlib.redirect_stdout(log):
+            result = job.execute_in_process(
+                instance=instance, run_config=quiet, raise_on_error=False
+            )
+        for event in result.all_events:
+            if event.is_step_success or event.is_step_failure:
+                outcome = "ok" if event.is_step_success else "FAILED"
+                print(f"  {event.step_key:<60} {outcome}")
     print(warehouse_summary(settings.warehouse_path()))
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1

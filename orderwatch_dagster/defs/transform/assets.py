@@ -7,7 +7,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from orderwatch_dagster.defs.transform.project import orderwatch_dbt_project
 from orderwatch_dagster.lib import settings
@@ -74,7 +79,10 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 @dbt_assets(
     manifest=orderwatch_dbt_project().manifest_path,
     project=orderwatch_dbt_project(),
-    dagster_dbt_translator=OrderwatchDbtTranslator(),
+    # Source tests (keys, freshness of _ingested_at) become checks on the raw ingest assets.
+    dagster_dbt_translator=OrderwatchDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)
+    ),
     required_resource_keys={"warehouse", "dbt"},
     name="orderwatch_dbt_models",
 )
