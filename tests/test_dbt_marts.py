@@ -703,6 +703,123 @@ def test_incremental_recomputes_only_touched_orders(
             assert row_inc == row_full
 
 
+def insert_raw_rows(con: duckdb.DuckDBPyConnection, world: RawWorld) -> None:
+    """Append every row of `world` to the raw tables (new record versions, as ingest does)."""
+    for feed, keys in RAW_KEYS.items():
+        names = ["_key", "_updated_at", *[n for n, _ in keys], "payload"]
+        names += ["_record_hash", "_format", "_source", "_ingested_at"]
+        marks = ", ".join("?" for _ in names)
+        for row in world.rows[feed]:
+            con.execute(
+                f"insert into raw.{feed} ({', '.join(names)}) values ({marks})",
+                [row.get(n) for n in names],
+            )
+
+
+def recomputed_orders(warehouse: Path, table: str, column: str) -> set[int]:
+    """Orders whose rows no longer carry the sentinel, i.e. were rewritten by the last run."""
+    rows = query(warehouse, f"select distinct order_id from {table} where {column} <> 'sentinel'")
+    return {r["order_id"] for r in rows}
+
+
+def test_incremental_picks_up_late_records_with_old_vendor_times(
+    duck_world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A retried ShipBob webhook and a late EasyPost scan, both with vendor times OLDER than
+    what the tables already hold, are picked up by a plain incremental build (the watermark
+    is the load time), and only their two orders are recomputed."""
+    _tmp, built = duck_world
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(built, warehouse)
+    env = dbt_env(tmp_path, warehouse)
+    con = duckdb.connect(str(warehouse))
+    (vendor_max,) = con.execute(
+        "select max(source_updated_at) from marts.fct_order_milestones"
+    ).fetchone()
+    # every row gets a sentinel: a row that loses it was rewritten by the incremental run
+    con.execute("update marts.fct_order_milestones set evidence = 'sentinel'")
+    con.execute("update staging.int_shipment_milestones_unioned set evidence_message = 'sentinel'")
+    before = {
+        r[0]: r[1]
+        for r in con.execute(
+            "select order_milestone_id, actual_at from marts.fct_order_milestones"
+        ).fetchall()
+    }
+    late = RawWorld()
+    late._ingest_clock = ts("10-20 12:00")  # loaded now, long after everything else
+    # 5004: the 3PL's "Packed" webhook, retried a day late, with its original (old) time; not
+    # the latest version of the ShipBob order (LabeledCreated at 15:00 is newer)
+    packed_at = ts("10-14 14:30")
+    late.wms(
+        70004,
+        5004,
+        ts("10-14 13:00"),
+        [{"id": 4, "status": "Processing", "detail": "Packed", "at": packed_at}],
+    )
+    # 5007: a late EasyPost scan (out for delivery) in a tracker version with an old time
+    ofd_at = ts("10-13 10:00")
+    shipped = ts("10-08 14:00") + timedelta(hours=9)
+    late.tracker(
+        "trk_7",
+        "TRK7",
+        [
+            (shipped + timedelta(hours=3), "in_transit", "arrived_at_facility"),
+            (ts("10-12 09:00"), "in_transit", "departed_facility"),
+            (ofd_at, "out_for_delivery", "out_for_delivery"),
+        ],
+    )
+    for rows in late.rows.values():
+        for row in rows:
+            assert (
+                row["_updated_at"] < vendor_max
+            )  # old by vendor time: the old watermark skipped it
+    insert_raw_rows(con, late)
+    con.close()
+    assert before["5004:packed"] is None  # implied by the label, no time of its own yet
+    assert before["5007:out_for_delivery"] is None
+
+    assert_ok(run_dbt(["build", *vars_arg()], env))  # plain incremental build, no --full-refresh
+    after = {
+        r["order_milestone_id"]: r
+        for r in query(
+            warehouse, "select * from marts.fct_order_milestones order by order_milestone_id"
+        )
+    }
+    assert after["5004:packed"]["actual_at"] == packed_at
+    assert after["5004:packed"]["evidence_id"] == "shipbob:shipment:4"
+    assert after["5007:out_for_delivery"]["is_reached"]
+    assert after["5007:out_for_delivery"]["actual_at"] == ofd_at
+    assert states(warehouse)[5007]["current_milestone"] == "out_for_delivery"
+    # only the two touched orders were rewritten, in both incremental models
+    assert recomputed_orders(warehouse, "marts.fct_order_milestones", "evidence") == {5004, 5007}
+    assert recomputed_orders(
+        warehouse, "staging.int_shipment_milestones_unioned", "evidence_message"
+    ) == {5004, 5007}
+    (watermark,) = query(
+        warehouse, "select max(source_ingested_at) as m from marts.fct_order_milestones"
+    )[0].values()
+    assert watermark == ts("10-20 12:02")  # the second late row's load time
+
+    # a second plain run with nothing new loaded recomputes nothing
+    con = duckdb.connect(str(warehouse))
+    con.execute("update marts.fct_order_milestones set evidence = 'sentinel'")
+    con.close()
+    assert_ok(run_dbt(["run", "--select", "int_shipment_milestones_unioned+", *vars_arg()], env))
+    assert recomputed_orders(warehouse, "marts.fct_order_milestones", "evidence") == set()
+
+    # and the incremental tables equal a full rebuild (evidence aside: sentinels)
+    incremental = query(
+        warehouse,
+        "select * exclude (evidence) from marts.fct_order_milestones order by order_milestone_id",
+    )
+    assert_ok(run_dbt(["run", "--full-refresh", *vars_arg()], env))
+    full = query(
+        warehouse,
+        "select * exclude (evidence) from marts.fct_order_milestones order by order_milestone_id",
+    )
+    assert incremental == full
+
+
 def test_as_of_defaults_to_now(duck_world: tuple[Path, Path], tmp_path: Path) -> None:
     _tmp, built = duck_world
     warehouse = tmp_path / "warehouse.duckdb"

@@ -521,6 +521,44 @@ def test_staging_and_promises_on_duckdb(duckdb_world: tuple[Path, dict]) -> None
         check_world(lambda sql: con.execute(sql).fetchall(), results)
 
 
+def test_staging_exposes_load_times(duckdb_world: tuple[Path, dict]) -> None:
+    """Latest-version rows carry their version's `_ingested_at`; ShipBob states carry the load
+    that first carried them (the incremental marts' watermark is built from these)."""
+    warehouse, _ = duckdb_world
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        versions = con.execute(
+            "select _key, _updated_at, _ingested_at, payload from raw.storefront_orders"
+        ).fetchall()
+        latest: dict[int, tuple] = {}
+        for key, updated, ingested, _payload in versions:
+            best = latest.get(int(key))
+            if best is None or (updated, ingested) > best:
+                latest[int(key)] = (updated, ingested)
+        shown = dict(
+            con.execute(
+                "select order_id, ingested_at from staging.stg_storefront__orders"
+            ).fetchall()
+        )
+        assert shown == {key: ingested for key, (_updated, ingested) in latest.items()}
+        # every distinct ShipBob shipment state: the earliest load among the versions carrying it
+        first_seen: dict[tuple, datetime] = {}
+        for payload, ingested in con.execute(
+            "select payload, _ingested_at from raw.wms_shipments"
+        ).fetchall():
+            for shipment in json.loads(payload)["shipments"]:
+                details = shipment.get("status_details") or [{}]
+                state = (shipment["id"], shipment["status"], details[0].get("name"))
+                first_seen[state] = min(first_seen.get(state, ingested), ingested)
+        changes = con.execute(
+            "select shipment_id, status, status_detail, min(first_ingested_at)"
+            " from staging.stg_wms__shipment_status_changes group by 1, 2, 3"
+        ).fetchall()
+        assert {row[:3]: row[3] for row in changes} == first_seen
+        # the load time, not the vendor's (this world loads every page at one clock time)
+        assert any(updated != ingested for _k, updated, ingested, _p in versions)
+
+
 def test_raw_source_freshness_is_declared(duckdb_world: tuple[Path, dict]) -> None:
     """Dagster maps source ("raw", feed) onto the ingest asset key ["raw", feed]."""
     warehouse, _ = duckdb_world

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import World as BuiltWorld
 
 from orderwatch_dagster.lib.settings import FEED_FOLDERS, parse_timestamp
 from orderwatch_dagster.sim import SimulationError, simulate
@@ -634,3 +635,17 @@ def test_stepwise_stream_adds_up_to_the_one_shot_world(tmp_path: Path) -> None:
         )
 
     assert versions(stepped) == versions(once)
+
+
+def test_reference_world_rates_and_modes(world_30x1000: BuiltWorld) -> None:
+    """The issue's world (30 days x 1000/day, seed 7): all seven feeds, 4-15 % missed, all modes."""
+    landing = world_30x1000.landing
+    for feed in FEED_FOLDERS:
+        assert any((landing / feed).glob("*.json")), f"no pages for {feed}"
+    with (landing / "ground_truth.csv").open(newline="") as handle:
+        truth = list(csv.DictReader(handle))
+    assert len(truth) == 30_000
+    missed = sum(row["missed_promise"] == "true" for row in truth) / len(truth)
+    assert 0.04 <= missed <= 0.15, missed
+    modes = {row["failure_mode"] for row in truth}
+    assert modes == {*FAILURE_MODES, "none"}

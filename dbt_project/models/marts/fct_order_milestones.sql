@@ -11,8 +11,10 @@
 -- backwards. Shipment milestones roll up by the furthest-behind shipment: the order reached
 -- `packed` only when every shipment did, at the time the last one did. Nothing here reads "now":
 -- as-of columns live in order_state.
--- Incremental: only orders with a source update newer than the last run are recomputed (all of
--- their rows are replaced by delete+insert on (order_id, milestone)).
+-- Incremental on INGESTION time, not vendor time: every order with a source row loaded after the
+-- latest load already reflected here (source_ingested_at) is recomputed, all of its rows
+-- replaced by delete+insert on (order_id, milestone). A ShipBob webhook retried a day late or a
+-- late EasyPost scan carries an old vendor timestamp, but a new load time, so it is never skipped.
 
 with
 
@@ -29,19 +31,20 @@ catalogue as (
 ),
 
 order_updates as (
-    select order_id, max(source_updated_at) as source_updated_at
+    select
+        order_id,
+        max(source_updated_at) as source_updated_at,
+        max(source_ingested_at) as source_ingested_at
     from events
     group by order_id
 ),
 
 touched_orders as (
-    select promises.order_id, order_updates.source_updated_at
+    select promises.order_id, order_updates.source_updated_at, order_updates.source_ingested_at
     from promises
     inner join order_updates on promises.order_id = order_updates.order_id
     {% if is_incremental() %}
-    where order_updates.source_updated_at > (
-        select coalesce(max(source_updated_at), cast('1900-01-01' as timestamptz)) from {{ this }}
-    )
+    where order_updates.source_ingested_at > {{ ingestion_watermark('source_ingested_at') }}
     {% endif %}
 ),
 
@@ -89,6 +92,7 @@ order_grid as (
     select
         touched_orders.order_id,
         touched_orders.source_updated_at,
+        touched_orders.source_ingested_at,
         coalesce(shipment_counts.shipment_count, 0) as shipment_count,
         coalesce(order_shipment_progress.shipment_progress_rank, 0) as shipment_progress_rank,
         catalogue.milestone,
@@ -193,7 +197,8 @@ final as (
         milestone_rank is not null
         and milestone_rank = max(case when is_reached then milestone_rank end)
             over (partition by order_id) as is_current,
-        source_updated_at
+        source_updated_at,
+        source_ingested_at
     from with_expectations
 )
 

@@ -27,7 +27,8 @@ unified as (
         case when source._format = 'aftership' then source.payload ->> 'return_to_sender'
             else source.payload ->> 'is_return' end as is_return_text,
         source.payload ->> 'created_at' as created_at_text,
-        source._updated_at as updated_at
+        source._updated_at as updated_at,
+        source._ingested_at as ingested_at
 
     from source
 
@@ -49,7 +50,8 @@ renamed as (
         coalesce(lower(is_return_text) = 'true', false) as is_return,
         source_format,
         {{ json_timestamp('created_at_text') }} as created_at,
-        updated_at
+        updated_at,
+        ingested_at
 
     from unified
 

@@ -1,5 +1,15 @@
 -- A table, not a view: it reads every tracker version and many tests and models read it.
-{{ config(materialized='table') }}
+-- Incremental per TRACKER (delete+insert on tracker_id) on ingestion time: the trackers with a
+-- version loaded after max(first_ingested_at) are recomputed from ALL their versions (a scan's
+-- first load and first vendor time are minima over every version), the others are kept.
+{{
+    config(
+        materialized='incremental',
+        unique_key='tracker_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
 
 -- Every tracker version carries the full scan history, and late scans can first appear in a
 -- later version, so scans come from ALL versions, deduplicated.
@@ -8,6 +18,12 @@ with
 source as (
 
     select * from {{ source('raw', 'carrier_trackers') }}
+    {% if is_incremental() %}
+    where _key in (
+        select _key from {{ source('raw', 'carrier_trackers') }}
+        where _ingested_at > {{ ingestion_watermark('first_ingested_at') }}
+    )
+    {% endif %}
 
 ),
 
@@ -24,7 +40,8 @@ scans as (
         coalesce(scan.value ->> 'message', scan.value ->> 'description') as message,
         scan.value -> 'tracking_location' ->> 'city' as city,
         scan.value -> 'tracking_location' ->> 'state' as state,
-        source._updated_at as version_updated_at
+        source._updated_at as version_updated_at,
+        source._ingested_at as version_ingested_at
     from source
     {{ json_array_rows("source.payload -> 'tracking_details'", 'scan') }}
     where source._format <> 'aftership'
@@ -41,7 +58,8 @@ scans as (
         scan.value ->> 'message' as message,
         scan.value ->> 'city' as city,
         scan.value ->> 'state' as state,
-        source._updated_at as version_updated_at
+        source._updated_at as version_updated_at,
+        source._ingested_at as version_ingested_at
     from source
     {{ json_array_rows("source.payload -> 'checkpoints'", 'scan') }}
     where source._format = 'aftership'
@@ -60,7 +78,9 @@ deduplicated as (
         max(tracking_number) as tracking_number,
         max(city) as city,
         max(state) as state,
-        min(version_updated_at) as first_observed_at
+        min(version_updated_at) as first_observed_at,
+        -- the load that first carried this scan (late scans arrive in later versions)
+        min(version_ingested_at) as first_ingested_at
     from scans
     where event_at is not null
     group by tracker_id, event_at, status, status_detail, message
@@ -88,7 +108,8 @@ renamed as (
         source_format,
         city,
         state,
-        first_observed_at
+        first_observed_at,
+        first_ingested_at
 
     from deduplicated
 

@@ -41,7 +41,9 @@ renamed as (
         end as hold_reason_category,
         cast(coalesce(holds.hold_count, 0) as integer) as hold_count,
         {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
-        source._updated_at as updated_at
+        source._updated_at as updated_at,
+        -- when this (latest) version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at
 
     from source
     left join holds on source._key = holds._key

@@ -19,7 +19,9 @@ renamed as (
         source.payload ->> 'carrier' as carrier,
         cast(source.payload ->> 'total' as numeric(18, 2)) as total,
         {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
-        source._updated_at as updated_at
+        source._updated_at as updated_at,
+        -- when this (latest) version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at
 
     from source
 

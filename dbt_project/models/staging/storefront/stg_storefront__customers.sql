@@ -20,7 +20,9 @@ renamed as (
         end as customer_tier,
         cast(source.payload ->> 'orders_count' as integer) as orders_count,
         {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
-        source._updated_at as updated_at
+        source._updated_at as updated_at,
+        -- when this (latest) version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at
 
     from source
 

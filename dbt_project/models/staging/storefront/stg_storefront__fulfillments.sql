@@ -19,7 +19,9 @@ renamed as (
             fulfillment.value -> 'tracking_numbers' ->> 0
         ) as tracking_number,
         {{ json_timestamp("fulfillment.value ->> 'created_at'") }} as created_at,
-        {{ json_timestamp("fulfillment.value ->> 'updated_at'") }} as updated_at
+        {{ json_timestamp("fulfillment.value ->> 'updated_at'") }} as updated_at,
+        -- when this (latest) version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at
 
     from source
     {{ json_array_rows("source.payload -> 'fulfillments'", 'fulfillment') }}

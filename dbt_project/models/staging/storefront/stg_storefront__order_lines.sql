@@ -17,7 +17,9 @@ renamed as (
         line.value ->> 'title' as title,
         cast(line.value ->> 'quantity' as integer) as quantity,
         cast(line.value ->> 'price' as numeric(18, 2)) as price,
-        line.value ->> 'fulfillment_status' as fulfillment_status
+        line.value ->> 'fulfillment_status' as fulfillment_status,
+        -- when this (latest) version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at
 
     from source
     {{ json_array_rows("source.payload -> 'line_items'", 'line') }}

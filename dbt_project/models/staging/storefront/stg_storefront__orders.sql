@@ -36,6 +36,8 @@ renamed as (
                 then {{ json_timestamp("source.payload ->> 'processed_at'") }}
         end as payment_captured_at,
         source._updated_at as updated_at,
+        -- when this (latest) version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at,
         {{ json_timestamp("source.payload ->> 'cancelled_at'") }} as cancelled_at,
         source.payload ->> 'cancel_reason' as cancel_reason,
         (source.payload ->> 'cancelled_at') is not null as is_cancelled,

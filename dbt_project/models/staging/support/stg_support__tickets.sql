@@ -34,7 +34,9 @@ renamed as (
         {{ json_array_contains_text("source.payload -> 'tags'", "'wismo'") }} as is_wismo,
         source.payload -> 'via' ->> 'channel' as channel,
         {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
-        source._updated_at as updated_at
+        source._updated_at as updated_at,
+        -- when this (latest) version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at
 
     from source
     left join order_number_field on source._key = order_number_field._key

@@ -1,5 +1,15 @@
 -- A table, not a view: it reads every ShipBob order version and many tests and models read it.
-{{ config(materialized='table') }}
+-- Incremental per ShipBob ORDER on ingestion time: the orders with a version loaded after
+-- max(last_ingested_at) are recomputed from ALL their versions and replace their shipments'
+-- rows (delete+insert on shipment_id); a retried webhook with an old vendor time is new here.
+{{
+    config(
+        materialized='incremental',
+        unique_key='shipment_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
 
 -- ShipBob shipments carry no history: every raw version is one observed state, so the
 -- timeline is the distinct (shipment, status, detail, last_update_at) across ALL versions.
@@ -8,6 +18,12 @@ with
 source as (
 
     select * from {{ source('raw', 'wms_shipments') }}
+    {% if is_incremental() %}
+    where _key in (
+        select _key from {{ source('raw', 'wms_shipments') }}
+        where _ingested_at > {{ ingestion_watermark('last_ingested_at') }}
+    )
+    {% endif %}
 
 ),
 
@@ -25,7 +41,8 @@ observed as (
             {{ json_timestamp("shipment.value ->> 'last_update_at'") }},
             {{ json_timestamp("shipment.value ->> 'created_date'") }},
             source._updated_at
-        ) as observed_at
+        ) as observed_at,
+        source._ingested_at
 
     from source
     {{ json_array_rows("source.payload -> 'shipments'", 'shipment') }}
@@ -49,7 +66,12 @@ renamed as (
         status,
         status_detail,
         max(tracking_number) as tracking_number,
-        observed_at
+        observed_at,
+        -- the load that first carried this state (a retried webhook can bring an old state late)
+        min(_ingested_at) as first_ingested_at,
+        -- the latest load that carried it: every new ShipBob version carries each shipment's
+        -- current state, so this finds every order with a new version without reading JSON
+        max(_ingested_at) as last_ingested_at
 
     from observed
     group by shipment_id, status, status_detail, observed_at

@@ -28,7 +28,9 @@ renamed as (
         {{ json_timestamp("shipment.value ->> 'created_date'") }} as created_at,
         {{ json_timestamp("shipment.value ->> 'last_update_at'") }} as last_update_at,
         {{ json_timestamp("shipment.value ->> 'last_tracking_update_at'") }} as last_tracking_update_at,
-        {{ json_timestamp("source.payload ->> 'created_date'") }} as released_at
+        {{ json_timestamp("source.payload ->> 'created_date'") }} as released_at,
+        -- when this (latest) version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at
 
     from source
     {{ json_array_rows("source.payload -> 'shipments'", 'shipment') }}
