@@ -47,7 +47,6 @@ def _build(warehouse: dg.ConfigurableResource) -> None:
     assert result.success
 
 
-
 def test_marts_have_the_same_row_counts_on_duckdb_and_postgres(
     small_world: Path, postgres_server: dict[str, object], scratch_database: str
 ) -> None:
