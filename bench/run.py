@@ -143,7 +143,7 @@ def bench_dbt(days: int, per_day: int) -> str:
         full_invocation = _latest_dbt_invocation()
         orders = _query_one(warehouse, "select count(*) from marts.order_state")
         watermark = _query_one(
-            warehouse, "select max(source_updated_at) from marts.fct_order_milestones"
+            warehouse, "select max(source_ingested_at) from marts.fct_order_milestones"
         )
         clock = (home / "clock").read_text().strip()
         until = datetime.fromisoformat(clock.replace("Z", "+00:00")) + timedelta(hours=1)
@@ -153,7 +153,7 @@ def bench_dbt(days: int, per_day: int) -> str:
         touched = _query_one(
             warehouse,
             "select count(distinct order_id) from marts.fct_order_milestones"
-            f" where source_updated_at > timestamptz '{watermark.isoformat()}'",
+            f" where source_ingested_at > timestamptz '{watermark.isoformat()}'",
         )
         sql_seconds, model_count = _straight_sql_seconds(warehouse, full_invocation)
     ratio = float(full_result["seconds"]) / sql_seconds
