@@ -18,43 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg2
 import pytest
+
+from orderwatch_dagster.lib.feeds import FEEDS
+from orderwatch_dagster.lib.warehouse import WarehouseSession, open_duckdb, open_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt_project"
 DBT_BIN = ROOT / ".venv" / "bin" / "dbt"
 AS_OF = datetime(2026, 10, 20, 16, 0, tzinfo=UTC)  # Tue 12:00 America/New_York
-
-RAW_KEYS: dict[str, list[tuple[str, str]]] = {
-    "storefront_orders": [("id", "BIGINT"), ("updated_at", "TIMESTAMPTZ"), ("name", "VARCHAR")],
-    "storefront_customers": [("id", "BIGINT"), ("updated_at", "TIMESTAMPTZ")],
-    "oms_fulfillment_orders": [
-        ("id", "BIGINT"),
-        ("updated_at", "TIMESTAMPTZ"),
-        ("order_id", "BIGINT"),
-    ],
-    "wms_shipments": [("id", "BIGINT"), ("updated_at", "TIMESTAMPTZ"), ("reference_id", "VARCHAR")],
-    "carrier_trackers": [
-        ("id", "VARCHAR"),
-        ("updated_at", "TIMESTAMPTZ"),
-        ("tracking_code", "VARCHAR"),
-    ],
-    "returns": [("id", "BIGINT"), ("updated_at", "TIMESTAMPTZ"), ("order_id", "BIGINT")],
-    "support_tickets": [
-        ("id", "BIGINT"),
-        ("updated_at", "TIMESTAMPTZ"),
-        ("external_id", "VARCHAR"),
-    ],
-}
-FORMATS = {
-    "storefront_orders": "shopify",
-    "storefront_customers": "shopify",
-    "oms_fulfillment_orders": "shopify",
-    "wms_shipments": "shipbob",
-    "carrier_trackers": "easypost",
-    "returns": "loop",
-    "support_tickets": "zendesk",
-}
 
 
 def ts(text: str) -> datetime:
@@ -70,7 +43,7 @@ class RawWorld:
     """Raw rows (one per record version) in the raw layer's column layout."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, list[dict[str, Any]]] = {feed: [] for feed in RAW_KEYS}
+        self.rows: dict[str, list[dict[str, Any]]] = {feed: [] for feed in FEEDS}
         self._ingest_clock = ts("10-01 00:00")
 
     def add(self, feed: str, payload: dict[str, Any], updated_at: datetime, **keys: Any) -> None:
@@ -85,7 +58,7 @@ class RawWorld:
             **keys,
             "payload": text,
             "_record_hash": hashlib.sha256(text.encode()).hexdigest(),
-            "_format": FORMATS[feed],
+            "_format": FEEDS[feed].format,
             "_source": f"fixture://{feed}",
             "_ingested_at": self._ingest_clock,
         }
@@ -470,27 +443,19 @@ def build_raw_world() -> RawWorld:
     return w
 
 
-def write_raw_duckdb(world: RawWorld, path: Path) -> None:
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("create schema if not exists raw")
-        for feed, keys in RAW_KEYS.items():
-            cols = ", ".join(f"{name} {sql_type}" for name, sql_type in keys)
-            con.execute(f"drop table if exists raw.{feed}")
-            con.execute(
-                f"create table raw.{feed} (_key VARCHAR, _updated_at TIMESTAMPTZ, {cols},"
-                " payload JSON, _record_hash VARCHAR, _format VARCHAR, _source VARCHAR,"
-                " _ingested_at TIMESTAMPTZ)"
-            )
-            names = ["_key", "_updated_at", *[n for n, _ in keys], "payload"]
-            names += ["_record_hash", "_format", "_source", "_ingested_at"]
-            marks = ", ".join("?" for _ in names)
-            con.executemany(
+def write_raw(session: WarehouseSession, world: RawWorld) -> None:
+    """Append every row of `world` to the project's own raw tables (`ensure_feed` makes them, as
+    ingest does), keeping each row's explicit load time: the tests steer the watermark with it."""
+    for feed, spec in FEEDS.items():
+        session.ensure_feed(feed, spec.key_columns)
+        names = ["_key", "_updated_at", *(c.name for c in spec.key_columns), "payload"]
+        names += ["_record_hash", "_format", "_source", "_ingested_at"]
+        marks = ", ".join(session.p for _ in names)
+        for row in world.rows[feed]:
+            session.execute(
                 f"insert into raw.{feed} ({', '.join(names)}) values ({marks})",
-                [[row.get(n) for n in names] for row in world.rows[feed]],
+                [row.get(n) for n in names],
             )
-    finally:
-        con.close()
 
 
 def run_dbt(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -504,29 +469,6 @@ def run_dbt(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedP
         text=True,
         timeout=900,
     )
-
-
-def write_raw_postgres(world: RawWorld, dsn: dict[str, Any]) -> None:
-    import psycopg2
-    from psycopg2.extras import Json, execute_values
-
-    with psycopg2.connect(**dsn) as con, con.cursor() as cur:
-        cur.execute("create schema if not exists raw")
-        for feed, keys in RAW_KEYS.items():
-            cols = ", ".join(f"{name} {sql_type}" for name, sql_type in keys)
-            cur.execute(f"drop table if exists raw.{feed}")
-            cur.execute(
-                f"create table raw.{feed} (_key VARCHAR, _updated_at TIMESTAMPTZ, {cols},"
-                " payload JSONB, _record_hash VARCHAR, _format VARCHAR, _source VARCHAR,"
-                " _ingested_at TIMESTAMPTZ)"
-            )
-            names = ["_key", "_updated_at", *[n for n, _ in keys], "payload"]
-            names += ["_record_hash", "_format", "_source", "_ingested_at"]
-            rows = [
-                [Json(json.loads(row[n])) if n == "payload" else row.get(n) for n in names]
-                for row in world.rows[feed]
-            ]
-            execute_values(cur, f"insert into raw.{feed} ({', '.join(names)}) values %s", rows)
 
 
 def dbt_env(tmp: Path, warehouse: Path | None = None) -> dict[str, str]:
@@ -549,7 +491,8 @@ def duck_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     """The fixture world in a DuckDB file after a full `dbt build` (data + unit tests)."""
     tmp = tmp_path_factory.mktemp("dbt_marts")
     warehouse = tmp / "warehouse.duckdb"
-    write_raw_duckdb(build_raw_world(), warehouse)
+    with open_duckdb(warehouse) as session:
+        write_raw(session, build_raw_world())
     assert_ok(run_dbt(["build", *vars_arg()], dbt_env(tmp, warehouse)))
     yield tmp, warehouse
 
@@ -677,15 +620,10 @@ def test_incremental_recomputes_only_touched_orders(
     extra = RawWorld()
     extra._ingest_clock = ts("10-20 12:00")
     extra.tracker("trk_2b", "TRK2B", events)
-    row = extra.rows["carrier_trackers"][0]
-    con.execute(
-        "insert into raw.carrier_trackers (_key, _updated_at, id, updated_at, tracking_code,"
-        " payload, _record_hash, _format, _source, _ingested_at) values (?,?,?,?,?,?,?,?,?,?)",
-        [row[n] for n in ("_key", "_updated_at", "id", "updated_at", "tracking_code", "payload")]
-        + [row[n] for n in ("_record_hash", "_format", "_source", "_ingested_at")],
-    )
     con.close()
     del world
+    with open_duckdb(warehouse) as session:
+        write_raw(session, extra)
     assert_ok(run_dbt(["build", "--select", "+order_state", *vars_arg()], env))
     after = query(warehouse, "select * from marts.fct_order_milestones order by order_milestone_id")
     by_id = {r["order_milestone_id"]: r for r in after}
@@ -701,19 +639,6 @@ def test_incremental_recomputes_only_touched_orders(
     for row_inc, row_full in zip(after, full, strict=True):
         if row_inc["order_milestone_id"] != "5001:order_placed":
             assert row_inc == row_full
-
-
-def insert_raw_rows(con: duckdb.DuckDBPyConnection, world: RawWorld) -> None:
-    """Append every row of `world` to the raw tables (new record versions, as ingest does)."""
-    for feed, keys in RAW_KEYS.items():
-        names = ["_key", "_updated_at", *[n for n, _ in keys], "payload"]
-        names += ["_record_hash", "_format", "_source", "_ingested_at"]
-        marks = ", ".join("?" for _ in names)
-        for row in world.rows[feed]:
-            con.execute(
-                f"insert into raw.{feed} ({', '.join(names)}) values ({marks})",
-                [row.get(n) for n in names],
-            )
 
 
 def recomputed_orders(warehouse: Path, table: str, column: str) -> set[int]:
@@ -773,8 +698,9 @@ def test_incremental_picks_up_late_records_with_old_vendor_times(
             assert (
                 row["_updated_at"] < vendor_max
             )  # old by vendor time: the old watermark skipped it
-    insert_raw_rows(con, late)
     con.close()
+    with open_duckdb(warehouse) as session:
+        write_raw(session, late)
     assert before["5004:packed"] is None  # implied by the label, no time of its own yet
     assert before["5007:out_for_delivery"] is None
 
@@ -835,44 +761,27 @@ def test_as_of_defaults_to_now(duck_world: tuple[Path, Path], tmp_path: Path) ->
     assert before - timedelta(minutes=1) <= value <= datetime.now(UTC) + timedelta(minutes=1)
 
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
-
-
-@pytest.fixture
-def pg_database() -> Iterator[dict[str, Any]]:
-    """A throwaway database on the local PostgreSQL (skip if unreachable, unless CI=true)."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(**PG, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {exc}")
-    name = f"orderwatch_marts_{os.getpid()}"
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"drop database if exists {name}")
-        cur.execute(f"create database {name}")
-    try:
-        yield {**PG, "dbname": name}
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"drop database if exists {name} with (force)")
-        admin.close()
-
-
 @pytest.mark.postgres
 def test_postgres_matches_duckdb(
-    duck_world: tuple[Path, Path], pg_database: dict[str, Any], tmp_path: Path
+    duck_world: tuple[Path, Path],
+    postgres_server: dict[str, Any],
+    scratch_database: str,
+    tmp_path: Path,
 ) -> None:
-    import psycopg2
-
     _, warehouse = duck_world
-    write_raw_postgres(build_raw_world(), pg_database)
+    server = {key: value for key, value in postgres_server.items() if key != "dbname"}
+    with open_postgres(
+        host=server["host"],
+        port=server["port"],
+        user=server["user"],
+        password="",
+        database=scratch_database,
+    ) as session:
+        write_raw(session, build_raw_world())
     env = {
         **dbt_env(tmp_path),
         "ORDERWATCH_DBT_TARGET": "postgres",
-        "ORDERWATCH_PG_DATABASE": pg_database["dbname"],
+        "ORDERWATCH_PG_DATABASE": scratch_database,
     }
     assert_ok(run_dbt(["build", *vars_arg()], env))
     # incremental path on PostgreSQL too (delete+insert on (order_id, milestone))
@@ -884,7 +793,7 @@ def test_postgres_matches_duckdb(
         " round(cast(deliver_slack_hours as numeric), 3) as deliver_slack"
     )
     sql = f"select {columns} from marts.order_state order by order_id"
-    with psycopg2.connect(**pg_database) as con, con.cursor() as cur:
+    with psycopg2.connect(dbname=scratch_database, **server) as con, con.cursor() as cur:
         cur.execute(sql)
         pg_rows = [
             tuple(float(v) if k == 13 else v for k, v in enumerate(r)) for r in cur.fetchall()

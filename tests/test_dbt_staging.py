@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -636,44 +635,24 @@ def test_promises_agree_with_the_simulator(simulated_world: tuple[Path, dict]) -
     check_against_simulator(promises)
 
 
-def _postgres_or_skip() -> Any:
+@pytest.mark.postgres
+def test_staging_and_promises_on_postgres(tmp_path: Path, scratch_database: str) -> None:
+    """The same world on the postgres target (conftest: fresh database, skip/fail rules)."""
     import psycopg2
 
+    with open_postgres(database=scratch_database, **PG) as session:
+        load_world(session)
+    env = {"ORDERWATCH_DBT_TARGET": "postgres", "ORDERWATCH_PG_DATABASE": scratch_database,
+           "ORDERWATCH_HOME": str(tmp_path)}  # fmt: skip
+    results = build(tmp_path, env)
+    conn = psycopg2.connect(dbname=scratch_database, options="-c timezone=UTC", **PG)
     try:
-        return psycopg2.connect(dbname="test", connect_timeout=5, **PG)
-    except psycopg2.OperationalError as error:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"PostgreSQL at {PG['host']}:{PG['port']} is unreachable: {error}")
 
+        def fetch(sql: str) -> list[tuple]:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall()
 
-@pytest.mark.postgres
-def test_staging_and_promises_on_postgres(tmp_path: Path) -> None:
-    admin = _postgres_or_skip()
-    admin.autocommit = True
-    database = f"ow_test_staging_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f"create database {database}")
-    try:
-        with open_postgres(database=database, **PG) as session:
-            load_world(session)
-        env = {"ORDERWATCH_DBT_TARGET": "postgres", "ORDERWATCH_PG_DATABASE": database,
-               "ORDERWATCH_HOME": str(tmp_path)}  # fmt: skip
-        results = build(tmp_path, env)
-        import psycopg2
-
-        conn = psycopg2.connect(dbname=database, options="-c timezone=UTC", **PG)
-        try:
-
-            def fetch(sql: str) -> list[tuple]:
-                with conn.cursor() as cur:
-                    cur.execute(sql)
-                    return cur.fetchall()
-
-            check_world(fetch, results)
-        finally:
-            conn.close()
+        check_world(fetch, results)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"drop database if exists {database} with (force)")
-        admin.close()
+        conn.close()
