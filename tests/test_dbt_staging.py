@@ -483,7 +483,8 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
 
 def check_against_simulator(promises: dict[int, dict[str, Any]]) -> None:
     """dbt's computed date equals the simulator's (the date it shows at checkout)."""
-    calendar = pytest.importorskip("orderwatch_dagster.sim.calendar")
+    from orderwatch_dagster.sim import calendar
+
     holidays = {
         date.fromisoformat(r["holiday_date"])
         for r in csv.DictReader((SEEDS / "merchant_holidays.csv").open())
@@ -574,10 +575,9 @@ def test_raw_source_freshness_is_declared(duckdb_world: tuple[Path, dict]) -> No
 def simulated_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict]]:
     """The simulator's world (10 days across the DST change and Veterans Day) through the
     real ingest assets, then the dbt build."""
-    pytest.importorskip("orderwatch_dagster.sim")
-    factory = pytest.importorskip("orderwatch_dagster.defs.ingest.factory")
     import dagster as dg
 
+    from orderwatch_dagster.defs.ingest import factory
     from orderwatch_dagster.defs.ingest.connector import default_connectors
     from orderwatch_dagster.defs.resources import DuckDBWarehouse
     from orderwatch_dagster.lib.settings import FEED_FOLDERS
