@@ -1,0 +1,52 @@
+"""What the action job hands to a sender, and what a sender hands back (docs/architecture.md).
+
+The action job decides and records; a sender (a local sink, SMTP, Twilio, Zendesk, Shopify,
+ShipBob, Slack) only delivers one `Outbound` and classifies the provider's answer. The job
+records the intent before calling `send` and the `DeliveryResult` after it, so a crash in
+between leaves a pending intent that is never redone blindly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # the provider took it (2xx, SMTP 250 after DATA)
+    NOT_ACCEPTED = "not_accepted"  # provably not taken (refused, 429/503 + Retry-After, 4xx before DATA)
+    REJECTED = "rejected"  # taken and refused for good (4xx validation, opt-out): never retried
+    UNCERTAIN = "uncertain"  # fate unknown (timeout or 5xx after sending): human queue
+    DRY_RUN = "dry_run"  # the sender is off: nothing left this process
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One request to one provider. `idempotency_key` is stable per (order, episode or state,
+    template): the same decision always yields the same key."""
+
+    idempotency_key: str
+    channel: str  # email | sms | ticket_note | ticket_reply | ticket_create | order_tags | reroute | slack | outbox
+    recipient: str  # e-mail address, phone number, ticket id, order id or webhook name
+    body_text: str
+    subject: str | None = None
+    body_html: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # provider fields (tags, group_id, ...)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: Outcome
+    detail: str = ""  # the provider's status / error, never a credential
+    provider_id: str | None = None  # Message-ID, Twilio SID, Zendesk ticket/comment id, ...
+    retry_after_s: float | None = None  # from Retry-After when not accepted
+    attempts: int = 1
+
+
+class Sender(Protocol):
+    """A delivery channel. `send` never raises for a provider's answer: it classifies it."""
+
+    channels: tuple[str, ...]
+
+    def send(self, message: Outbound) -> DeliveryResult: ...
