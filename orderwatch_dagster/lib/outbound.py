@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 class Outcome(StrEnum):
     ACCEPTED = "accepted"  # the provider took it (2xx, SMTP 250 after DATA)
-    NOT_ACCEPTED = "not_accepted"  # provably not taken (refused, 429/503 + Retry-After, 4xx before DATA)
+    # provably not taken (connection refused, 429/503 + Retry-After, SMTP 4xx before DATA)
+    NOT_ACCEPTED = "not_accepted"
     REJECTED = "rejected"  # taken and refused for good (4xx validation, opt-out): never retried
     UNCERTAIN = "uncertain"  # fate unknown (timeout or 5xx after sending): human queue
     DRY_RUN = "dry_run"  # the sender is off: nothing left this process
@@ -27,7 +28,8 @@ class Outbound:
     template): the same decision always yields the same key."""
 
     idempotency_key: str
-    channel: str  # email | sms | ticket_note | ticket_reply | ticket_create | order_tags | reroute | slack | outbox
+    # email, sms, ticket_note, ticket_reply, ticket_create, order_tags, reroute, slack, outbox
+    channel: str
     recipient: str  # e-mail address, phone number, ticket id, order id or webhook name
     body_text: str
     subject: str | None = None
