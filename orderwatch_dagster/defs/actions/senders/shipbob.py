@@ -7,11 +7,12 @@ can save a late order, both `PUT`, both answering `{"is_success", "error"}` per 
   `phone_number`): a corrected address (an invalid-address hold);
 - `PUT /shipment:bulkUpdateShippingService` (`shipment_ids`, `requested_shipping_service_id`,
   `reason`): a faster service for a shipment that will miss its promise.
-ShipBob documents that a shipment must not be picked, packed or shipped to be cancelled; the
-same holds for these edits (the warehouse has the parcel in hand). A shipment that has left
-ShipBob (`Completed`) is the carrier's, and the API offers no move to another fulfillment
-center at all: for those the sender refuses without calling ShipBob and tells the job to
-open a task (`follow_up=open_task`), as it does when ShipBob answers `is_success: false`.
+ShipBob documents that a shipment must not be picked, packed or shipped to be cancelled; this
+sender assumes the same for these edits (the warehouse has the parcel in hand) and does not
+ask. A shipment that has left ShipBob (`Completed`) is the carrier's, and the API offers no
+move to another fulfillment center at all. For those the sender refuses without calling
+ShipBob and tells the job to open a task (`follow_up=open_task`), as it does whenever
+ShipBob refuses (`is_success: false` or a 4xx).
 
 No idempotency key exists here; a timeout or 5xx is `UNCERTAIN` and not retried: a second
 try could report failure for a change the first one made (the shipment moves on).
@@ -40,7 +41,7 @@ from orderwatch_dagster.defs.actions.senders.base import (
 from orderwatch_dagster.defs.actions.senders.transport import Request
 from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp, Outbound, Outcome
 
-# ShipBob's Status Reference: Processing details Picked 100, Packed 101, Labeled 102.
+# ShipBob's status details of a Processing shipment: Picked 100, Packed 101, Labeled 102.
 IN_HAND_DETAILS = {"picked": 100, "packed": 101, "labeled": 102}
 EDITABLE_STATUSES = frozenset({"none", "processing", "exception", "onhold", "on hold"})
 ADDRESS_FIELDS = (

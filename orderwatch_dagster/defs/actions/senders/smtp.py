@@ -137,12 +137,7 @@ class SmtpEmailSender(SenderResource):
             code = getattr(error, "smtp_code", None)  # None: no reply (timeout, disconnect)
             attempt = Attempt(label, status=code, error=f"{type(error).__name__}: {error}"[:300])
             if transaction.in_data:
-                return DeliveryResult(
-                    Outcome.UNCERTAIN,
-                    detail=f"{type(error).__name__} during DATA: fate unknown, not resent",
-                    provider_id=mid,
-                    history=(attempt,),
-                )
+                return _uncertain(attempt, f"{type(error).__name__} during DATA", mid)
             return DeliveryResult(
                 Outcome.NOT_ACCEPTED,
                 detail=f"{type(error).__name__} before DATA: nothing was sent",
@@ -159,12 +154,7 @@ class SmtpEmailSender(SenderResource):
                 Outcome.ACCEPTED, detail=f"250 {text}", provider_id=mid, history=(attempt,)
             )
         # The content was sent and the server did not say 250: it may still deliver it.
-        return DeliveryResult(
-            Outcome.UNCERTAIN,
-            detail=f"{transaction.code} {text} after the message content: fate unknown, not resent",
-            provider_id=mid,
-            history=(attempt,),
-        )
+        return _uncertain(attempt, f"{transaction.code} {text} after the message content", mid)
 
     def _transact(
         self,
@@ -214,6 +204,16 @@ def _close(smtp: smtplib.SMTP | None, *, quit: bool) -> None:
         pass
     finally:
         smtp.close()
+
+
+def _uncertain(attempt: Attempt, what: str, mid: str) -> DeliveryResult:
+    # No idempotency in SMTP: a second try could deliver a second copy.
+    return DeliveryResult(
+        Outcome.UNCERTAIN,
+        detail=f"{what}: fate unknown, not resent",
+        provider_id=mid,
+        history=(attempt,),
+    )
 
 
 def _text(reply: bytes | str) -> str:

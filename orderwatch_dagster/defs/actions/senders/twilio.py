@@ -29,7 +29,7 @@ from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp, Outbound, 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 MAX_BODY_CHARS = 1600  # Twilio refuses longer bodies (error 21617)
 
-# Twilio REST error codes (twilio.com/docs/api/errors) that say something about the recipient.
+# Twilio REST error codes that say something about the recipient.
 OPT_OUT_CODES = frozenset({21610})  # "Attempt to send to unsubscribed recipient"
 INVALID_RECIPIENT_CODES = frozenset(
     {
