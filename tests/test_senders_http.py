@@ -415,6 +415,17 @@ def test_shopify_add_only_declares_only_the_variables_it_uses(
     assert "$remove" not in query and "tagsRemove" not in query
 
 
+def test_shopify_customer_record_takes_the_same_mutation(http_server: ScriptedHTTPServer) -> None:
+    http_server.route(GRAPHQL, Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}))
+    customer = "gid://shopify/Customer/207119551"
+    message = Outbound("k", "order_tags", customer, "", metadata={"add_tags": ["orderwatch:vip"]})
+    assert shopify(http_server).send(message).outcome is Outcome.ACCEPTED
+    assert http_server.requests_to(GRAPHQL)[0].json()["variables"]["id"] == customer
+    bad = Outbound("k", "order_tags", "gid://shopify/Product/1", "", metadata=message.metadata)
+    assert shopify(http_server).send(bad).outcome is Outcome.REJECTED
+    assert len(http_server.requests_to(GRAPHQL)) == 1
+
+
 def test_shopify_unknown_fate_is_retried_because_tags_are_a_set(
     http_server: ScriptedHTTPServer,
 ) -> None:

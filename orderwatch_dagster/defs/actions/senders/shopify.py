@@ -8,7 +8,8 @@ tag that is there or removing one that is not changes nothing. A retry after a t
 5xx therefore cannot double anything, so this sender retries fate-unknown tries (urllib3
 `Retry`); no idempotency key is needed. (Shopify also marks the REST Admin API legacy.)
 
-`channel="order_tags"`: `recipient` is the Shopify order id (or its `gid://shopify/Order/..`),
+`channel="order_tags"`: `recipient` is the Shopify order id (or its `gid://shopify/Order/..`;
+a `gid://shopify/Customer/..` tags the customer record the same way),
 `metadata["add_tags"]` / `metadata["remove_tags"]` the tags, e.g. `orderwatch:delayed` added
 while an order is late and removed when it recovers.
 """
@@ -38,8 +39,12 @@ _FIELDS = {
 _MUTATION_NAME = {"add": "tagsAdd", "remove": "tagsRemove"}
 
 
+TAGGABLE = ("gid://shopify/Order/", "gid://shopify/Customer/")  # tagsAdd takes both
+
+
 def order_gid(order_id: str) -> str:
-    if order_id.startswith("gid://shopify/Order/"):
+    """A numeric id is an order; a GID may also name the customer record."""
+    if order_id.startswith(TAGGABLE):
         return order_id
     if not order_id.isdigit():
         raise Refused(f"not a Shopify order id: {order_id!r}")
