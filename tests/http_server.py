@@ -47,10 +47,17 @@ class RecordedRequest:
     headers: dict[str, str]
     at: float  # time.monotonic() when the request arrived
     url: str  # path + query as sent
+    body: bytes = b""  # the request body as received
 
     def param(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[-1] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
 
 
 Responder = Reply | Callable[[RecordedRequest], Reply]
@@ -131,8 +138,7 @@ def _handler_for(server: ScriptedHTTPServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            body = self.rfile.read(length) if length else b""
             request = RecordedRequest(
                 method=self.command,
                 path=parts.path,
@@ -140,6 +146,7 @@ def _handler_for(server: ScriptedHTTPServer) -> type[BaseHTTPRequestHandler]:
                 headers={k: v for k, v in self.headers.items()},
                 at=time.monotonic(),
                 url=self.path,
+                body=body,
             )
             reply = server._answer(request)
             if reply.delay:

@@ -38,12 +38,31 @@ class Outbound:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One try at the provider, as the ledger records it (urllib3 `Retry.history` for HTTP)."""
+
+    request: str  # "POST api.twilio.com/2010-04-01/...", "SMTP smtp.example.com:587"; no secret
+    status: int | None = None  # HTTP status or SMTP reply code, when the provider answered
+    error: str | None = None  # what went wrong when it did not ("ReadTimeoutError: ...")
+
+
+class FollowUp(StrEnum):
+    """What the job should do next about the recipient or the request, beyond the outcome."""
+
+    OPT_OUT = "opt_out"  # the recipient opted out (Twilio 21610): never use this channel again
+    INVALID_RECIPIENT = "invalid_recipient"  # the address/number cannot receive this channel
+    OPEN_TASK = "open_task"  # the provider offers nothing for this request: a human task instead
+
+
+@dataclass(frozen=True)
 class DeliveryResult:
     outcome: Outcome
     detail: str = ""  # the provider's status / error, never a credential
     provider_id: str | None = None  # Message-ID, Twilio SID, Zendesk ticket/comment id, ...
     retry_after_s: float | None = None  # from Retry-After when not accepted
     attempts: int = 1
+    history: tuple[Attempt, ...] = ()  # every try, in order (len == attempts when it went out)
+    follow_up: FollowUp | None = None
 
 
 class Sender(Protocol):

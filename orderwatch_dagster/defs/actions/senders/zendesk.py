@@ -1,0 +1,188 @@
+"""Zendesk Tickets API: internal notes and public replies on a ticket, new tickets (tasks).
+
+- `ticket_note` / `ticket_reply`: `PUT /api/v2/tickets/{id}.json` with
+  `{"ticket": {"comment": {"body", "html_body", "public"}, "status", "group_id",
+  "assignee_id", "additional_tags", "remove_tags"}}`; `recipient` is the ticket id.
+- `ticket_create`: `POST /api/v2/tickets.json` with `{"ticket": {"subject", "comment",
+  "group_id", "tags", "type", "priority", "status", "external_id", "requester"}}` and an
+  `Idempotency-Key` header. Zendesk stores the first answer under the key (for about two
+  hours) and replays it for a repeat, so a create whose fate is unknown is retried with the
+  same key; a comment update has no key and is `UNCERTAIN` instead.
+
+`metadata` carries the ticket fields: `status`, `group_id`, `assignee_id`, `tags` (added),
+`remove_tags`, `priority`, `type`, `external_id` (default for creates: `recipient`, the
+order name the support feed links by), `requester` (`{"email", "name"}`), `public`
+(creates: default false, an internal task).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import Field
+
+from orderwatch_dagster.defs.actions.senders.base import (
+    EnvSetting,
+    HttpSenderResource,
+    Refused,
+    require,
+    string_list,
+)
+from orderwatch_dagster.defs.actions.senders.transport import Exchange, Request
+from orderwatch_dagster.lib.outbound import DeliveryResult, Outbound, Outcome
+
+TICKET_STATUSES = ("new", "open", "pending", "hold", "solved")  # "closed" is Zendesk's own
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def idempotency_key(key: str) -> str:
+    """The job's key as Zendesk takes it (long keys are hashed, still stable)."""
+    if len(key) <= MAX_IDEMPOTENCY_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _comment(message: Outbound, public: bool) -> dict[str, Any]:
+    comment: dict[str, Any] = {"body": require(message.body_text, "body_text"), "public": public}
+    if message.body_html:
+        comment["html_body"] = message.body_html
+    return comment
+
+
+def _common_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    status = meta.get("status")
+    if status is not None:
+        if status not in TICKET_STATUSES:
+            raise Refused(f"ticket status must be one of {', '.join(TICKET_STATUSES)}")
+        fields["status"] = status
+    for name in ("group_id", "assignee_id"):
+        if meta.get(name) is not None:
+            fields[name] = int(meta[name])
+    return fields
+
+
+class ZendeskTicketSender(HttpSenderResource):
+    """Zendesk write-back. Auth like the support connector: with `email`, basic auth
+    `<email>/token` + API token; without, the token is an OAuth bearer token."""
+
+    base_url: str = Field(default="", description="https://<subdomain>.zendesk.com/api/v2")
+    email: str | None = None
+    api_token: str | None = Field(default=None, description="dg.EnvVar('ZENDESK_API_TOKEN')")
+
+    channels: ClassVar[tuple[str, ...]] = ("ticket_note", "ticket_reply", "ticket_create")
+    enable_var: ClassVar[str] = "ORDERWATCH_ZENDESK_ENABLED"
+    required: ClassVar[tuple[str, ...]] = ("base_url", "api_token")
+    env: ClassVar[tuple[EnvSetting, ...]] = (
+        EnvSetting(
+            "ORDERWATCH_ZENDESK_URL",
+            "base_url",
+            "(required)",
+            "`https://<subdomain>.zendesk.com/api/v2`",
+        ),
+        EnvSetting("ZENDESK_EMAIL", "email", "(none: OAuth token)", "Agent e-mail for API token"),
+        EnvSetting("ZENDESK_API_TOKEN", "api_token", "(required)", "API or OAuth token", True),
+    )
+
+    def _auth(self) -> dict[str, str]:
+        if self.email:
+            pair = f"{self.email}/token:{self.api_token or ''}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        return {"Authorization": f"Bearer {self.api_token or ''}"}
+
+    def _label(self, method: str, path: str) -> str:
+        host = urlsplit(self.base_url).netloc
+        return f"{method} {host}{urlsplit(self.base_url).path.rstrip('/')}/{path}"
+
+    def _prepare(self, message: Outbound) -> Request:
+        meta = dict(message.metadata)
+        if message.channel == "ticket_create":
+            return self._create(message, meta)
+        ticket_id = str(require(message.recipient, "ticket id"))
+        if not ticket_id.isdigit():
+            raise Refused(f"not a Zendesk ticket id: {ticket_id!r}")
+        ticket: dict[str, Any] = {
+            "comment": _comment(message, public=message.channel == "ticket_reply"),
+            **_common_fields(meta),
+        }
+        if meta.get("tags"):
+            ticket["additional_tags"] = string_list(meta["tags"], "tags")
+        if meta.get("remove_tags"):
+            ticket["remove_tags"] = string_list(meta["remove_tags"], "remove_tags")
+        path = f"tickets/{ticket_id}.json"
+        return Request.json_body(
+            "PUT", self._url(path), self._label("PUT", path), {"ticket": ticket}
+        )
+
+    def _create(self, message: Outbound, meta: dict[str, Any]) -> Request:
+        ticket: dict[str, Any] = {
+            "subject": require(message.subject, "subject"),
+            "comment": _comment(message, public=bool(meta.get("public", False))),
+            **_common_fields(meta),
+        }
+        external_id = meta.get("external_id") or message.recipient
+        if external_id:
+            ticket["external_id"] = str(external_id)
+        if meta.get("tags"):
+            ticket["tags"] = string_list(meta["tags"], "tags")
+        for name in ("type", "priority"):
+            if meta.get(name):
+                ticket[name] = str(meta[name])
+        if meta.get("requester"):
+            ticket["requester"] = dict(meta["requester"])
+        return Request.json_body(
+            "POST",
+            self._url("tickets.json"),
+            self._label("POST", "tickets.json"),
+            {"ticket": ticket},
+            headers={"Idempotency-Key": idempotency_key(message.idempotency_key)},
+            idempotent=True,
+        )
+
+    def _deliver(self, message: Outbound, prepared: Request) -> DeliveryResult:
+        request = Request(
+            prepared.method,
+            prepared.url,
+            prepared.label,
+            prepared.body,
+            {**prepared.headers, **self._auth()},
+            prepared.idempotent,
+        )
+        exchange = self._exchange(request)
+        if exchange.outcome() is Outcome.ACCEPTED:
+            return exchange.result(
+                detail=_accepted_detail(exchange), provider_id=_provider_id(exchange)
+            )
+        body = exchange.json()
+        if exchange.outcome() is Outcome.REJECTED and isinstance(body, dict):
+            reason = body.get("description") or body.get("error") or exchange.text()
+            details = body.get("details")
+            return exchange.result(
+                detail=f"HTTP {exchange.status}: {reason}"
+                + (f" {details}" if details else "")[:300]
+            )
+        return exchange.result()
+
+
+def _provider_id(exchange: Exchange) -> str | None:
+    body = exchange.json()
+    if not isinstance(body, dict):
+        return None
+    ticket = body.get("ticket") if isinstance(body.get("ticket"), dict) else {}
+    ticket_id = ticket.get("id")
+    audit = body.get("audit") if isinstance(body.get("audit"), dict) else {}
+    comments = [e.get("id") for e in audit.get("events", []) if e.get("type") == "Comment"]
+    if comments and ticket_id is not None:
+        return f"ticket {ticket_id} comment {comments[0]}"
+    return f"ticket {ticket_id}" if ticket_id is not None else None
+
+
+def _accepted_detail(exchange: Exchange) -> str:
+    detail = f"HTTP {exchange.status}"
+    lookup = exchange.response.headers.get("x-idempotency-lookup") if exchange.response else None
+    if lookup == "hit":
+        detail += ": Zendesk replayed the ticket first created under this Idempotency-Key"
+    return detail

@@ -1,0 +1,665 @@
+"""The HTTP senders against a real local server: vendor request shapes, and at most once.
+
+Every failure class of the delivery contract (lib/outbound.py) is played by the server and
+counted on its side: not accepted → nothing taken, sent once on the next call; fate unknown
+→ retried only under an idempotency key the provider honours (Zendesk creates) or set
+semantics (Shopify tags), otherwise uncertain after exactly one request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from http_server import RecordedRequest, Reply, ScriptedHTTPServer
+from jsonschema import Draft7Validator, FormatChecker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+from smtp_server import free_port
+
+from orderwatch_dagster.defs.actions.senders import (
+    ShipBobRerouteSender,
+    ShopifyOrderTagSender,
+    SlackWebhookSender,
+    TwilioSmsSender,
+    ZendeskTicketSender,
+)
+from orderwatch_dagster.defs.actions.senders.smtp import SmtpEmailSender
+from orderwatch_dagster.lib.outbound import FollowUp, Outbound, Outcome
+
+VENDOR = Path(__file__).parent / "fixtures" / "vendor"
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+FAST = {"backoff_factor": 0.0, "read_timeout_s": 0.25, "connect_timeout_s": 1.0}
+
+
+@pytest.fixture(name="http_server")
+def _http_server() -> Iterator[ScriptedHTTPServer]:
+    with ScriptedHTTPServer() as server:
+        yield server
+
+
+def _vendor(path: str) -> Any:
+    return json.loads((VENDOR / path).read_text())
+
+
+def _basic(request: RecordedRequest) -> str:
+    scheme, _, value = request.headers["Authorization"].partition(" ")
+    assert scheme == "Basic"
+    return base64.b64decode(value).decode()
+
+
+def twilio(server: ScriptedHTTPServer, **kw: Any) -> TwilioSmsSender:
+    config = {
+        "enabled": True,
+        "base_url": server.url,
+        "account_sid": ACCOUNT_SID,
+        "auth_token": "tw-token",
+        "from_number": "+15005550006",
+        **FAST,
+        **kw,
+    }
+    return TwilioSmsSender(**config)
+
+
+def zendesk(server: ScriptedHTTPServer, **kw: Any) -> ZendeskTicketSender:
+    config = {
+        "enabled": True,
+        "base_url": f"{server.url}/api/v2",
+        "email": "ops@example.com",
+        "api_token": "zd-token",
+        **FAST,
+        **kw,
+    }
+    return ZendeskTicketSender(**config)
+
+
+SMS = Outbound("order-1001:ship_late:1:delay_sms", "sms", "+14155550123", "Your order is late.")
+
+
+# --- Twilio: the request is Twilio's own -------------------------------------------------
+
+
+def _twilio_request_validator() -> tuple[Draft7Validator, list[list[str]]]:
+    """The spec's own request-body schema (its $refs resolved in the spec), closed to fields
+    the spec does not define, and its `x-twilio.conditional` groups (one of each required)."""
+    spec = _vendor("twilio/openapi_messages_create.json")
+    registry = Registry().with_resource("urn:twilio", Resource(spec, specification=DRAFT7))
+    pointer = "/post/requestBody/content/application~1x-www-form-urlencoded/schema"
+    schema = dict(spec["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"])
+    closed = {"allOf": [{"$ref": f"urn:twilio#{pointer}"}]}
+    closed["propertyNames"] = {"enum": sorted(schema["schema"]["properties"])}
+    validator = Draft7Validator(closed, registry=registry, format_checker=FormatChecker())
+    return validator, spec["post"]["x-twilio"]["conditional"]
+
+
+def _check_twilio(form: dict[str, list[str]]) -> None:
+    validator, conditional = _twilio_request_validator()
+    fields = {name: values[-1] for name, values in form.items()}
+    errors = [e.message for e in validator.iter_errors(fields)]
+    assert not errors, errors
+    canonical = {name.lower(): name for name in fields}
+    for group in conditional:  # snake_case names in x-twilio: From / MessagingServiceSid
+        present = [g for g in group if g.replace("_", "") in canonical]
+        assert present, f"the request needs one of {group}"
+
+
+def test_twilio_validator_catches_a_bad_request() -> None:
+    """The OpenAPI check is real: a request without `To`, or with an unknown field, fails."""
+    validator, _ = _twilio_request_validator()
+    assert list(validator.iter_errors({"Body": "x", "From": "+15005550006"}))
+    assert list(validator.iter_errors({"To": "+1415", "Body": "x", "Colour": "red"}))
+
+
+@pytest.mark.parametrize(
+    ("config", "sender_field"),
+    [({}, "From"), ({"messaging_service_sid": "MG" + "ab" * 16}, "MessagingServiceSid")],
+)
+def test_twilio_sms_matches_the_openapi_description(
+    http_server: ScriptedHTTPServer, config: dict[str, Any], sender_field: str
+) -> None:
+    http_server.route(MESSAGES, Reply(201, _vendor("twilio/message_1.json")))
+    result = twilio(http_server, status_callback="https://ops.example.com/twilio", **config).send(
+        SMS
+    )
+    assert result.outcome is Outcome.ACCEPTED, result
+    assert result.provider_id == "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    (request,) = http_server.requests_to(MESSAGES)
+    assert request.method == "POST"
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert _basic(request) == f"{ACCOUNT_SID}:tw-token"
+    form = request.form()
+    assert form["To"] == ["+14155550123"] and form["Body"] == ["Your order is late."]
+    assert sender_field in form and not ({"From", "MessagingServiceSid"} - {sender_field}) & set(
+        form
+    )
+    _check_twilio(form)
+
+
+@pytest.mark.parametrize(
+    ("code", "follow_up"),
+    [(21610, FollowUp.OPT_OUT), (21614, FollowUp.INVALID_RECIPIENT), (21602, None)],
+)
+def test_twilio_refusals_are_rejected_and_classified(
+    http_server: ScriptedHTTPServer, code: int, follow_up: FollowUp | None
+) -> None:
+    error = {"code": code, "message": "refused", "more_info": "", "status": 400}
+    http_server.route(MESSAGES, Reply(400, error))
+    result = twilio(http_server).send(SMS)
+    assert result.outcome is Outcome.REJECTED
+    assert result.follow_up is follow_up
+    assert str(code) in result.detail
+    assert len(http_server.requests_to(MESSAGES)) == 1
+
+
+def test_twilio_429_is_not_accepted_and_goes_once_on_the_next_call(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    http_server.route(
+        MESSAGES,
+        Reply(429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "7"}),
+        Reply(201, _vendor("twilio/message_1.json")),
+    )
+    sender = twilio(http_server)
+    first = sender.send(SMS)
+    assert first.outcome is Outcome.NOT_ACCEPTED and first.retry_after_s == 7.0
+    assert len(http_server.requests_to(MESSAGES)) == 1  # not retried within the send
+    second = sender.send(SMS)  # the job's next run
+    assert second.outcome is Outcome.ACCEPTED
+    statuses = [a.status for result in (first, second) for a in result.history]
+    assert statuses == [429, 201]  # two requests, one message: the 429 was not taken
+    assert len(http_server.requests_to(MESSAGES)) == 2
+
+
+def test_twilio_503_with_retry_after_is_not_accepted_without_it_uncertain(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    http_server.route(MESSAGES, Reply(503, headers={"Retry-After": "3"}), Reply(503))
+    sender = twilio(http_server)
+    assert sender.send(SMS).outcome is Outcome.NOT_ACCEPTED
+    assert sender.send(SMS).outcome is Outcome.UNCERTAIN
+    assert len(http_server.requests_to(MESSAGES)) == 2
+
+
+def test_connection_refused_is_retried_then_not_accepted_then_sent_once() -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    sender = TwilioSmsSender(
+        enabled=True,
+        base_url=closed,
+        account_sid=ACCOUNT_SID,
+        auth_token="t",
+        from_number="+15005550006",
+        connect_retries=2,
+        **FAST,
+    )
+    result = sender.send(SMS)
+    assert result.outcome is Outcome.NOT_ACCEPTED
+    assert result.attempts == 3 == len(result.history)  # connect retries are safe for POST
+    assert all("Connection refused" in (a.error or "") for a in result.history)
+    with ScriptedHTTPServer() as server:  # the provider is back on the next run
+        server.route(MESSAGES, Reply(201, _vendor("twilio/message_1.json")))
+        later = sender.model_copy(update={"base_url": server.url}).send(SMS)
+        assert later.outcome is Outcome.ACCEPTED
+        assert len(server.requests_to(MESSAGES)) == 1
+
+
+@pytest.mark.parametrize("reply", [Reply(201, {"sid": "SM1"}, delay=1.0), Reply(500)])
+def test_twilio_fate_unknown_is_uncertain_and_never_resent(
+    http_server: ScriptedHTTPServer, reply: Reply
+) -> None:
+    http_server.route(MESSAGES, reply, Reply(201, {"sid": "SM2"}))
+    result = twilio(http_server, unknown_retries=3).send(SMS)
+    assert result.outcome is Outcome.UNCERTAIN
+    assert "not resent" in result.detail
+    assert result.attempts == 1 == len(result.history)
+    assert len(http_server.requests_to(MESSAGES)) == 1  # no key: never a second request
+
+
+# --- Zendesk --------------------------------------------------------------------------
+
+
+def test_zendesk_note_and_reply_are_ticket_updates(http_server: ScriptedHTTPServer) -> None:
+    http_server.route("/api/v2/tickets/4016.json", Reply(200, _vendor("zendesk/ticket_3.json")))
+    sender = zendesk(http_server)
+    note = Outbound(
+        "k-note",
+        "ticket_note",
+        "4016",
+        "Order #1001: packet",
+        body_html="<p>Order #1001</p>",
+        metadata={"group_id": 360001, "tags": ["orderwatch"], "remove_tags": ["wismo_new"]},
+    )
+    reply = Outbound("k-reply", "ticket_reply", "4016", "Your parcel is on its way.",
+                     metadata={"status": "pending"})  # fmt: skip
+    assert sender.send(note).outcome is Outcome.ACCEPTED
+    result = sender.send(reply)
+    assert result.outcome is Outcome.ACCEPTED and result.provider_id == "ticket 4016"
+    first, second = http_server.requests_to("/api/v2/tickets/4016.json")
+    assert first.method == second.method == "PUT"
+    assert _basic(first) == "ops@example.com/token:zd-token"
+    assert "Idempotency-Key" not in first.headers
+    assert first.json() == {
+        "ticket": {
+            "comment": {
+                "body": "Order #1001: packet",
+                "public": False,
+                "html_body": "<p>Order #1001</p>",
+            },
+            "group_id": 360001,
+            "additional_tags": ["orderwatch"],
+            "remove_tags": ["wismo_new"],
+        }
+    }  # fmt: skip
+    assert second.json() == {
+        "ticket": {"comment": {"body": "Your parcel is on its way.", "public": True},
+                   "status": "pending"}
+    }  # fmt: skip
+
+
+def test_zendesk_create_sends_the_idempotency_key(http_server: ScriptedHTTPServer) -> None:
+    http_server.route("/api/v2/tickets.json", Reply(201, _vendor("zendesk/ticket_1.json")))
+    task = Outbound(
+        "order-1001:lost:1:task",
+        "ticket_create",
+        "#1001",
+        "Parcel lost: packet attached",
+        subject="Order #1001: parcel lost",
+        metadata={"group_id": 42, "tags": ["orderwatch", "lost"], "type": "task",
+                  "priority": "high"},
+    )  # fmt: skip
+    result = zendesk(http_server, email=None).send(task)
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.provider_id == "ticket 4014 comment 6164039218842"
+    (request,) = http_server.requests_to("/api/v2/tickets.json")
+    assert request.method == "POST"
+    assert request.headers["Idempotency-Key"] == "order-1001:lost:1:task"
+    assert request.headers["Authorization"] == "Bearer zd-token"
+    assert request.json() == {
+        "ticket": {
+            "subject": "Order #1001: parcel lost",
+            "comment": {"body": "Parcel lost: packet attached", "public": False},
+            "group_id": 42,
+            "external_id": "#1001",
+            "tags": ["orderwatch", "lost"],
+            "type": "task",
+            "priority": "high",
+        }
+    }
+
+
+TASK = Outbound("k-task", "ticket_create", "#1002", "packet", subject="Order #1002 late")
+
+
+def test_zendesk_create_with_unknown_fate_is_retried_under_the_same_key(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    http_server.route(
+        "/api/v2/tickets.json",
+        Reply(201, _vendor("zendesk/ticket_1.json"), delay=1.0),  # times out, but was made
+        Reply(502),
+        Reply(201, _vendor("zendesk/ticket_1.json"), {"x-idempotency-lookup": "hit"}),
+    )
+    result = zendesk(http_server).send(TASK)
+    assert result.outcome is Outcome.ACCEPTED
+    assert "replayed" in result.detail
+    assert [a.status for a in result.history] == [None, 502, 201]
+    assert "ReadTimeoutError" in (result.history[0].error or "")
+    requests = http_server.requests_to("/api/v2/tickets.json")
+    assert len(requests) == 3 == result.attempts
+    assert {r.headers["Idempotency-Key"] for r in requests} == {"k-task"}
+    assert len({r.body for r in requests}) == 1  # the same payload under the same key
+
+
+def test_zendesk_create_stays_uncertain_when_every_try_is_unknown(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    http_server.route("/api/v2/tickets.json", Reply(500))
+    result = zendesk(http_server, unknown_retries=2).send(TASK)
+    assert result.outcome is Outcome.UNCERTAIN
+    assert "idempotency key" in result.detail
+    assert len(http_server.requests_to("/api/v2/tickets.json")) == 3 == result.attempts
+
+
+def test_a_throttle_after_an_unknown_try_proves_nothing(http_server: ScriptedHTTPServer) -> None:
+    """The first try may have created the ticket: a later 429 does not make it 'not taken'."""
+    http_server.route(
+        "/api/v2/tickets.json", Reply(201, {"ticket": {"id": 1}}, delay=1.0), Reply(429)
+    )
+    result = zendesk(http_server).send(TASK)
+    assert result.outcome is Outcome.UNCERTAIN
+    assert [a.status for a in result.history] == [None, 429]
+
+
+def test_zendesk_update_with_unknown_fate_is_uncertain_after_one_request(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    http_server.route("/api/v2/tickets/7.json", Reply(200, {"ticket": {"id": 7}}, delay=1.0))
+    result = zendesk(http_server).send(Outbound("k", "ticket_note", "7", "note"))
+    assert result.outcome is Outcome.UNCERTAIN
+    assert len(http_server.requests_to("/api/v2/tickets/7.json")) == 1
+
+
+def test_zendesk_validation_error_is_rejected(http_server: ScriptedHTTPServer) -> None:
+    closed = [{"description": "Status: closed prevents ticket update"}]
+    body = {
+        "error": "RecordInvalid",
+        "description": "Record validation errors",
+        "details": {"status": closed},
+    }
+    http_server.route("/api/v2/tickets/9.json", Reply(422, body))
+    result = zendesk(http_server).send(Outbound("k", "ticket_note", "9", "note"))
+    assert result.outcome is Outcome.REJECTED
+    assert "closed prevents ticket update" in result.detail
+
+
+# --- Shopify --------------------------------------------------------------------------
+
+GRAPHQL = "/admin/api/2025-07/graphql.json"
+TAGS_OK = {
+    "data": {
+        "tagsAdd": {"node": {"id": "gid://shopify/Order/450789469"}, "userErrors": []},
+        "tagsRemove": {"node": {"id": "gid://shopify/Order/450789469"}, "userErrors": []},
+    },
+    "extensions": {"cost": {"requestedQueryCost": 20, "actualQueryCost": 20}},
+}
+
+
+def shopify(server: ScriptedHTTPServer, **kw: Any) -> ShopifyOrderTagSender:
+    return ShopifyOrderTagSender(
+        enabled=True,
+        base_url=f"{server.url}/admin/api/2025-07",
+        access_token="shpat_test",
+        **{**FAST, **kw},
+    )
+
+
+TAGS = Outbound(
+    "order-450789469:recovered:tags",
+    "order_tags",
+    "450789469",
+    "",
+    metadata={"add_tags": ["orderwatch:recovered"], "remove_tags": ["orderwatch:delayed"]},
+)
+
+
+def test_shopify_tags_are_one_graphql_mutation(http_server: ScriptedHTTPServer) -> None:
+    http_server.route(GRAPHQL, Reply(200, TAGS_OK))
+    result = shopify(http_server).send(TAGS)
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.provider_id == "gid://shopify/Order/450789469"
+    (request,) = http_server.requests_to(GRAPHQL)
+    assert request.method == "POST" and request.headers["X-Shopify-Access-Token"] == "shpat_test"
+    body = request.json()
+    assert body["variables"] == {
+        "id": "gid://shopify/Order/450789469",
+        "add": ["orderwatch:recovered"],
+        "remove": ["orderwatch:delayed"],
+    }
+    query = body["query"]
+    assert "tagsAdd(id: $id, tags: $add)" in query and "tagsRemove(id: $id, tags: $remove)" in query
+    assert query.startswith("mutation")
+
+
+def test_shopify_add_only_declares_only_the_variables_it_uses(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    http_server.route(GRAPHQL, Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}))
+    add = {"add_tags": ["orderwatch:delayed"]}
+    message = Outbound("k", "order_tags", "450789469", "", metadata=add)
+    assert shopify(http_server).send(message).outcome is Outcome.ACCEPTED
+    query = http_server.requests_to(GRAPHQL)[0].json()["query"]
+    assert "$remove" not in query and "tagsRemove" not in query
+
+
+def test_shopify_customer_record_takes_the_same_mutation(http_server: ScriptedHTTPServer) -> None:
+    http_server.route(GRAPHQL, Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}))
+    customer = "gid://shopify/Customer/207119551"
+    message = Outbound("k", "order_tags", customer, "", metadata={"add_tags": ["orderwatch:vip"]})
+    assert shopify(http_server).send(message).outcome is Outcome.ACCEPTED
+    assert http_server.requests_to(GRAPHQL)[0].json()["variables"]["id"] == customer
+    bad = Outbound("k", "order_tags", "gid://shopify/Product/1", "", metadata=message.metadata)
+    assert shopify(http_server).send(bad).outcome is Outcome.REJECTED
+    assert len(http_server.requests_to(GRAPHQL)) == 1
+
+
+def test_shopify_unknown_fate_is_retried_because_tags_are_a_set(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    http_server.route(GRAPHQL, Reply(502), Reply(200, TAGS_OK, delay=1.0), Reply(200, TAGS_OK))
+    result = shopify(http_server).send(TAGS)
+    assert result.outcome is Outcome.ACCEPTED
+    assert [a.status for a in result.history] == [502, None, 200]
+    assert len(http_server.requests_to(GRAPHQL)) == 3
+
+
+def test_shopify_throttled_query_is_not_accepted_with_the_wait(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    throttled = {
+        "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+        "extensions": {
+            "cost": {
+                "requestedQueryCost": 20,
+                "actualQueryCost": None,
+                "throttleStatus": {
+                    "maximumAvailable": 2000.0,
+                    "currentlyAvailable": 5,
+                    "restoreRate": 100.0,
+                },
+            }
+        },
+    }
+    http_server.route(GRAPHQL, Reply(200, throttled), Reply(200, TAGS_OK))
+    sender = shopify(http_server)
+    first = sender.send(TAGS)
+    assert first.outcome is Outcome.NOT_ACCEPTED
+    assert first.retry_after_s == pytest.approx(0.15)
+    assert sender.send(TAGS).outcome is Outcome.ACCEPTED
+    assert len(http_server.requests_to(GRAPHQL)) == 2
+
+
+def test_shopify_user_errors_are_rejected(http_server: ScriptedHTTPServer) -> None:
+    errors = {"data": {"tagsAdd": {"node": None, "userErrors": [
+        {"field": ["id"], "message": "Order does not exist"}]}}}  # fmt: skip
+    http_server.route(GRAPHQL, Reply(200, errors))
+    message = Outbound("k", "order_tags", "1", "", metadata={"add_tags": ["orderwatch:delayed"]})
+    result = shopify(http_server).send(message)
+    assert result.outcome is Outcome.REJECTED and "Order does not exist" in result.detail
+
+
+# --- ShipBob --------------------------------------------------------------------------
+
+ADDRESS = {
+    "recipient_name": "Ann Lee",
+    "street_address1": "100 N Racine Ave",
+    "street_address2": "Suite 100",
+    "city": "Chicago",
+    "state": "IL",
+    "zip_code": "60607",
+    "country_code": "US",
+}
+
+
+def shipbob(server: ScriptedHTTPServer, **kw: Any) -> ShipBobRerouteSender:
+    return ShipBobRerouteSender(
+        enabled=True,
+        base_url=f"{server.url}/2026-01",
+        access_token="sb-pat",
+        channel_id="1234",
+        **{**FAST, **kw},
+    )
+
+
+def reroute(status: str, details: list[Any], **meta: Any) -> Outbound:
+    return Outbound(
+        "order-1003:address_issue:1:reroute",
+        "reroute",
+        "987654",
+        "Correct the address",
+        metadata={"shipment_status": status, "status_details": details, **meta},
+    )
+
+
+def test_shipbob_address_update_on_a_held_shipment(http_server: ScriptedHTTPServer) -> None:
+    path = "/2026-01/shipment/987654:updateAddress"
+    http_server.route(path, Reply(200, {"id": 987654, "is_success": True, "error": None}))
+    message = reroute("OnHold", ["InvalidAddress"], action="update_address", address=ADDRESS)
+    result = shipbob(http_server).send(message)
+    assert result.outcome is Outcome.ACCEPTED, result
+    (request,) = http_server.requests_to(path)
+    assert request.method == "PUT"
+    assert request.headers["Authorization"] == "Bearer sb-pat"
+    assert request.headers["shipbob_channel_id"] == "1234"
+    assert request.json() == ADDRESS
+
+
+def test_shipbob_shipping_service_change(http_server: ScriptedHTTPServer) -> None:
+    path = "/2026-01/shipment:bulkUpdateShippingService"
+    answer = {"results": [{"id": 987654, "is_success": True, "error": None}],
+              "summary": {"total": 1, "successful": 1, "failed": 0}}  # fmt: skip
+    http_server.route(path, Reply(200, answer))
+    message = reroute(
+        "Processing", [], action="change_shipping_service", shipping_service_id=3, reason="late"
+    )
+    assert shipbob(http_server).send(message).outcome is Outcome.ACCEPTED
+    assert http_server.requests_to(path)[0].json() == {
+        "shipment_ids": [987654],
+        "requested_shipping_service_id": 3,
+        "reason": "late",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "details", "action"),
+    [
+        ("Completed", ["InTransit"], "update_address"),
+        ("Processing", ["Packed"], "update_address"),
+        ("Processing", [102], "change_shipping_service"),
+        ("Cancelled", [], "update_address"),
+        ("Processing", [], "change_fulfillment_center"),
+    ],
+)
+def test_shipbob_offers_nothing_in_this_state_so_the_job_opens_a_task(
+    http_server: ScriptedHTTPServer, status: str, details: list[Any], action: str
+) -> None:
+    message = reroute(status, details, action=action, address=ADDRESS, shipping_service_id=3)
+    result = shipbob(http_server).send(message)
+    assert result.outcome is Outcome.REJECTED
+    assert result.follow_up is FollowUp.OPEN_TASK
+    assert result.attempts == 0
+    assert http_server.requests == []  # ShipBob was not asked
+
+
+def test_shipbob_refusal_becomes_a_task(http_server: ScriptedHTTPServer) -> None:
+    path = "/2026-01/shipment/987654:updateAddress"
+    refused = {"id": 987654, "is_success": False,
+               "error": {"code": "ShipmentAlreadyPicked", "message": "cannot edit"}}  # fmt: skip
+    http_server.route(path, Reply(200, refused))
+    result = shipbob(http_server).send(
+        reroute("Processing", [], action="update_address", address=ADDRESS)
+    )
+    assert result.outcome is Outcome.REJECTED and result.follow_up is FollowUp.OPEN_TASK
+    assert "ShipmentAlreadyPicked" in result.detail
+
+
+def test_shipbob_timeout_is_uncertain_and_not_resent(http_server: ScriptedHTTPServer) -> None:
+    path = "/2026-01/shipment/987654:updateAddress"
+    http_server.route(path, Reply(200, {"is_success": True}, delay=1.0))
+    result = shipbob(http_server, unknown_retries=3).send(
+        reroute("OnHold", [401], action="update_address", address=ADDRESS)
+    )
+    assert result.outcome is Outcome.UNCERTAIN
+    assert len(http_server.requests_to(path)) == 1
+
+
+# --- Slack ----------------------------------------------------------------------------
+
+HOOK = "/services/T000/B000/XXXXSECRET"
+ESCALATION = Outbound(
+    "order-1004:lost:1:escalate",
+    "slack",
+    "ops-escalations",
+    "VIP order #1004 (<b>$480</b>) lost in transit & promise breaks in 20 h.",
+    subject="Escalation: order #1004 lost",
+    metadata={
+        "packet_url": "https://ops.example.com/packets/1004.html",
+        "fields": {"Order": "#1004", "Severity": "critical", "Tier": "vip"},
+    },
+)
+
+
+def test_slack_escalation_blocks(http_server: ScriptedHTTPServer) -> None:
+    http_server.route(HOOK, Reply(200, "ok", {"Content-Type": "text/plain"}))
+    sender = SlackWebhookSender(enabled=True, webhook_url=http_server.url + HOOK, **FAST)
+    result = sender.send(ESCALATION)
+    assert result.outcome is Outcome.ACCEPTED
+    assert "XXXXSECRET" not in repr(result)  # the webhook URL is the credential
+    payload = http_server.requests_to(HOOK)[0].json()
+    assert payload["text"].startswith("Escalation: order #1004 lost")
+    header, summary, fields, actions = payload["blocks"]
+    title = {"type": "plain_text", "text": "Escalation: order #1004 lost"}
+    assert header == {"type": "header", "text": title}
+    assert summary["text"]["type"] == "mrkdwn"
+    text = summary["text"]["text"]
+    assert "&lt;b&gt;$480&lt;/b&gt;" in text and "lost in transit &amp; promise" in text
+    shown = [f["text"] for f in fields["fields"]]
+    assert shown == ["*Order*\n#1004", "*Severity*\ncritical", "*Tier*\nvip"]
+    (button,) = actions["elements"]
+    assert (
+        button["type"] == "button" and button["url"] == "https://ops.example.com/packets/1004.html"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        (Reply(404, "channel_not_found"), Outcome.REJECTED),
+        (Reply(429, "rate_limited", {"Retry-After": "30"}), Outcome.NOT_ACCEPTED),
+        (Reply(500, "rollup_error"), Outcome.UNCERTAIN),
+    ],
+)
+def test_slack_answers(http_server: ScriptedHTTPServer, reply: Reply, outcome: Outcome) -> None:
+    http_server.route(HOOK, reply)
+    result = SlackWebhookSender(enabled=True, webhook_url=http_server.url + HOOK, **FAST).send(
+        ESCALATION
+    )
+    assert result.outcome is outcome
+    assert len(http_server.requests_to(HOOK)) == 1
+    assert all("XXXXSECRET" not in a.request for a in result.history)
+
+
+# --- every sender is off until enabled ----------------------------------------------------
+
+
+def test_every_sender_is_off_by_default_and_sends_nothing(http_server: ScriptedHTTPServer) -> None:
+    url = http_server.url
+    cases = [
+        (TwilioSmsSender(base_url=url, account_sid=ACCOUNT_SID, auth_token="t",
+                         from_number="+15005550006"), SMS),
+        (ZendeskTicketSender(base_url=f"{url}/api/v2", api_token="t"), TASK),
+        (ShopifyOrderTagSender(base_url=f"{url}/admin/api/2025-07", access_token="t"), TAGS),
+        (ShipBobRerouteSender(base_url=f"{url}/2026-01", access_token="t"),
+         reroute("OnHold", [], action="update_address", address=ADDRESS)),
+        (SlackWebhookSender(webhook_url=url + HOOK), ESCALATION),
+        (SmtpEmailSender(host="127.0.0.1", port=free_port(), from_address="shop@example.com"),
+         Outbound("k", "email", "ann@example.com", "hi", subject="Order")),
+    ]  # fmt: skip
+    for sender, message in cases:
+        result = sender.send(message)
+        assert result.outcome is Outcome.DRY_RUN, (type(sender).__name__, result)
+        assert result.attempts == 0 and sender.enable_var in result.detail
+    assert http_server.requests == []
+
+
+def test_a_wrong_channel_or_bad_input_is_rejected_without_a_request(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    sender = twilio(http_server)
+    assert sender.send(Outbound("k", "email", "+14155550123", "x")).outcome is Outcome.REJECTED
+    assert sender.send(Outbound("k", "sms", "0044 20 1234", "x")).outcome is Outcome.REJECTED
+    assert sender.send(Outbound("k", "sms", "+14155550123", "x" * 1601)).outcome is Outcome.REJECTED
+    assert http_server.requests == []
