@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg2
+from test_ingest import default_connectors
 
-from orderwatch_dagster.defs.ingest.connector import default_connectors
 from orderwatch_dagster.defs.ingest.factory import build_ingest_asset
 from orderwatch_dagster.defs.resources import DuckDBWarehouse
 from orderwatch_dagster.sim import simulate

@@ -26,7 +26,7 @@ class EasyPostConnector(FeedConnector):
     of this feed, as do AfterShip tracking responses).
     """
 
-    feeds: ClassVar[tuple[str, ...]] = ("carrier_trackers",)
+    source: ClassVar[str] = "carrier"
     env_var: ClassVar[str] = "EASYPOST_API_KEY"
 
     def _basic_auth(self) -> tuple[str, str] | None:

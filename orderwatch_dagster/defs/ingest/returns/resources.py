@@ -31,7 +31,7 @@ class LoopConnector(FeedConnector):
     Paging: follow `nextPageUrl` until it is null.
     """
 
-    feeds: ClassVar[tuple[str, ...]] = ("returns",)
+    source: ClassVar[str] = "returns"
     env_var: ClassVar[str] = "LOOP_API_KEY"
 
     def _auth_headers(self) -> dict[str, str]:

@@ -33,9 +33,10 @@ def zendesk_next(response: requests.Response, feed: str) -> tuple[str, None] | N
 class ZendeskConnector(FeedConnector):
     """Zendesk `Ticket`s (feed support_tickets).
 
-    HTTP: `base_url` = `https://<subdomain>.zendesk.com/api/v2`. Auth: with `email` set (env
-    `ZENDESK_EMAIL`), basic auth `<email>/token` : API token; otherwise the key is an OAuth
-    access token sent as `Authorization: Bearer`. The key comes from env `ZENDESK_API_TOKEN`.
+    HTTP: `base_url` = `https://<subdomain>.zendesk.com/api/v2` (from `subdomain` unless set in
+    full). Auth: with `email` set, basic auth `<email>/token` : API token; otherwise the key is
+    an OAuth access token sent as `Authorization: Bearer`. The key comes from env
+    `ZENDESK_API_TOKEN`.
     Without `updated_since`: `GET tickets.json?page[size]=100`, cursor-paged (`meta.has_more`,
     `links.next`). With it: the incremental export
     `GET incremental/tickets/cursor.json?start_time=<unix>`, paged by `after_url` until
@@ -43,9 +44,13 @@ class ZendeskConnector(FeedConnector):
     """
 
     email: str | None = None
+    subdomain: str | None = None  # <subdomain>.zendesk.com
 
-    feeds: ClassVar[tuple[str, ...]] = ("support_tickets",)
+    source: ClassVar[str] = "support"
     env_var: ClassVar[str] = "ZENDESK_API_TOKEN"
+
+    def _url_fields(self) -> dict[str, str | None]:
+        return {"subdomain": self.subdomain}
 
     def _auth_headers(self) -> dict[str, str]:
         return {} if self.email else {"Authorization": f"Bearer {self.api_key or ''}"}

@@ -24,7 +24,7 @@ class ShipBobConnector(FeedConnector):
     `Next-Page` (preferred) or `Page-Number`/`Total-Pages` say whether there is more.
     """
 
-    feeds: ClassVar[tuple[str, ...]] = ("wms_shipments",)
+    source: ClassVar[str] = "wms"
     env_var: ClassVar[str] = "SHIPBOB_ACCESS_TOKEN"
 
     def _auth_headers(self) -> dict[str, str]:
