@@ -27,7 +27,7 @@ def test_runs_and_materializations_are_stored_in_postgres(
                 "username": postgres_server["user"],
                 "password": "",
                 "db_name": scratch_database,
-                # SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql:// (STACK.md).
+                # SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql:// (not installed).
                 "scheme": "postgresql+psycopg2",
             }
         }
