@@ -28,7 +28,13 @@ def code_settings() -> dict[str, tuple[EnvSetting, ...]]:
     systems = {"general": GENERAL_SETTINGS, "warehouse": WAREHOUSE_SETTINGS}
     for source in sources():
         module = importlib.import_module(f"orderwatch_dagster.defs.ingest.{source}.definitions")
-        systems[source] = module.SETTINGS
+        (connector,) = {
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, FeedConnector)
+        }
+        assert connector.source == source
+        systems[source] = connector.settings()
     return systems
 
 

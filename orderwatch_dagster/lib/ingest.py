@@ -27,15 +27,18 @@ from typing import Protocol
 from orderwatch_dagster.lib.feeds import FeedSpec
 from orderwatch_dagster.lib.parsers import parse_element, parse_page
 from orderwatch_dagster.lib.records import ParsedPage, Rejected
-from orderwatch_dagster.lib.warehouse import (
+from orderwatch_dagster.lib.warehouse_batch import (
     WHOLE_PAGE_INDEX,
     LoadStats,
     PageLike,
+    max_time,
+    strict_records,
+)
+from orderwatch_dagster.lib.warehouse_session import (
     QuarantinedRecord,
     ReplayStats,
     WarehouseSession,
 )
-from orderwatch_dagster.lib.warehouse_batch import max_time, strict_records
 
 CURSOR_OVERLAP = timedelta(hours=1)
 # Vendor clocks run a little ahead of ours; below CURSOR_OVERLAP, so a cursor moved this far

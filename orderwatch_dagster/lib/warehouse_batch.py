@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from orderwatch_dagster.lib.records import ParsedPage, QuarantineReason, Record, Rejected
+from orderwatch_dagster.lib.records import (
+    KeyColumn,
+    ParsedPage,
+    QuarantineReason,
+    Record,
+    Rejected,
+)
 
 WHOLE_PAGE_INDEX = -1  # record_index of a whole-page rejection (NULL would defeat the UNIQUE key)
 NON_STRICT_INDEX_BASE = -2  # record_index of payloads rejected by the loader (see strict_records)
@@ -84,6 +90,16 @@ def max_time(a: datetime | None, b: datetime | None) -> datetime | None:
     if b is None:
         return a
     return max(a, b)
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Record versions for one bulk insert into raw.<feed> (each version once)."""
+
+    feed: str
+    key_columns: Sequence[KeyColumn]
+    rows: list[tuple[int, Record, str]]  # (page ordinal, record, source)
+    ingested_at: datetime
 
 
 @dataclass

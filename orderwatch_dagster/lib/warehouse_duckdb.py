@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 
 from orderwatch_dagster.lib.records import KeyColumn, Record
-from orderwatch_dagster.lib.warehouse_batch import QUARANTINE_COLUMNS, QuarantineRow
+from orderwatch_dagster.lib.warehouse_batch import QUARANTINE_COLUMNS, QuarantineRow, Versions
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
 _LEDGER_COLUMNS = (
@@ -85,20 +85,15 @@ class DuckDBSession(WarehouseSession):
         finally:
             self.con.unregister(name)
 
-    def _insert_records(
-        self,
-        feed: str,
-        key_columns: Sequence[KeyColumn],
-        rows: list[tuple[int, Record, str]],
-        ingested_at: datetime,
-    ) -> list[tuple[str, str]]:
-        if not rows:
+    def _insert_records(self, versions: Versions) -> list[tuple[str, str]]:
+        if not versions.rows:
             return []
+        feed, key_columns = versions.feed, versions.key_columns
         names = ["_key", "_updated_at", *(c.name for c in key_columns)]
         select = [f"f.{n}" for n in names[:2]] + [
             f"CAST(f.{c.name} AS {c.sql_type})" for c in key_columns
         ]
-        with self._scan("_ow_records", _record_frame(key_columns, rows)):
+        with self._scan("_ow_records", _record_frame(key_columns, versions.rows)):
             inserted = self.con.execute(
                 f"""INSERT INTO raw.{feed}
                     ({", ".join(names)}, payload, _record_hash, _format, _source, _ingested_at)
@@ -110,7 +105,7 @@ class DuckDBSession(WarehouseSession):
                     WHERE r._key = f._key AND r._record_hash = f._record_hash
                 )
                 RETURNING _key, _record_hash""",
-                [ingested_at],
+                [versions.ingested_at],
             ).fetchall()
         return [(key, record_hash) for key, record_hash in inserted]
 

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from orderwatch_dagster.lib.records import KeyColumn, Record
-from orderwatch_dagster.lib.warehouse_batch import QuarantineRow
+from orderwatch_dagster.lib.records import KeyColumn
+from orderwatch_dagster.lib.warehouse_batch import QuarantineRow, Versions
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
 
@@ -54,17 +54,12 @@ class PostgresSession(WarehouseSession):
         finally:
             self._in_tx = False
 
-    def _insert_records(
-        self,
-        feed: str,
-        key_columns: Sequence[KeyColumn],
-        rows: list[tuple[int, Record, str]],
-        ingested_at: datetime,
-    ) -> list[tuple[str, str]]:
+    def _insert_records(self, versions: Versions) -> list[tuple[str, str]]:
         from psycopg2.extras import execute_values
 
-        if not rows:
+        if not versions.rows:
             return []
+        key_columns = versions.key_columns
         names = ["_key", "_updated_at", *(c.name for c in key_columns)]
         values = [
             (
@@ -75,15 +70,15 @@ class PostgresSession(WarehouseSession):
                 r.record_hash,
                 r.format,
                 source,
-                ingested_at,
+                versions.ingested_at,
             )
-            for _, r, source in rows
+            for _, r, source in versions.rows
         ]
         template = "(" + ", ".join(["%s"] * len(names)) + ", %s::jsonb, %s, %s, %s, %s)"
         with self.conn.cursor() as cur:
             inserted = execute_values(
                 cur,
-                f"""INSERT INTO raw.{feed}
+                f"""INSERT INTO raw.{versions.feed}
                     ({", ".join(names)}, payload, _record_hash, _format, _source, _ingested_at)
                 VALUES %s ON CONFLICT (_key, _record_hash) DO NOTHING
                 RETURNING _key, _record_hash""",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from orderwatch_dagster.lib.records import KeyColumn, ParsedPage, Record
+from orderwatch_dagster.lib.records import KeyColumn, ParsedPage
 from orderwatch_dagster.lib.settings import now
 from orderwatch_dagster.lib.warehouse_batch import (
     WHOLE_PAGE_INDEX,
@@ -25,6 +25,7 @@ from orderwatch_dagster.lib.warehouse_batch import (
     LoadStats,
     PageLike,
     QuarantineRow,
+    Versions,
     assemble,
 )
 
@@ -94,13 +95,7 @@ class WarehouseSession(ABC):
     def transaction(self) -> Iterator[None]: ...
 
     @abstractmethod
-    def _insert_records(
-        self,
-        feed: str,
-        key_columns: Sequence[KeyColumn],
-        rows: list[tuple[int, Record, str]],
-        ingested_at: datetime,
-    ) -> list[tuple[str, str]]:
+    def _insert_records(self, versions: Versions) -> list[tuple[str, str]]:
         """Insert versions not yet stored; return the (_key, _record_hash) actually inserted."""
 
     @abstractmethod
@@ -275,7 +270,7 @@ class WarehouseSession(ABC):
         self, feed: str, key_columns: Sequence[KeyColumn], batch: Batch, at: datetime
     ) -> list[tuple[str, str]]:
         """Versions and quarantine rows of a batch (inside the caller's transaction)."""
-        inserted = self._insert_records(feed, key_columns, batch.records, at)
+        inserted = self._insert_records(Versions(feed, key_columns, batch.records, at))
         batch.stats.rows_loaded = len(inserted)
         batch.stats.rows_duplicate = batch.loadable - len(inserted)
         batch.stats.quarantine_inserted = self._insert_quarantine(batch.quarantine, at)

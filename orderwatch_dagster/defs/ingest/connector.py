@@ -34,8 +34,8 @@ __all__ = [
     "FeedConnector",
     "Page",
     "bind_connectors",
+    "connector_definitions",
     "connector_key",
-    "connector_settings",
     "iso_utc",
 ]
 
@@ -83,12 +83,51 @@ class FeedConnector(dg.ConfigurableResource):
     page_size: int = 250
 
     source: ClassVar[str]  # the source system (defs/ingest/<source>/); serves its feeds
-    env_var: ClassVar[str] = "API_KEY"  # named in auth errors so the fix is obvious
+    env_var: ClassVar[str] = "API_KEY"  # its key's variable, named in auth errors
+    key_description: ClassVar[str] = "API key"
+    default_base_url: ClassVar[str]  # the vendor's production API root
+    default_page_size: ClassVar[int] = 250
 
     @classmethod
     def feeds(cls) -> tuple[str, ...]:
         """The registry's feeds of this connector's source system."""
         return tuple(spec.name for spec in feeds_of(cls.source))
+
+    @classmethod
+    def settings(cls) -> tuple[EnvSetting, ...]:
+        """The variables of this source system, named `ORDERWATCH_<SOURCE>_...` (README
+        "Configuration"): transport, base URL, the vendor's own extras, page size, the key."""
+        prefix = cls.setting_prefix()
+        return (
+            EnvSetting(
+                prefix + "TRANSPORT",
+                "transport",
+                "file",
+                "`file`: pages in ORDERWATCH_HOME/landing/<feed>/; `http`: the vendor's API",
+                choices=TRANSPORTS,
+            ),
+            EnvSetting(
+                prefix + "BASE_URL", "base_url", cls.default_base_url, "API root for `http`"
+            ),
+            *cls.extra_settings(prefix),
+            EnvSetting(
+                prefix + "PAGE_SIZE",
+                "page_size",
+                str(cls.default_page_size),
+                "Records per page",
+                integer=True,
+            ),
+            EnvSetting(cls.env_var, "api_key", None, cls.key_description, secret=True),
+        )
+
+    @classmethod
+    def setting_prefix(cls) -> str:
+        return f"ORDERWATCH_{cls.source.upper()}_"
+
+    @classmethod
+    def extra_settings(cls, prefix: str) -> tuple[EnvSetting, ...]:
+        """Vendor-specific variables (e.g. Shopify's shop), between base URL and page size."""
+        return ()
 
     def pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
         """Every page of `feed`; `updated_since` narrows HTTP fetches (ignored for files)."""
@@ -216,40 +255,15 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def connector_settings(
-    source: str,
-    *,
-    secret: EnvSetting,
-    base_url: str,
-    page_size: int,
-    extra: tuple[EnvSetting, ...] = (),
-) -> tuple[EnvSetting, ...]:
-    """The variables of one source system: transport, base URL, page size, its own extras and
-    its secret, named `ORDERWATCH_<SOURCE>_...` (README "Configuration")."""
-    prefix = f"ORDERWATCH_{source.upper()}_"
-    return (
-        EnvSetting(
-            prefix + "TRANSPORT",
-            "transport",
-            "file",
-            "`file`: pages in ORDERWATCH_HOME/landing/<feed>/; `http`: the vendor's API",
-            choices=TRANSPORTS,
-        ),
-        EnvSetting(prefix + "BASE_URL", "base_url", base_url, "API root for `http`"),
-        *extra,
-        EnvSetting(
-            prefix + "PAGE_SIZE", "page_size", str(page_size), "Records per page", integer=True
-        ),
-        secret,
-    )
-
-
-def bind_connectors(
-    connector: type[FeedConnector], settings: tuple[EnvSetting, ...]
-) -> dg.Definitions:
+def bind_connectors(connector: type[FeedConnector]) -> dg.Definitions:
     """One `<feed>_source` resource per registry feed of the connector's source, configured from
-    the environment now (defs/configuration.py)."""
-    fields = resource_fields(settings)
+    the environment now (`FeedConnector.settings`, defs/configuration.py)."""
+    fields = resource_fields(connector.settings())
     return dg.Definitions(
         resources={connector_key(feed): connector(**fields) for feed in connector.feeds()}
     )
+
+
+def connector_definitions(connector: type[FeedConnector]) -> Callable[[], dg.Definitions]:
+    """A source folder's `@dg.definitions`: `bind_connectors`, each time the code location loads."""
+    return dg.definitions(lambda: bind_connectors(connector))

@@ -13,6 +13,7 @@ from urllib.parse import urljoin
 import requests
 
 from orderwatch_dagster.defs.ingest.connector import FeedConnector, iso_utc
+from orderwatch_dagster.lib.settings import EnvSetting
 
 SHOPIFY_MAX_LIMIT = 250
 SHOPIFY_BASE_URL = "https://{shop}.myshopify.com/admin/api/{api_version}"
@@ -38,6 +39,16 @@ class ShopifyAdminConnector(FeedConnector):
     api_version: str = SHOPIFY_API_VERSION
 
     env_var: ClassVar[str] = "SHOPIFY_ACCESS_TOKEN"
+    key_description: ClassVar[str] = "Admin API access token"
+    default_base_url: ClassVar[str] = SHOPIFY_BASE_URL
+    default_page_size: ClassVar[int] = SHOPIFY_MAX_LIMIT
+
+    @classmethod
+    def extra_settings(cls, prefix: str) -> tuple[EnvSetting, ...]:
+        return (
+            EnvSetting(prefix + "SHOP", "shop", None, "`<shop>` of <shop>.myshopify.com"),
+            EnvSetting(prefix + "API_VERSION", "api_version", SHOPIFY_API_VERSION, "Admin API"),
+        )
 
     def _url_fields(self) -> dict[str, str | None]:
         return {"shop": self.shop, "api_version": self.api_version}

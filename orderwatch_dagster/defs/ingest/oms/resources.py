@@ -24,6 +24,7 @@ class ShopifyFulfillmentOrdersConnector(ShopifyAdminConnector):
     """
 
     source: ClassVar[str] = "oms"
+    key_description: ClassVar[str] = "Admin API access token (scope read_*_fulfillment_orders)"
 
     def _http_pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
         params = {**self._list_params(updated_since), "status": "any", "fields": "id"}

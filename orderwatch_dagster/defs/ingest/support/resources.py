@@ -10,6 +10,7 @@ import requests
 
 from orderwatch_dagster.defs.ingest.connector import FeedConnector, Page
 from orderwatch_dagster.lib.http import json_body
+from orderwatch_dagster.lib.settings import EnvSetting
 
 ZENDESK_MAX_PAGE_SIZE = 100  # cursor pagination on /tickets.json
 ZENDESK_MAX_EXPORT_PAGE = 1000  # incremental export per_page
@@ -48,6 +49,21 @@ class ZendeskConnector(FeedConnector):
 
     source: ClassVar[str] = "support"
     env_var: ClassVar[str] = "ZENDESK_API_TOKEN"
+    key_description: ClassVar[str] = "API token (or OAuth access token)"
+    default_base_url: ClassVar[str] = "https://{subdomain}.zendesk.com/api/v2"
+    default_page_size: ClassVar[int] = ZENDESK_MAX_PAGE_SIZE
+
+    @classmethod
+    def extra_settings(cls, prefix: str) -> tuple[EnvSetting, ...]:
+        return (
+            EnvSetting(prefix + "SUBDOMAIN", "subdomain", None, "`<subdomain>` of .zendesk.com"),
+            EnvSetting(
+                prefix + "EMAIL",
+                "email",
+                None,
+                "Agent e-mail for API-token auth; unset: the token is an OAuth bearer token",
+            ),
+        )
 
     def _url_fields(self) -> dict[str, str | None]:
         return {"subdomain": self.subdomain}
