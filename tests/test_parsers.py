@@ -128,9 +128,10 @@ def test_feeds_registry_keys_and_types() -> None:
     for spec in FEEDS.values():
         names = [c.name for c in spec.key_columns]
         assert names[0] == "id" and "updated_at" in names
-    assert FEEDS["wms_shipments"].column("reference_id").sql_type == "VARCHAR"
-    assert FEEDS["carrier_trackers"].key_type == "VARCHAR"
-    assert FEEDS["returns"].column("order_id").sql_type == "BIGINT"
+    types = {feed: {c.name: c.sql_type for c in spec.key_columns} for feed, spec in FEEDS.items()}
+    assert types["wms_shipments"]["reference_id"] == "VARCHAR"
+    assert types["carrier_trackers"]["id"] == "VARCHAR"
+    assert types["returns"]["order_id"] == "BIGINT"
 
 
 # -- crafted input: every quarantine reason ------------------------------------------------

@@ -55,17 +55,6 @@ class FeedSpec:
     # (format, key column) -> the payload field holding it in that format
     field_aliases: tuple[tuple[str, str, str], ...] = ()
 
-    @property
-    def key_type(self) -> str:
-        """SQL type of the natural key column (BIGINT or VARCHAR)."""
-        return self.column(self.key_field).sql_type
-
-    def column(self, name: str) -> KeyColumn:
-        for column in self.key_columns:
-            if column.name == name:
-                return column
-        raise KeyError(f"{self.name} has no key column {name!r}")
-
     def source_field(self, record_format: str, column: str) -> str:
         """The payload field a key column is read from, for one record format."""
         for fmt, name, source in self.field_aliases:

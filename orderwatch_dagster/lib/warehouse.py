@@ -15,14 +15,9 @@ Tables (per feed, plus three bookkeeping tables):
   raw._cursors(feed PRIMARY KEY, cursor, updated_at)
 """
 
-from orderwatch_dagster.lib.warehouse_batch import (
-    NON_STRICT_INDEX_BASE,
-    WHOLE_PAGE_INDEX,
-    LoadStats,
-    PageLike,
-)
-from orderwatch_dagster.lib.warehouse_duckdb import DuckDBSession, open_duckdb
-from orderwatch_dagster.lib.warehouse_postgres import PostgresSession, open_postgres
+from orderwatch_dagster.lib.warehouse_batch import LoadStats, PageLike
+from orderwatch_dagster.lib.warehouse_duckdb import open_duckdb
+from orderwatch_dagster.lib.warehouse_postgres import open_postgres
 from orderwatch_dagster.lib.warehouse_session import (
     QuarantinedRecord,
     ReplayStats,
@@ -30,12 +25,8 @@ from orderwatch_dagster.lib.warehouse_session import (
 )
 
 __all__ = [
-    "NON_STRICT_INDEX_BASE",
-    "WHOLE_PAGE_INDEX",
-    "DuckDBSession",
     "LoadStats",
     "PageLike",
-    "PostgresSession",
     "QuarantinedRecord",
     "ReplayStats",
     "WarehouseSession",
