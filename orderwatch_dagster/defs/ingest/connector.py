@@ -6,7 +6,7 @@ updated-at filter and auth (one subclass per vendor, in `defs/ingest/<source>/re
 Either way a page is the exact body the vendor sends, so `lib.parsers.parse_page` reads both.
 
 Each source folder binds its connector in its own `defs/ingest/<source>/definitions.py` with
-`bind_connectors`, configured by the variables `connector_settings` declares (README
+`connector_definitions`, configured by the variables `FeedConnector.settings()` declares (README
 "Configuration"): one resource `<feed>_source` per feed of that source in the registry.
 """
 
