@@ -12,7 +12,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null) \
 	dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo test ui bench lint format clean
+.PHONY: install manifest demo replay test ui bench lint format clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: $(STAMP) $(MANIFEST)
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/orderwatch simulate $(DEMO_ARGS)
 	$(BIN)/orderwatch demo
+
+# Re-read quarantined records after a parser fix: make replay REPLAY_ARGS="--feed carrier_trackers"
+replay: $(STAMP) $(MANIFEST)
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/orderwatch replay-quarantine $(REPLAY_ARGS)
 
 test: $(STAMP) $(MANIFEST)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

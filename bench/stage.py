@@ -13,7 +13,7 @@ import time
 import dagster as dg
 
 from orderwatch_dagster.definitions import defs
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import dagster as dg
 import pytest
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
+from test_ingest import default_connectors
 
 from orderwatch_dagster.defs.ingest.carrier.resources import EasyPostConnector
 from orderwatch_dagster.defs.ingest.connector import (
@@ -25,15 +26,14 @@ from orderwatch_dagster.defs.ingest.connector import (
     ConnectorError,
     FeedConnector,
     Page,
-    default_connectors,
 )
 from orderwatch_dagster.defs.ingest.oms.resources import ShopifyFulfillmentOrdersConnector
 from orderwatch_dagster.defs.ingest.returns.resources import LoopConnector
 from orderwatch_dagster.defs.ingest.storefront.resources import ShopifyConnector
 from orderwatch_dagster.defs.ingest.support.resources import ZendeskConnector
 from orderwatch_dagster.defs.ingest.wms.resources import ShipBobConnector
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS
 from orderwatch_dagster.lib.parsers import parse_page
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
 
 SINCE = datetime(2026, 10, 5, 14, 0, 0, tzinfo=UTC)
 KEY = "sk-test-0123456789abcdef"  # must never show up in an error message
@@ -443,7 +443,8 @@ def test_non_json_body_is_yielded_then_paging_stops_with_error(
     with pytest.raises(ConnectorError, match="not JSON"):
         for page in _easypost(http_server).pages("carrier_trackers", None):
             pages.append(page)
-    # The body still reaches the loader (and its quarantine) before the error.
+    # The connector hands over the body before it stops; that the asset then stores it in
+    # raw._quarantine and keeps the cursor is tests/test_ingest_cursor.py's business.
     assert [p.body for p in pages] == [b"<html>maintenance</html>"]
 
 
@@ -538,7 +539,7 @@ def test_connector_refuses_other_feeds_and_unknown_transport(tmp_path: Path) -> 
         list(LoopConnector(transport="http", api_key=KEY).pages("returns", None))
 
 
-def test_default_connectors_cover_every_feed_with_file_transport(
+def test_source_folders_bind_every_feed_with_file_transport_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg2
+from test_ingest import default_connectors
 
-from orderwatch_dagster.defs.ingest.connector import default_connectors
 from orderwatch_dagster.defs.ingest.factory import build_ingest_asset
 from orderwatch_dagster.defs.resources import DuckDBWarehouse
 from orderwatch_dagster.sim import simulate
@@ -27,7 +27,7 @@ def test_runs_and_materializations_are_stored_in_postgres(
                 "username": postgres_server["user"],
                 "password": "",
                 "db_name": scratch_database,
-                # SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql:// (STACK.md).
+                # SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql:// (not installed).
                 "scheme": "postgresql+psycopg2",
             }
         }

@@ -290,7 +290,7 @@ def load_world(session: WarehouseSession) -> None:
             assert not parsed.rejected, parsed.rejected
             digest = hashlib.sha256(text.encode()).hexdigest()
             page = _Page(f"{feed}-{index}.json", f"test://{feed}/{index}", digest)
-            session.load_page(feed, spec.key_columns, page, parsed)
+            session.load_pages(feed, spec.key_columns, [(page, parsed)])
 
 
 # -- running dbt -------------------------------------------------------------------------------
@@ -576,11 +576,11 @@ def simulated_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     """The simulator's world (10 days across the DST change and Veterans Day) through the
     real ingest assets, then the dbt build."""
     import dagster as dg
+    from test_ingest import default_connectors
 
     from orderwatch_dagster.defs.ingest import factory
-    from orderwatch_dagster.defs.ingest.connector import default_connectors
     from orderwatch_dagster.defs.resources import DuckDBWarehouse
-    from orderwatch_dagster.lib.settings import FEED_FOLDERS
+    from orderwatch_dagster.lib.feeds import FEED_FOLDERS
 
     work = tmp_path_factory.mktemp("dbt_staging_sim")
     warehouse = work / "warehouse.duckdb"

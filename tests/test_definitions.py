@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from orderwatch_dagster.definitions import defs
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS
 
 
 @pytest.fixture(scope="module")

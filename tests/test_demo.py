@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from orderwatch_dagster.cli import main
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS
 from orderwatch_dagster.lib.summary import warehouse_summary
 
 SIM_ARGS = ["simulate", "--days", "3", "--orders-per-day", "40", "--seed", "5", "--quiet"]

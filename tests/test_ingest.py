@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import shutil
@@ -18,11 +19,11 @@ import pytest
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
 
 from orderwatch_dagster.defs.ingest.carrier.resources import EasyPostConnector
-from orderwatch_dagster.defs.ingest.connector import default_connectors
 from orderwatch_dagster.defs.ingest.factory import build_ingest_asset, build_quarantine_check
-from orderwatch_dagster.defs.resources import DuckDBWarehouse
+from orderwatch_dagster.defs.resources import DuckDBWarehouse, Warehouse
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS, sources
 from orderwatch_dagster.lib.records import QuarantineReason
-from orderwatch_dagster.lib.settings import FEED_FOLDERS, parse_timestamp
+from orderwatch_dagster.lib.settings import parse_timestamp, write_clock
 
 ALL_ASSETS = [build_ingest_asset(feed) for feed in FEED_FOLDERS]
 ALL_CHECKS = [build_quarantine_check(feed) for feed in FEED_FOLDERS]
@@ -31,7 +32,27 @@ CORE_FEEDS = ("storefront_orders", "oms_fulfillment_orders", "wms_shipments", "c
 SIM_ARGS = ["--days", "2", "--orders-per-day", "20", "--seed", "1"]
 
 
-# -- helpers (also used by test_warehouse_postgres.py) ------------------------------------------
+# -- helpers (also used by other test modules) -------------------------------------------------
+
+
+def default_connectors() -> dict[str, Any]:
+    """Every source folder's connectors as the code location binds them from the environment
+    (`defs/ingest/<source>/definitions.py`; nothing set: the file-drop transport)."""
+    resources: dict[str, Any] = {}
+    for source in sources():
+        module = importlib.import_module(f"orderwatch_dagster.defs.ingest.{source}.definitions")
+        resources.update(module.connectors().resources)
+    return resources
+
+
+def query(warehouse: Warehouse, sql: str) -> list[tuple[Any, ...]]:
+    with warehouse.connect() as session:
+        return session.query(sql)
+
+
+def get_cursor(warehouse: Warehouse, feed: str) -> datetime | None:
+    with warehouse.connect() as session:
+        return session.get_cursor(feed)
 
 
 def shopify_order(order_id: int, updated: str, **extra: Any) -> dict[str, Any]:
@@ -130,10 +151,14 @@ def table_counts(warehouse: Any) -> dict[str, int]:
 # -- fixtures ---------------------------------------------------------------------------------
 
 
+CLOCK = datetime(2026, 11, 1, tzinfo=UTC)  # "now" of these tests: after every hand-made page
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
     monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
+    write_clock(CLOCK, tmp_path / "clock")  # not the wall clock: the pages are from 2026
     return tmp_path
 
 
@@ -180,20 +205,15 @@ def test_assets_have_keys_groups_and_resources() -> None:
         assert asset.descriptions_by_key[key]
 
 
-def test_source_folders_define_every_feed_and_its_check() -> None:
-    import importlib
+def test_registry_generates_every_raw_asset_and_check_and_each_source_binds_its_feeds() -> None:
+    from orderwatch_dagster.defs.ingest.assets import raw_assets
 
-    keys: set[dg.AssetKey] = set()
-    checks: set[dg.AssetCheckKey] = set()
-    for source in ("storefront", "oms", "wms", "carrier", "returns", "support"):
-        module = importlib.import_module(f"orderwatch_dagster.defs.ingest.{source}.assets")
-        for value in vars(module).values():
-            if isinstance(value, dg.AssetChecksDefinition):
-                checks |= set(value.check_keys)
-            elif isinstance(value, dg.AssetsDefinition):
-                keys |= set(value.keys)
+    generated = raw_assets()
+    keys = {key for asset in generated.assets or [] for key in asset.keys}  # type: ignore[union-attr]
+    checks = {key for check in generated.asset_checks or [] for key in check.check_keys}
     assert keys == {dg.AssetKey(["raw", feed]) for feed in FEED_FOLDERS}
     assert {check.asset_key for check in checks} == keys
+    assert sorted(default_connectors()) == sorted(f"{feed}_source" for feed in FEED_FOLDERS)
 
 
 def test_code_location_binds_duckdb_by_default_and_postgres_on_request(
@@ -258,15 +278,16 @@ def test_changed_record_adds_one_version_and_keeps_the_old(
         1,
     )
     assert_balanced(changed)
-    rows = warehouse.query(
+    rows = query(
+        warehouse,
         "SELECT _updated_at, payload->>'financial_status', id, name, _source "
-        "FROM raw.storefront_orders WHERE _key = '1001' ORDER BY _updated_at"
+        "FROM raw.storefront_orders WHERE _key = '1001' ORDER BY _updated_at",
     )
     assert [row[1] for row in rows] == ["paid", "refunded"]
     assert rows[1][0] == datetime(2026, 10, 6, 12, 0, tzinfo=UTC)  # stored in UTC
     assert rows[1][2:4] == (1001, "#1001")
     assert rows[1][4].endswith("p2.json")
-    cursor = warehouse.get_cursor("storefront_orders")
+    cursor = get_cursor(warehouse, "storefront_orders")
     assert cursor == datetime(2026, 10, 6, 12, 0, tzinfo=UTC)
     assert changed["cursor"] == cursor.isoformat()
 
@@ -286,17 +307,18 @@ def test_same_content_under_another_name_adds_ledger_row_only(
     meta = metadata_by_feed(materialize(asset, resources, instance))["storefront_orders"]
     assert (meta["pages_read"], meta["pages_skipped"]) == (1, 1)
     assert (meta["rows_loaded"], meta["rows_duplicate"], meta["rows_quarantined"]) == (0, 1, 1)
-    ledger = warehouse.query(
+    ledger = query(
+        warehouse,
         "SELECT name, rows_read, rows_loaded, rows_quarantined FROM raw._ingest_files "
-        "WHERE feed = 'storefront_orders' ORDER BY name"
+        "WHERE feed = 'storefront_orders' ORDER BY name",
     )
     assert ledger == [
         ("storefront_orders/a.json", 2, 1, 1),
         ("storefront_orders/copy-of-a.json", 2, 0, 1),
     ]
-    assert warehouse.query("SELECT count(*) FROM raw.storefront_orders") == [(1,)]
+    assert query(warehouse, "SELECT count(*) FROM raw.storefront_orders") == [(1,)]
     # Same content hash and index: the copy's bad record is not quarantined twice.
-    assert warehouse.query("SELECT count(*) FROM raw._quarantine") == [(1,)]
+    assert query(warehouse, "SELECT count(*) FROM raw._quarantine") == [(1,)]
 
 
 @pytest.mark.parametrize("batch_pages", [1, 500], ids=["batch-per-page", "one-batch"])
@@ -308,9 +330,9 @@ def test_counts_and_cursor_do_not_depend_on_batching(
     instance: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from orderwatch_dagster.defs.ingest import factory
+    from orderwatch_dagster.lib import ingest
 
-    monkeypatch.setattr(factory, "BATCH_PAGES", batch_pages)
+    monkeypatch.setattr(ingest, "BATCH_PAGES", batch_pages)
     # file order: the newest record comes first, the last page repeats a version of the first
     pages = {
         "1.json": [shopify_order(1, "2026-10-09T10:00:00Z"), shopify_order(2, "2026-10-01T10:00Z")],
@@ -323,8 +345,8 @@ def test_counts_and_cursor_do_not_depend_on_batching(
     meta = meta["storefront_orders"]
     assert (meta["rows_read"], meta["rows_loaded"], meta["rows_duplicate"]) == (5, 4, 1)
     assert meta["pages_read"] == 3
-    assert warehouse.get_cursor("storefront_orders") == datetime(2026, 10, 9, 10, tzinfo=UTC)
-    assert warehouse.query("SELECT name, rows_loaded FROM raw._ingest_files ORDER BY name") == [
+    assert get_cursor(warehouse, "storefront_orders") == datetime(2026, 10, 9, 10, tzinfo=UTC)
+    assert query(warehouse, "SELECT name, rows_loaded FROM raw._ingest_files ORDER BY name") == [
         ("storefront_orders/1.json", 2),
         ("storefront_orders/2.json", 1),
         ("storefront_orders/3.json", 1),
@@ -372,8 +394,9 @@ def test_every_quarantine_reason_lands_with_original_text(
     for reason in BAD_PAGES:
         assert f"| {reason} | 1 |" in meta["quarantine_reasons"]
 
-    rows = warehouse.query(
-        "SELECT reason, feed, original_text, detail, source, record_index FROM raw._quarantine"
+    rows = query(
+        warehouse,
+        "SELECT reason, feed, original_text, detail, source, record_index FROM raw._quarantine",
     )
     by_reason = {row[0]: row for row in rows}
     assert set(by_reason) == {str(reason) for reason in BAD_PAGES}
@@ -393,7 +416,7 @@ def test_every_quarantine_reason_lands_with_original_text(
     # Re-reading changes nothing; new copies of a bad page do not duplicate its quarantine rows.
     write_page(landing, "storefront_orders", "again.json", BAD_PAGES[QuarantineReason.BAD_JSON][0])
     materialize([ASSETS["storefront_orders"]], resources, instance)
-    assert warehouse.query("SELECT count(*) FROM raw._quarantine") == [(len(BAD_PAGES),)]
+    assert query(warehouse, "SELECT count(*) FROM raw._quarantine") == [(len(BAD_PAGES),)]
 
 
 def test_nan_payload_is_quarantined_not_fatal(
@@ -409,8 +432,8 @@ def test_nan_payload_is_quarantined_not_fatal(
     )
     for _ in range(2):  # the second run re-reads nothing and quarantines nothing new
         materialize([ASSETS["storefront_orders"]], resources, instance)
-    assert warehouse.query("SELECT _key FROM raw.storefront_orders") == [("89",)]
-    assert warehouse.query("SELECT reason, original_text LIKE '%NaN%' FROM raw._quarantine") == [
+    assert query(warehouse, "SELECT _key FROM raw.storefront_orders") == [("89",)]
+    assert query(warehouse, "SELECT reason, original_text LIKE '%NaN%' FROM raw._quarantine") == [
         ("bad_json", True)
     ]
 
@@ -438,11 +461,12 @@ def test_unknown_enum_values_are_loaded_and_counted(
     assert meta["unknown_enum_values"] == 2
     assert "| status | teleported | 1 |" in meta["unknown_enums"]
     assert "| tracking_details[].status | teleported | 1 |" in meta["unknown_enums"]
-    assert warehouse.query(
+    assert query(
+        warehouse,
         "SELECT payload->>'status', tracking_code FROM raw.carrier_trackers "
-        "WHERE _key = 'trk_aaa111'"
+        "WHERE _key = 'trk_aaa111'",
     ) == [("teleported", "1ZAAA111")]
-    assert warehouse.query("SELECT count(*) FROM raw._quarantine") == [(0,)]
+    assert query(warehouse, "SELECT count(*) FROM raw._quarantine") == [(0,)]
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed
 
@@ -471,7 +495,7 @@ def test_simulated_world_loads_every_feed_and_reingest_is_idempotent(
     assert counts["_quarantine"] == quarantined
     assert sum(not e.passed for e in result.get_asset_check_evaluations()) >= 1
     # ground_truth.csv sits beside the feed folders and is never read as a page
-    assert not warehouse.query("SELECT 1 FROM raw._ingest_files WHERE name LIKE '%ground_truth%'")
+    assert not query(warehouse, "SELECT 1 FROM raw._ingest_files WHERE name LIKE '%ground_truth%'")
 
     again = metadata_by_feed(materialize(ALL_ASSETS, resources, instance))
     for feed in FEED_FOLDERS:
@@ -480,7 +504,7 @@ def test_simulated_world_loads_every_feed_and_reingest_is_idempotent(
     assert table_counts(warehouse) == counts
 
     # Forget the ledger: every page is re-read, and still nothing new lands.
-    warehouse.query("DELETE FROM raw._ingest_files RETURNING 1")
+    query(warehouse, "DELETE FROM raw._ingest_files RETURNING 1")
     reread = metadata_by_feed(materialize(ALL_ASSETS, resources, instance))
     for feed in FEED_FOLDERS:
         assert reread[feed]["rows_loaded"] == 0
@@ -533,7 +557,7 @@ def test_http_ingest_sets_cursor_and_sends_updated_since(
     first = metadata_by_feed(materialize(asset, resources, instance))["carrier_trackers"]
     assert (first["pages_read"], first["rows_loaded"]) == (3, 5)  # 2 + 2 + 1 per page
     assert [r.param("start_datetime") for r in server.requests] == [None] * 3
-    cursor = warehouse.get_cursor("carrier_trackers")
+    cursor = get_cursor(warehouse, "carrier_trackers")
     assert cursor == datetime(2026, 10, 5, 14, 30, tzinfo=UTC)
 
     # A tracker changes at the source; the next run asks only for cursor - 1h onwards.
@@ -543,11 +567,11 @@ def test_http_ingest_sets_cursor_and_sends_updated_since(
     assert {r.param("start_datetime") for r in server.requests} == {"2026-10-05T13:30:00Z"}
     # trk_003 (13:30) is in the 1h overlap and already stored: read again, a duplicate
     assert (second["rows_read"], second["rows_loaded"], second["rows_duplicate"]) == (2, 1, 1)
-    assert warehouse.get_cursor("carrier_trackers") == datetime(2026, 10, 5, 15, 10, tzinfo=UTC)
-    assert warehouse.query("SELECT count(*) FROM raw.carrier_trackers WHERE _key = 'trk_004'") == [
+    assert get_cursor(warehouse, "carrier_trackers") == datetime(2026, 10, 5, 15, 10, tzinfo=UTC)
+    assert query(warehouse, "SELECT count(*) FROM raw.carrier_trackers WHERE _key = 'trk_004'") == [
         (2,)
     ]
-    sources = warehouse.query("SELECT DISTINCT _source FROM raw.carrier_trackers")
+    sources = query(warehouse, "SELECT DISTINCT _source FROM raw.carrier_trackers")
     assert all(source.startswith(base_url) for (source,) in sources)
 
 
@@ -573,8 +597,8 @@ def test_http_401_fails_the_asset_with_the_connector_message(
     assert "ConnectorAuthError" in text
     assert "HTTP 401" in text and "EASYPOST_API_KEY" in text
     assert "wrong" not in text  # the key itself is never shown
-    assert warehouse.get_cursor("carrier_trackers") is None
-    assert warehouse.query("SELECT count(*) FROM raw._ingest_files") == [(0,)]
+    assert get_cursor(warehouse, "carrier_trackers") is None
+    assert query(warehouse, "SELECT count(*) FROM raw._ingest_files") == [(0,)]
 
 
 def test_timestamps_are_stored_in_utc_whatever_the_session_zone(

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from orderwatch_dagster.lib.feeds import FEEDS
-from orderwatch_dagster.lib.parsers import canonical_json, parse_page
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS, FEEDS
+from orderwatch_dagster.lib.parsers import canonical_json, parse_element, parse_page
 from orderwatch_dagster.lib.records import ParsedPage, QuarantineReason
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
 
 VENDOR = Path(__file__).parent / "fixtures" / "vendor"
 
@@ -124,19 +123,21 @@ def test_event_summaries_without_tracker_are_quarantined_not_dropped(path: Path)
     assert page.rejected[0].index is None
 
 
-def test_feeds_registry_matches_folders() -> None:
+def test_feeds_registry_keys_and_types() -> None:
     assert tuple(FEEDS) == FEED_FOLDERS
     for spec in FEEDS.values():
         names = [c.name for c in spec.key_columns]
         assert names[0] == "id" and "updated_at" in names
-    assert FEEDS["wms_shipments"].column("reference_id").sql_type == "VARCHAR"
-    assert FEEDS["carrier_trackers"].key_type == "VARCHAR"
-    assert FEEDS["returns"].column("order_id").sql_type == "BIGINT"
+    types = {feed: {c.name: c.sql_type for c in spec.key_columns} for feed, spec in FEEDS.items()}
+    assert types["wms_shipments"]["reference_id"] == "VARCHAR"
+    assert types["carrier_trackers"]["id"] == "VARCHAR"
+    assert types["returns"]["order_id"] == "BIGINT"
 
 
 # -- crafted input: every quarantine reason ------------------------------------------------
 
 ORDER = {"id": 1001, "name": "#1001", "updated_at": "2026-10-05T14:03:11-04:00"}
+NOT_AFTER = datetime(2030, 1, 1, tzinfo=UTC)  # "now" + tolerance for the crafted pages
 
 
 def _orders(*items: Any) -> str:
@@ -219,6 +220,14 @@ CRAFTED: list[tuple[str, str, str | bytes, QuarantineReason]] = [
         ),
         QuarantineReason.UNPARSEABLE_TIME,
     ),
+    (
+        "fulfillment order from 2031",
+        "oms_fulfillment_orders",
+        json.dumps(
+            {"fulfillment_orders": [{"id": 1, "order_id": 5, "updated_at": "2031-01-01T00:00:00Z"}]}
+        ),
+        QuarantineReason.FUTURE_TIME,
+    ),
 ]
 
 
@@ -228,7 +237,7 @@ CRAFTED: list[tuple[str, str, str | bytes, QuarantineReason]] = [
 def test_crafted_input_is_quarantined_with_reason(
     feed: str, body: str | bytes, reason: QuarantineReason
 ) -> None:
-    page = parse_page(feed, body)
+    page = parse_page(feed, body, not_after=NOT_AFTER)
     assert page.records == []
     assert [r.reason for r in page.rejected] == [reason]
     rejected = page.rejected[0]
@@ -388,3 +397,44 @@ def test_parse_page_never_raises(feed: str, body: str | bytes) -> None:
     page = parse_page(feed, body)
     _check_consistent(page)
     assert all(r.reason in QuarantineReason for r in page.rejected)
+
+
+def test_update_time_just_inside_the_bound_loads() -> None:
+    body = _orders({**ORDER, "updated_at": "2029-12-31T23:59:59Z"})
+    assert len(parse_page("storefront_orders", body, not_after=NOT_AFTER).records) == 1
+    future = parse_page(
+        "storefront_orders", _orders({**ORDER, "updated_at": "2030-01-01T00:00:01Z"})
+    )
+    assert len(future.records) == 1  # no bound given: nothing is "future"
+
+
+def test_timestamps_without_offset_load_as_utc_and_are_counted() -> None:
+    body = _orders(
+        {**ORDER, "updated_at": "2026-10-05T14:03:11"},
+        {**ORDER, "id": 2, "updated_at": "2026-10-05T14:03:11Z"},
+        {**ORDER, "id": 3, "updated_at": "2026-10-05T10:03:11-04:00"},
+    )
+    page = parse_page("storefront_orders", body)
+    assert [r.updated_at for r in page.records] == [
+        datetime(2026, 10, 5, 14, 3, 11, tzinfo=UTC)
+    ] * 3
+    assert page.naive_times == {"updated_at": 1}
+    shipbob = [
+        {"id": 5, "reference_id": "1", "created_date": "2026-10-01T10:00:00", "shipments": []}
+    ]
+    assert parse_page("wms_shipments", json.dumps(shipbob)).naive_times == {"updated_at": 1}
+
+
+def test_parse_element_reads_one_quarantined_record_with_its_feed_hooks() -> None:
+    event = (VENDOR / "easypost" / "event_1.json").read_text()
+    page = parse_element("carrier_trackers", event, index=3)
+    assert [(r.key, r.format) for r in page.records] == [("trk_1", "easypost")]
+    tracking = json.loads((VENDOR / "aftership" / "tracking_1.json").read_text())["data"][
+        "tracking"
+    ]
+    alone = parse_element("carrier_trackers", json.dumps(tracking), index=0)
+    assert [(r.format, r.keys["tracking_code"]) for r in alone.records] == [
+        ("aftership", "3SKAAG5995399")
+    ]
+    bad = parse_element("storefront_orders", '{"id": 1,', index=7)
+    assert [(r.reason, r.index) for r in bad.rejected] == [(QuarantineReason.BAD_JSON, 7)]

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import World as BuiltWorld
 
-from orderwatch_dagster.lib.settings import FEED_FOLDERS, parse_timestamp
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS
+from orderwatch_dagster.lib.settings import parse_timestamp
 from orderwatch_dagster.sim import SimulationError, simulate
 from orderwatch_dagster.sim.calendar import promise_deadline, promised_delivery_date
 from orderwatch_dagster.sim.cli import main

@@ -25,7 +25,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -121,7 +121,8 @@ def wait_until_loaded(url: str, process: subprocess.Popen[bytes], log: Path) -> 
 
 def default_signals() -> None:
     """Undo an inherited SIG_IGN: a backgrounded shell ignores SIGINT, and dagster maps
-    SIGTERM onto SIGINT, so the webserver would otherwise shrug off SIGTERM (STACK.md trap 5)."""
+    SIGTERM onto SIGINT, so the webserver would otherwise shrug off SIGTERM (as the Makefile
+    `ui` target notes)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -14,6 +14,7 @@ import pytest
 from test_ingest import (
     ALL_ASSETS,
     BAD_PAGES,
+    default_connectors,
     easypost_tracker,
     materialize,
     metadata_by_feed,
@@ -23,12 +24,10 @@ from test_ingest import (
     write_page,
 )
 
-from orderwatch_dagster.defs.ingest.connector import default_connectors
 from orderwatch_dagster.defs.resources import DuckDBWarehouse, PostgresWarehouse
-from orderwatch_dagster.lib.feeds import FEEDS
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS, FEEDS
 from orderwatch_dagster.lib.parsers import parse_page
 from orderwatch_dagster.lib.records import KeyColumn
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
 
 pytestmark = pytest.mark.postgres
 
@@ -91,6 +90,8 @@ def test_postgres_raw_layer_matches_duckdb(
     scratch_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
+    # "now" after the hand pages (dated past the simulated clock, they would be future_time)
+    monkeypatch.setenv("ORDERWATCH_AS_OF", "2026-10-07T00:00:00Z")
     landing = tmp_path / "landing"
     simulate_world(landing, "--inject-bad-records")
     _hand_pages(landing)
@@ -156,23 +157,26 @@ def test_session_api_behaves_the_same_on_both_engines(
 
     columns = FEEDS["returns"].key_columns
     body = '{"returns": [{"id": 1, "order_id": 5, "updated_at": "2026-10-05T10:00:00Z"}]}'
+    moment = datetime(2026, 10, 5, 10, tzinfo=UTC)
     with warehouse.connect() as session:
         session.ensure_feed("returns", columns)
         # a key column added to the feed contract later: added to the existing table
         session.ensure_feed("returns", (*columns, KeyColumn("state", "VARCHAR")))
-        stats = session.load_page(
-            "returns", columns, Page("r1", "h1"), parse_page("returns", body), advance_cursor=True
-        )
+        stats = session.load_pages(
+            "returns", columns, [(Page("r1", "h1"), parse_page("returns", body))],
+            advance_cursor_to=moment,
+        )  # fmt: skip
         assert (stats.rows_loaded, stats.rows_duplicate) == (1, 0)
-        assert session.page_seen("returns", "r1", "h1")
-        assert not session.page_seen("returns", "r1", "other-hash")
+        assert session.seen_pages("returns") == {("r1", "h1")}
         assert session.query("SELECT id, order_id, state FROM raw.returns") == [(1, 5, None)]
-        moment = datetime(2026, 10, 5, 10, tzinfo=UTC)
         assert session.get_cursor("returns") == moment
-        # advancing never moves the cursor back; set_cursor does (to re-read a window)
+        # advancing never moves the cursor back
         session.load_pages(
             "returns", columns, [], advance_cursor_to=datetime(2026, 1, 1, tzinfo=UTC)
         )
         assert session.get_cursor("returns") == moment
-        session.set_cursor("returns", datetime(2026, 1, 1, tzinfo=UTC))
-        assert session.get_cursor("returns") == datetime(2026, 1, 1, tzinfo=UTC)
+        # a page quarantined as a whole is "unreadable" until it leaves the quarantine
+        whole = parse_page("returns", '{"returns": [')
+        session.load_pages("returns", columns, [(Page("r2", "h2"), whole)])
+        assert session.unreadable_pages("returns") == {"h2"}
+        assert [row.record_index for row in session.quarantined("returns")] == [-1]

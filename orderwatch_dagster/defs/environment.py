@@ -1,4 +1,5 @@
-"""Resources and executor of the code location (the warehouse itself is bound in resources.py)."""
+"""dbt and the executor of the code location (the warehouse is bound in resources.py, each
+connector by its source folder, defs/ingest/<source>/definitions.py)."""
 
 import shutil
 import sys
@@ -7,7 +8,6 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orderwatch_dagster.defs.ingest.connector import default_connectors
 from orderwatch_dagster.defs.transform.project import orderwatch_dbt_project
 
 
@@ -21,7 +21,7 @@ def dbt_executable() -> str:
 def environment() -> dg.Definitions:
     dbt = DbtCliResource(project_dir=orderwatch_dbt_project(), dbt_executable=dbt_executable())
     return dg.Definitions(
-        resources={"dbt": dbt, **default_connectors()},
+        resources={"dbt": dbt},
         # The embedded DuckDB file takes one writer process at a time, and step start-up in
         # separate processes costs seconds each: run steps in-process. A PostgreSQL deployment
         # can swap in the multiprocess (or a Celery/Kubernetes) executor here.

@@ -1,71 +1,48 @@
-"""Warehouse resources: one interface, two engines (DESIGN.md "Storage contract").
+"""The warehouse resource: one abstract `Warehouse`, two engines (docs/architecture.md
+"Storage contract").
 
 `DuckDBWarehouse` is the embedded default; `PostgresWarehouse` writes the same raw layer to a
-server (the dbt `postgres` target reads it). Both hand out a `WarehouseSession`
-(lib/warehouse.py) from `connect()`; keep sessions short, because dbt opens the same DuckDB
-file right after ingest and DuckDB allows one writer process.
+server (the dbt `postgres` target reads it). Assets take `warehouse: Warehouse` as a typed
+parameter and use `with warehouse.connect() as session:` (lib/warehouse.py `WarehouseSession`);
+the dbt asset asks it for its dbt target and environment. Keep sessions short: dbt opens the
+same DuckDB file right after ingest and DuckDB allows one writer process.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import dagster as dg
 from pydantic import Field
 
-from orderwatch_dagster.lib.feeds import feed_spec
-from orderwatch_dagster.lib.records import ParsedPage
-from orderwatch_dagster.lib.settings import warehouse_path
-from orderwatch_dagster.lib.warehouse import (
-    LoadStats,
-    PageLike,
-    WarehouseSession,
-    open_duckdb,
-    open_postgres,
-)
+from orderwatch_dagster.defs.configuration import resource_fields
+from orderwatch_dagster.lib.settings import EnvSetting, warehouse_path
+from orderwatch_dagster.lib.warehouse import WarehouseSession, open_duckdb, open_postgres
 
 
-class _WarehouseMethods:
-    """Convenience calls that open a short session each (for checks, tests and the CLI)."""
+class Warehouse(dg.ConfigurableResource, ABC):
+    """Where the raw layer and the dbt models live."""
 
+    dbt_target: ClassVar[str]  # the output of dbt_project/profiles.yml this engine uses
+
+    @abstractmethod
     def connect(self) -> AbstractContextManager[WarehouseSession]:
-        raise NotImplementedError
+        """A short session on the warehouse (closed when the `with` block ends)."""
 
-    def ensure_feed(self, feed: str) -> None:
-        with self.connect() as session:
-            session.ensure_feed(feed, feed_spec(feed).key_columns)
+    @abstractmethod
+    def dbt_connection(self) -> dict[str, str]:
+        """The environment variables profiles.yml reads to reach this warehouse."""
 
-    def page_seen(self, feed: str, page: PageLike) -> bool:
-        with self.connect() as session:
-            session.ensure_schema()
-            return session.page_seen(feed, page.name, page.content_hash)
-
-    def load_page(self, feed: str, page: PageLike, parsed: ParsedPage) -> LoadStats:
-        spec = feed_spec(feed)
-        with self.connect() as session:
-            session.ensure_feed(feed, spec.key_columns)
-            return session.load_page(feed, spec.key_columns, page, parsed)
-
-    def get_cursor(self, feed: str) -> datetime | None:
-        with self.connect() as session:
-            session.ensure_schema()
-            return session.get_cursor(feed)
-
-    def set_cursor(self, feed: str, cursor: datetime) -> None:
-        with self.connect() as session:
-            session.ensure_schema()
-            session.set_cursor(feed, cursor)
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self.connect() as session:
-            return session.query(sql, params)
+    def dbt_environment(self) -> dict[str, str]:
+        """Everything dbt needs to build on this warehouse: its target and connection."""
+        return {"ORDERWATCH_DBT_TARGET": self.dbt_target, **self.dbt_connection()}
 
 
-class DuckDBWarehouse(dg.ConfigurableResource, _WarehouseMethods):
+class DuckDBWarehouse(Warehouse):
     """The DuckDB warehouse file (default ORDERWATCH_HOME/warehouse.duckdb, read at call time)."""
 
     path: str | None = Field(
@@ -75,19 +52,22 @@ class DuckDBWarehouse(dg.ConfigurableResource, _WarehouseMethods):
         default=120.0, description="How long to wait for another process's write lock"
     )
 
-    engine: ClassVar[str] = "duckdb"
+    dbt_target: ClassVar[str] = "duckdb"
 
     def database_path(self) -> Path:
         return Path(self.path) if self.path else warehouse_path()
 
     @contextmanager
-    def connect(self) -> Iterator[WarehouseSession]:  # type: ignore[override]
+    def connect(self) -> Iterator[WarehouseSession]:
         with open_duckdb(self.database_path(), lock_timeout_s=self.lock_timeout_s) as session:
             yield session
 
+    def dbt_connection(self) -> dict[str, str]:
+        return {"ORDERWATCH_WAREHOUSE": str(self.database_path())}
 
-class PostgresWarehouse(dg.ConfigurableResource, _WarehouseMethods):
-    """A PostgreSQL warehouse (payload as JSONB); pass the password as dg.EnvVar."""
+
+class PostgresWarehouse(Warehouse):
+    """A PostgreSQL warehouse (payload as JSONB); the password is bound as dg.EnvVar."""
 
     host: str = "127.0.0.1"
     port: int = 5432
@@ -96,10 +76,10 @@ class PostgresWarehouse(dg.ConfigurableResource, _WarehouseMethods):
     database: str = "orderwatch"
     connect_timeout_s: int = 10
 
-    engine: ClassVar[str] = "postgres"
+    dbt_target: ClassVar[str] = "postgres"
 
     @contextmanager
-    def connect(self) -> Iterator[WarehouseSession]:  # type: ignore[override]
+    def connect(self) -> Iterator[WarehouseSession]:
         with open_postgres(
             host=self.host,
             port=self.port,
@@ -110,26 +90,56 @@ class PostgresWarehouse(dg.ConfigurableResource, _WarehouseMethods):
         ) as session:
             yield session
 
+    def dbt_connection(self) -> dict[str, str]:
+        # dbt runs as a subprocess; the password reaches it only through its environment.
+        return {
+            "ORDERWATCH_PG_HOST": self.host,
+            "ORDERWATCH_PG_PORT": str(self.port),
+            "ORDERWATCH_PG_USER": self.user,
+            "ORDERWATCH_PG_PASSWORD": self.password,
+            "ORDERWATCH_PG_DATABASE": self.database,
+        }
+
+
+ENGINE = EnvSetting(
+    "ORDERWATCH_WAREHOUSE_ENGINE",
+    "engine",
+    "duckdb",
+    "`duckdb` (the file ORDERWATCH_HOME/warehouse.duckdb) or `postgres` (a server)",
+    choices=("duckdb", "postgres"),
+)
+DUCKDB_SETTINGS: tuple[EnvSetting, ...] = (
+    EnvSetting(
+        "ORDERWATCH_WAREHOUSE",
+        "path",
+        None,
+        "DuckDB file; unset: ORDERWATCH_HOME/warehouse.duckdb (dbt's profile reads it too)",
+    ),
+)
+POSTGRES_SETTINGS: tuple[EnvSetting, ...] = (
+    EnvSetting("ORDERWATCH_PG_HOST", "host", "127.0.0.1", "PostgreSQL host"),
+    EnvSetting("ORDERWATCH_PG_PORT", "port", "5432", "PostgreSQL port", integer=True),
+    EnvSetting("ORDERWATCH_PG_USER", "user", "postgres", "PostgreSQL user"),
+    EnvSetting("ORDERWATCH_PG_DATABASE", "database", "orderwatch", "PostgreSQL database"),
+    EnvSetting(
+        "ORDERWATCH_PG_PASSWORD",
+        "password",
+        None,
+        "PostgreSQL password (trust auth: unset)",
+        secret=True,
+    ),
+)
+WAREHOUSE_SETTINGS: tuple[EnvSetting, ...] = (ENGINE, *DUCKDB_SETTINGS, *POSTGRES_SETTINGS)
+
+
+def warehouse_from_environment() -> Warehouse:
+    """The warehouse the variables above describe (README "Configuration")."""
+    if ENGINE.value() == "postgres":
+        return PostgresWarehouse(**resource_fields(POSTGRES_SETTINGS))
+    return DuckDBWarehouse(**resource_fields(DUCKDB_SETTINGS))
+
 
 @dg.definitions
 def warehouse_resources() -> dg.Definitions:
-    """Bind `warehouse` for the code location: DuckDB unless ORDERWATCH_WAREHOUSE_ENGINE=postgres.
-
-    Read when the code location loads (not at import), like the dbt profile's target switch.
-    """
-    import os
-
-    if os.environ.get("ORDERWATCH_WAREHOUSE_ENGINE", "duckdb").strip().lower() == "postgres":
-        warehouse: dg.ConfigurableResource = PostgresWarehouse(
-            host=os.environ.get("ORDERWATCH_PG_HOST", "127.0.0.1"),
-            port=int(os.environ.get("ORDERWATCH_PG_PORT", "5432")),
-            user=os.environ.get("ORDERWATCH_PG_USER", "postgres"),
-            # resolved at launch and hidden in the UI; trust auth needs none
-            password=dg.EnvVar("ORDERWATCH_PG_PASSWORD")
-            if os.environ.get("ORDERWATCH_PG_PASSWORD")
-            else "",
-            database=os.environ.get("ORDERWATCH_PG_DATABASE", "orderwatch"),
-        )
-    else:
-        warehouse = DuckDBWarehouse()
-    return dg.Definitions(resources={"warehouse": warehouse})
+    """Bind `warehouse` for the code location, read when it loads (not at import)."""
+    return dg.Definitions(resources={"warehouse": warehouse_from_environment()})

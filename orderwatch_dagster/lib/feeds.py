@@ -1,15 +1,21 @@
-"""The seven feeds: which vendor shape each one carries and what the raw loader lifts out of it.
+"""The feed registry: every feed, the vendor shape it carries and what the raw loader lifts out.
 
-docs/feeds.md is the contract; this module is its machine-readable half. A feed name is also
-its landing folder and its raw table (`raw.<feed>`), in `settings.FEED_FOLDERS` order.
+`FEEDS` is the only list of feeds. A feed name is its landing folder, its raw table
+(`raw.<feed>`), its raw asset (`["raw", <feed>]`, generated in defs/ingest/definitions.py) and
+its connector resource key (`<feed>_source`, bound by `defs/ingest/<source>/definitions.py`).
+docs/feeds.md is the human half of this contract. Adding a feed: docs/architecture.md
+"How to add a feed". tests/test_feed_registry.py fails when dbt's raw sources or the staging
+`accepted_values` tests disagree with this module.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from orderwatch_dagster.lib import feed_hooks
 from orderwatch_dagster.lib.records import KeyColumn
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
 
 
 @dataclass(frozen=True)
@@ -19,12 +25,15 @@ class EnumField:
     path: str  # e.g. "status", "tracking_details[].status_detail", "shipments[].status"
     values: frozenset[str]
     format: str  # the record format the vocabulary belongs to (easypost vs aftership trackers)
+    # The staging column whose `accepted_values` test lists this vocabulary (several fields of
+    # a feed may share one column: their union); None = only counted at ingest.
+    staged_column: str | None = None
 
 
 @dataclass(frozen=True)
 class FeedSpec:
     name: str  # feed = landing folder = raw table, e.g. "storefront_orders"
-    source: str  # storefront | oms | wms | carrier | returns | support
+    source: str  # storefront | oms | wms | carrier | returns | support (= defs/ingest/<source>/)
     vendor: str  # shopify | shipbob | easypost | loop | zendesk
     key_columns: tuple[KeyColumn, ...]  # typed columns of raw.<feed>; always id + updated_at
     format: str  # default Record.format for this feed
@@ -34,24 +43,31 @@ class FeedSpec:
     key_field: str = "id"
     updated_field: str = "updated_at"
     enums: tuple[EnumField, ...] = field(default=())
+    # -- hooks for what the keys above cannot express (lib/feed_hooks.py) -------------------
+    # other page envelopes: document -> its elements, or None when not recognised
+    envelope: Callable[[dict[str, Any]], list[Any] | None] | None = None
+    # unwrap one list element / NDJSON line (e.g. a webhook delivery around the record)
+    element: Callable[[Any], Any] | None = None
+    # Record.format of one payload, when a feed carries several formats
+    record_format: Callable[[dict[str, Any]], str] | None = None
+    # the version time's text, when it is not `payload[updated_field]`
+    update_time: Callable[[dict[str, Any]], Any] | None = None
+    # (format, key column) -> the payload field holding it in that format
+    field_aliases: tuple[tuple[str, str, str], ...] = ()
 
-    @property
-    def key_type(self) -> str:
-        """SQL type of the natural key column (BIGINT or VARCHAR)."""
-        return self.column(self.key_field).sql_type
-
-    def column(self, name: str) -> KeyColumn:
-        for column in self.key_columns:
-            if column.name == name:
-                return column
-        raise KeyError(f"{self.name} has no key column {name!r}")
+    def source_field(self, record_format: str, column: str) -> str:
+        """The payload field a key column is read from, for one record format."""
+        for fmt, name, source in self.field_aliases:
+            if (fmt, name) == (record_format, column):
+                return source
+        return column
 
 
 def _vocab(*values: str) -> frozenset[str]:
     return frozenset(values)
 
 
-# EasyPost Tracker statuses (10) and status_details (28), VENDORS.md.
+# EasyPost Tracker statuses (10) and status_details (28) (docs/feeds.md "carrier_trackers").
 EASYPOST_STATUS = _vocab(
     "unknown",
     "pre_transit",
@@ -162,13 +178,23 @@ SHIPBOB_EFD_STATUS = _vocab(
     "FulfilledLate",
     "Unavailable",
 )
+SHIPBOB_ORDER_STATUS = _vocab(
+    "Processing",
+    "Exception",
+    "PartiallyFulfilled",
+    "Fulfilled",
+    "Cancelled",
+    "OnHold",
+    "ImportReview",
+)
 ZENDESK_STATUS = _vocab("new", "open", "pending", "hold", "solved", "closed")
 LOOP_STATE = _vocab("open", "closed", "cancelled", "expired", "review")
+LOOP_OUTCOME = _vocab("refund", "exchange", "credit", "return_to_sender")
 
 _ID_INT = KeyColumn("id", "BIGINT")
 _UPDATED = KeyColumn("updated_at", "TIMESTAMPTZ")
 
-_SPECS: tuple[FeedSpec, ...] = (
+_REGISTRY: tuple[FeedSpec, ...] = (
     FeedSpec(
         name="storefront_orders",
         source="storefront",
@@ -178,9 +204,16 @@ _SPECS: tuple[FeedSpec, ...] = (
         list_key="orders",
         single_key="order",
         enums=(
-            EnumField("financial_status", SHOPIFY_FINANCIAL_STATUS, "shopify"),
-            EnumField("fulfillment_status", SHOPIFY_FULFILLMENT_STATUS, "shopify"),
-            EnumField("fulfillments[].shipment_status", SHOPIFY_SHIPMENT_STATUS, "shopify"),
+            EnumField("financial_status", SHOPIFY_FINANCIAL_STATUS, "shopify", "financial_status"),
+            EnumField(
+                "fulfillment_status", SHOPIFY_FULFILLMENT_STATUS, "shopify", "fulfillment_status"
+            ),
+            EnumField(
+                "fulfillments[].shipment_status",
+                SHOPIFY_SHIPMENT_STATUS,
+                "shopify",
+                "shipment_status",
+            ),
         ),
     ),
     FeedSpec(
@@ -201,9 +234,13 @@ _SPECS: tuple[FeedSpec, ...] = (
         list_key="fulfillment_orders",
         single_key="fulfillment_order",
         enums=(
-            EnumField("status", FULFILLMENT_ORDER_STATUS, "shopify"),
-            EnumField("request_status", FULFILLMENT_ORDER_REQUEST_STATUS, "shopify"),
-            EnumField("fulfillment_holds[].reason", FULFILLMENT_HOLD_REASON, "shopify"),
+            EnumField("status", FULFILLMENT_ORDER_STATUS, "shopify", "status"),
+            EnumField(
+                "request_status", FULFILLMENT_ORDER_REQUEST_STATUS, "shopify", "request_status"
+            ),
+            EnumField(
+                "fulfillment_holds[].reason", FULFILLMENT_HOLD_REASON, "shopify", "hold_reason"
+            ),
         ),
     ),
     FeedSpec(
@@ -213,12 +250,16 @@ _SPECS: tuple[FeedSpec, ...] = (
         key_columns=(_ID_INT, KeyColumn("reference_id", "VARCHAR"), _UPDATED),
         format="shipbob",
         list_key=None,  # ShipBob's GET /order answers a bare JSON array
-        # update time: max(shipments[].last_update_at), else created_date (see parsers)
         updated_field="created_date",
+        update_time=feed_hooks.shipbob_update_time,
         enums=(
-            EnumField("shipments[].status", SHIPBOB_SHIPMENT_STATUS, "shipbob"),
+            EnumField("status", SHIPBOB_ORDER_STATUS, "shipbob", "wms_order_status"),
+            EnumField("shipments[].status", SHIPBOB_SHIPMENT_STATUS, "shipbob", "status"),
             EnumField(
-                "shipments[].estimated_fulfillment_date_status", SHIPBOB_EFD_STATUS, "shipbob"
+                "shipments[].estimated_fulfillment_date_status",
+                SHIPBOB_EFD_STATUS,
+                "shipbob",
+                "estimated_fulfillment_date_status",
             ),
         ),
     ),
@@ -233,12 +274,16 @@ _SPECS: tuple[FeedSpec, ...] = (
         ),
         format="easypost",
         list_key="trackers",
+        envelope=feed_hooks.carrier_envelope,
+        element=feed_hooks.carrier_element,
+        record_format=feed_hooks.carrier_format,
+        field_aliases=(("aftership", "tracking_code", "tracking_number"),),
         enums=(
-            EnumField("status", EASYPOST_STATUS, "easypost"),
+            EnumField("status", EASYPOST_STATUS, "easypost", "status"),
             EnumField("status_detail", EASYPOST_STATUS_DETAIL, "easypost"),
             EnumField("tracking_details[].status", EASYPOST_STATUS, "easypost"),
             EnumField("tracking_details[].status_detail", EASYPOST_STATUS_DETAIL, "easypost"),
-            EnumField("tag", AFTERSHIP_TAG, "aftership"),
+            EnumField("tag", AFTERSHIP_TAG, "aftership", "status"),
             EnumField("checkpoints[].tag", AFTERSHIP_TAG, "aftership"),
         ),
     ),
@@ -251,7 +296,10 @@ _SPECS: tuple[FeedSpec, ...] = (
         list_key="returns",
         single_key="return",
         bare_list_ok=True,
-        enums=(EnumField("state", LOOP_STATE, "loop"),),
+        enums=(
+            EnumField("state", LOOP_STATE, "loop", "state"),
+            EnumField("outcome", LOOP_OUTCOME, "loop", "outcome"),
+        ),
     ),
     FeedSpec(
         name="support_tickets",
@@ -261,13 +309,15 @@ _SPECS: tuple[FeedSpec, ...] = (
         format="zendesk",
         list_key="tickets",
         single_key="ticket",
-        enums=(EnumField("status", ZENDESK_STATUS, "zendesk"),),
+        enums=(EnumField("status", ZENDESK_STATUS, "zendesk", "status"),),
     ),
 )
 
-_BY_NAME = {spec.name: spec for spec in _SPECS}
-# In FEED_FOLDERS order (a KeyError at import means the two lists drifted apart).
-FEEDS: dict[str, FeedSpec] = {name: _BY_NAME[name] for name in FEED_FOLDERS}
+FEEDS: dict[str, FeedSpec] = {spec.name: spec for spec in _REGISTRY}
+# Feed names in registry order (= landing folders = raw tables).
+FEED_FOLDERS: tuple[str, ...] = tuple(FEEDS)
+if len(FEEDS) != len(_REGISTRY):
+    raise ValueError("lib/feeds.py: two registry entries share a feed name")
 
 
 def feed_spec(feed: str) -> FeedSpec:
@@ -275,3 +325,13 @@ def feed_spec(feed: str) -> FeedSpec:
         return FEEDS[feed]
     except KeyError:
         raise KeyError(f"unknown feed {feed!r}; expected one of {', '.join(FEEDS)}") from None
+
+
+def feeds_of(source: str) -> tuple[FeedSpec, ...]:
+    """The feeds one source system (one `defs/ingest/<source>/` folder) serves."""
+    return tuple(spec for spec in FEEDS.values() if spec.source == source)
+
+
+def sources() -> tuple[str, ...]:
+    """The source systems, in registry order."""
+    return tuple(dict.fromkeys(spec.source for spec in FEEDS.values()))

@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from orderwatch_dagster.lib.settings import read_timestamp
+
 
 class QuarantineReason(StrEnum):
     BAD_JSON = "bad_json"  # the page or line is not JSON
@@ -20,6 +22,28 @@ class QuarantineReason(StrEnum):
     MISSING_KEY = "missing_key"  # natural key or update time absent/null
     WRONG_TYPE = "wrong_type"  # a key field of the wrong type (e.g. id "abc" for an int id)
     UNPARSEABLE_TIME = "unparseable_time"  # a timestamp field that is not ISO-8601
+    # the record's update time is ahead of "now" (beyond lib/ingest.py FUTURE_TOLERANCE): loaded
+    # it would win every "latest version" choice and push the cursor past later updates
+    FUTURE_TIME = "future_time"
+
+
+class Reject(Exception):
+    """One element (or a whole page) cannot be loaded; parsers and feed hooks raise it."""
+
+    def __init__(self, reason: QuarantineReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def read_time(name: str, value: Any) -> tuple[datetime, bool]:
+    """A vendor timestamp as aware UTC, and whether it carried an offset; else Reject."""
+    if isinstance(value, str):
+        try:
+            return read_timestamp(value)
+        except ValueError:
+            pass
+    raise Reject(QuarantineReason.UNPARSEABLE_TIME, f"{name!r} is not ISO-8601: {value!r}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,9 @@ class ParsedPage:
     # (field, value) -> count for enum values outside the vendor's published vocabulary:
     # kept and loaded, only counted (they map to `unknown` downstream).
     unknown_enums: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # key timestamp field -> count of values without a UTC offset (read as UTC, counted as a
+    # data-quality warning: the vendor's zone is a guess)
+    naive_times: Counter[str] = field(default_factory=Counter)
 
     @property
     def read(self) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from orderwatch_dagster.lib.settings import FEED_FOLDERS
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS
 
 # Rules of marts.order_state; each has <rule>_occurred (an episode seen) and <rule>_active.
 FLAG_COLUMNS: tuple[str, ...] = (

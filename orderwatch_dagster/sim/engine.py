@@ -26,7 +26,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from orderwatch_dagster.lib.settings import FEED_FOLDERS, write_clock
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS
+from orderwatch_dagster.lib.settings import write_clock
 from orderwatch_dagster.sim import feeds
 from orderwatch_dagster.sim.config import load_config
 from orderwatch_dagster.sim.world import FAILURE_MODES, OrderPlan, World

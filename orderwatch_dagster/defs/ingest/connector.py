@@ -4,6 +4,10 @@
 `<landing>/<feed>/`; `transport="http"` calls the vendor's list API with its own pagination,
 updated-at filter and auth (one subclass per vendor, in `defs/ingest/<source>/resources.py`).
 Either way a page is the exact body the vendor sends, so `lib.parsers.parse_page` reads both.
+
+Each source folder binds its connector in its own `defs/ingest/<source>/definitions.py` with
+`connector_definitions`, configured by the variables `FeedConnector.settings()` declares (README
+"Configuration"): one resource `<feed>_source` per feed of that source in the registry.
 """
 
 from __future__ import annotations
@@ -18,16 +22,20 @@ from typing import Any, ClassVar
 import dagster as dg
 import requests
 
+from orderwatch_dagster.defs.configuration import resource_fields
 from orderwatch_dagster.lib import http
+from orderwatch_dagster.lib.feeds import feeds_of
 from orderwatch_dagster.lib.http import ConnectorAuthError, ConnectorError
-from orderwatch_dagster.lib.settings import FEED_FOLDERS, landing_dir
+from orderwatch_dagster.lib.settings import EnvSetting, landing_dir
 
 __all__ = [
     "ConnectorAuthError",
     "ConnectorError",
     "FeedConnector",
     "Page",
-    "default_connectors",
+    "bind_connectors",
+    "connector_definitions",
+    "connector_key",
     "iso_utc",
 ]
 
@@ -49,29 +57,83 @@ class Page:
         return cls(name, source, body, hashlib.sha256(body).hexdigest())
 
 
+TRANSPORTS = ("file", "http")
+
+
+def connector_key(feed: str) -> str:
+    """The resource key of a feed's connector (the raw asset's typed parameter of that name)."""
+    return f"{feed}_source"
+
+
 class FeedConnector(dg.ConfigurableResource):
     """Reads one vendor's feeds from the landing folder (file) or the vendor's API (http).
 
-    Subclasses set `feeds`, `env_var` and implement `_http_pages`; the key is sent the way the
+    Subclasses set `source`, `env_var` and implement `_http_pages`; the key is sent the way the
     vendor expects (`_auth_headers` / `_basic_auth`) and is never logged.
     """
 
     transport: str = "file"  # "file" | "http"
     landing_dir: str | None = None  # default: settings.landing_dir() at call time
+    # may hold {placeholders} filled by `_url_fields` (e.g. Shopify's {shop})
     base_url: str | None = None
-    api_key: str | None = None  # set from dg.EnvVar(...) in definitions; never logged
+    api_key: str | None = None  # bound as dg.EnvVar(env_var) (defs/configuration.py)
     timeout_seconds: float = 30.0
     max_retries: int = 5
     backoff_factor: float = 0.5
     page_size: int = 250
 
-    feeds: ClassVar[tuple[str, ...]] = FEED_FOLDERS  # feeds this connector can serve
-    env_var: ClassVar[str] = "API_KEY"  # named in auth errors so the fix is obvious
+    source: ClassVar[str]  # the source system (defs/ingest/<source>/); serves its feeds
+    env_var: ClassVar[str] = "API_KEY"  # its key's variable, named in auth errors
+    key_description: ClassVar[str] = "API key"
+    default_base_url: ClassVar[str]  # the vendor's production API root
+    default_page_size: ClassVar[int] = 250
+
+    @classmethod
+    def feeds(cls) -> tuple[str, ...]:
+        """The registry's feeds of this connector's source system."""
+        return tuple(spec.name for spec in feeds_of(cls.source))
+
+    @classmethod
+    def settings(cls) -> tuple[EnvSetting, ...]:
+        """The variables of this source system, named `ORDERWATCH_<SOURCE>_...` (README
+        "Configuration"): transport, base URL, the vendor's own extras, page size, the key."""
+        prefix = cls.setting_prefix()
+        return (
+            EnvSetting(
+                prefix + "TRANSPORT",
+                "transport",
+                "file",
+                "`file`: pages in ORDERWATCH_HOME/landing/<feed>/; `http`: the vendor's API",
+                choices=TRANSPORTS,
+            ),
+            EnvSetting(
+                prefix + "BASE_URL", "base_url", cls.default_base_url, "API root for `http`"
+            ),
+            *cls.extra_settings(prefix),
+            EnvSetting(
+                prefix + "PAGE_SIZE",
+                "page_size",
+                str(cls.default_page_size),
+                "Records per page",
+                integer=True,
+            ),
+            EnvSetting(cls.env_var, "api_key", None, cls.key_description, secret=True),
+        )
+
+    @classmethod
+    def setting_prefix(cls) -> str:
+        return f"ORDERWATCH_{cls.source.upper()}_"
+
+    @classmethod
+    def extra_settings(cls, prefix: str) -> tuple[EnvSetting, ...]:
+        """Vendor-specific variables (e.g. Shopify's shop), between base URL and page size."""
+        return ()
 
     def pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
         """Every page of `feed`; `updated_since` narrows HTTP fetches (ignored for files)."""
-        if feed not in self.feeds:
-            raise ValueError(f"{type(self).__name__} serves {', '.join(self.feeds)}; not {feed!r}")
+        if feed not in self.feeds():
+            served = ", ".join(self.feeds())
+            raise ValueError(f"{type(self).__name__} serves {served}; not {feed!r}")
         if self.transport == "file":
             return self._file_pages(feed)
         if self.transport == "http":
@@ -117,9 +179,22 @@ class FeedConnector(dg.ConfigurableResource):
             raise ConnectorAuthError(f"{feed}: no API key configured (set env {self.env_var})")
         return self.api_key
 
-    def _url(self, path: str) -> str:
+    def _url_fields(self) -> dict[str, str | None]:
+        """Values of the placeholders a vendor's base URL may hold."""
+        return {}
+
+    def _base_url(self) -> str:
         assert self.base_url is not None
-        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+        fields = self._url_fields()
+        missing = [name for name, value in fields.items() if not value]
+        if any("{" + name + "}" in self.base_url for name in missing):
+            raise ConnectorError(
+                f"{type(self).__name__}: base_url {self.base_url!r} needs {', '.join(missing)}"
+            )
+        return self.base_url.format(**fields) if fields else self.base_url
+
+    def _url(self, path: str) -> str:
+        return self._base_url().rstrip("/") + "/" + path.lstrip("/")
 
     def _session(self) -> requests.Session:
         return http.build_session(self.max_retries, self.backoff_factor)
@@ -180,23 +255,15 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def default_connectors() -> dict[str, FeedConnector]:
-    """One file-transport resource per feed, keyed `<feed>_source` (wired into Definitions)."""
-    # Imported here: the vendor modules import this one.
-    from orderwatch_dagster.defs.ingest.carrier.resources import EasyPostConnector
-    from orderwatch_dagster.defs.ingest.oms.resources import ShopifyFulfillmentOrdersConnector
-    from orderwatch_dagster.defs.ingest.returns.resources import LoopConnector
-    from orderwatch_dagster.defs.ingest.storefront.resources import ShopifyConnector
-    from orderwatch_dagster.defs.ingest.support.resources import ZendeskConnector
-    from orderwatch_dagster.defs.ingest.wms.resources import ShipBobConnector
+def bind_connectors(connector: type[FeedConnector]) -> dg.Definitions:
+    """One `<feed>_source` resource per registry feed of the connector's source, configured from
+    the environment now (`FeedConnector.settings`, defs/configuration.py)."""
+    fields = resource_fields(connector.settings())
+    return dg.Definitions(
+        resources={connector_key(feed): connector(**fields) for feed in connector.feeds()}
+    )
 
-    by_feed: dict[str, FeedConnector] = {
-        "storefront_orders": ShopifyConnector(),
-        "storefront_customers": ShopifyConnector(),
-        "oms_fulfillment_orders": ShopifyFulfillmentOrdersConnector(),
-        "wms_shipments": ShipBobConnector(),
-        "carrier_trackers": EasyPostConnector(),
-        "returns": LoopConnector(),
-        "support_tickets": ZendeskConnector(),
-    }
-    return {f"{feed}_source": by_feed[feed] for feed in FEED_FOLDERS}
+
+def connector_definitions(connector: type[FeedConnector]) -> Callable[[], dg.Definitions]:
+    """A source folder's `@dg.definitions`: `bind_connectors`, each time the code location loads."""
+    return dg.definitions(lambda: bind_connectors(connector))

@@ -1,26 +1,36 @@
-"""One raw ingest asset (and one quarantine check) per feed: connector pages -> raw.<feed>.
+"""The raw asset and the quarantine check of one feed: thin Dagster shells over lib/ingest.py.
 
-Per run: read the cursor -> for each page from the `<feed>_source` connector, skip it if the
-ledger already has (name, content_hash), parse it, load it -> advance the cursor to the max
-update time seen. HTTP connectors are asked for `updated_since = cursor - 1h`: the overlap is
-harmless because loads are idempotent, and it catches records the source committed late.
+`build_ingest_asset(feed)` is the `["raw", feed]` asset. It takes its resources as typed
+parameters: `warehouse: Warehouse` and the feed's connector `<feed>_source: FeedConnector`
+(bound by the feed's source folder, defs/ingest/<source>/definitions.py).
 """
 
-from datetime import datetime, timedelta
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
+from orderwatch_dagster.defs.ingest.connector import FeedConnector, connector_key
+from orderwatch_dagster.defs.resources import Warehouse
 from orderwatch_dagster.lib.feeds import FeedSpec, feed_spec
-from orderwatch_dagster.lib.parsers import parse_page
-from orderwatch_dagster.lib.records import ParsedPage
-from orderwatch_dagster.lib.warehouse import LoadStats, PageLike
+from orderwatch_dagster.lib.ingest import (
+    IngestResult,
+    SourceInterrupted,
+    ingest_feed,
+    replay_quarantine,
+)
+from orderwatch_dagster.lib.settings import now
+from orderwatch_dagster.lib.warehouse import ReplayStats
 
-CURSOR_OVERLAP = timedelta(hours=1)
-# Pages are loaded in batches (one transaction each): few round trips, and the DuckDB file is
-# held only while a batch is written, so dbt or another ingest process can get the lock between.
-BATCH_RECORDS = 20_000
-BATCH_PAGES = 500
+
+class IngestConfig(dg.Config):
+    """Per-run options of a raw asset (launchpad, or `orderwatch replay-quarantine`)."""
+
+    replay_quarantine: bool = False  # first re-parse the feed's quarantined records
+    # only these quarantine reasons (empty: all)
+    replay_reasons: list[str] = Field(default_factory=list)
 
 
 def _description(spec: FeedSpec) -> str:
@@ -41,101 +51,114 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dg.Metada
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def _ndjson_hint(page: PageLike) -> bool | None:
-    return True if page.name.lower().endswith(".ndjson") else None
+def _metadata(result: IngestResult, replayed: ReplayStats | None) -> dict[str, Any]:
+    total = result.stats
+    metadata: dict[str, Any] = {
+        "rows_read": total.rows_read,
+        "rows_loaded": total.rows_loaded,
+        "rows_duplicate": total.rows_duplicate,
+        "rows_quarantined": total.rows_quarantined,
+        "pages_read": total.pages,
+        "pages_skipped": result.pages_skipped,
+        "pages_unreadable": result.unreadable_pages,
+        "cursor": result.cursor.isoformat() if result.cursor else "",
+        "cursor_held": result.cursor_held,
+        "updated_since": result.updated_since.isoformat() if result.updated_since else "",
+        "unknown_enum_values": sum(total.unknown_enums.values()),
+        "unknown_enums": _md_table(
+            ("field", "value", "count"),
+            [(f, v, n) for (f, v), n in sorted(total.unknown_enums.items())],
+        ),
+        "timestamps_without_offset": sum(total.naive_times.values()),
+        "quarantine_reasons": _md_table(("reason", "count"), sorted(total.reasons.items())),
+        "dagster/row_count": result.row_count,
+    }
+    if replayed is not None:
+        metadata["replay"] = _md_table(
+            ("replayed", "released", "loaded", "duplicate", "still quarantined"),
+            [
+                (
+                    replayed.replayed,
+                    replayed.released,
+                    replayed.loaded,
+                    replayed.duplicate,
+                    replayed.still_quarantined,
+                )
+            ],
+        )
+    return metadata
+
+
+def _warn(context: dg.AssetExecutionContext, feed: str, result: IngestResult) -> None:
+    total = result.stats
+    if total.unknown_enums:
+        context.log.warning(
+            f"{feed}: {sum(total.unknown_enums.values())} unknown enum value(s) kept "
+            "(they map to `unknown` downstream)"
+        )
+    if total.naive_times:
+        context.log.warning(
+            f"{feed}: {sum(total.naive_times.values())} timestamp(s) without a UTC offset, "
+            f"read as UTC: {dict(total.naive_times)}"
+        )
+    if total.rows_quarantined:
+        context.log.warning(
+            f"{feed}: {total.rows_quarantined} record(s) quarantined: {dict(total.reasons)}"
+        )
+    if result.cursor_held:
+        context.log.warning(f"{feed}: cursor not advanced: {result.cursor_held}")
+
+
+def _named_resource(fn: Callable[..., Any], name: str, annotation: type) -> Callable[..., Any]:
+    """Declare `fn`'s `**resources` as one keyword parameter `name: annotation`.
+
+    Dagster binds a typed resource parameter by its name; a generated asset gets the per-feed
+    name through the function's signature (inspect.signature honours `__signature__`).
+    """
+    signature = inspect.signature(fn)
+    parameters = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    parameters.append(
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+    )
+    fn.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return fn
 
 
 def build_ingest_asset(feed: str) -> dg.AssetsDefinition:
-    """The `["raw", feed]` asset: needs resources `warehouse` and `<feed>_source`."""
+    """The `["raw", feed]` asset: resources `warehouse` and `<feed>_source`."""
     spec = feed_spec(feed)
-    source_key = f"{feed}_source"
+    source_key = connector_key(feed)
 
-    @dg.asset(
+    def ingest(
+        context: dg.AssetExecutionContext,
+        config: IngestConfig,
+        warehouse: Warehouse,
+        **sources: FeedConnector,
+    ) -> dg.MaterializeResult:
+        replayed = None
+        if config.replay_quarantine:
+            replayed = replay_quarantine(
+                spec, warehouse.connect, now=now(), reasons=config.replay_reasons
+            )
+            context.log.info(f"{feed}: replayed quarantine: {replayed}")
+        try:
+            result = ingest_feed(spec, sources[source_key], warehouse.connect, now=now())
+        except SourceInterrupted as stop:
+            _warn(context, feed, stop.result)
+            raise dg.Failure(
+                description=f"{feed}: {stop.result.cursor_held}; the pages read are stored",
+                metadata=_metadata(stop.result, replayed),
+            ) from stop.__cause__
+        _warn(context, feed, result)
+        return dg.MaterializeResult(metadata=_metadata(result, replayed))
+
+    return dg.asset(
         key=["raw", feed],
         group_name="ingest",
         kinds={"duckdb"},
         description=_description(spec),
-        required_resource_keys={"warehouse", source_key},
         metadata={"feed": feed, "vendor": spec.vendor, "source_system": spec.source},
-    )
-    def _ingest(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        warehouse = context.resources.warehouse
-        connector = getattr(context.resources, source_key)
-        columns = spec.key_columns
-
-        with warehouse.connect() as session:
-            session.ensure_feed(feed, columns)
-            cursor = session.get_cursor(feed)
-            seen = session.seen_pages(feed)
-        updated_since = cursor - CURSOR_OVERLAP if cursor is not None else None
-
-        total = LoadStats()
-        pending: list[tuple[PageLike, ParsedPage]] = []
-        pending_records = 0
-        skipped = 0
-
-        run_max: datetime | None = None  # max update time of every record read this run
-
-        def flush() -> None:
-            nonlocal pending, pending_records
-            with warehouse.connect() as session:
-                total.add(session.load_pages(feed, columns, pending))
-            pending, pending_records = [], 0
-
-        # A ConnectorAuthError / ConnectorError propagates: the run fails with the
-        # connector's message and the cursor stays where it was.
-        for page in connector.pages(feed, updated_since):
-            identity = (page.name, page.content_hash)
-            if identity in seen:
-                skipped += 1
-                continue
-            seen.add(identity)
-            parsed = parse_page(feed, page.body, ndjson=_ndjson_hint(page))
-            for record in parsed.records:
-                if run_max is None or record.updated_at > run_max:
-                    run_max = record.updated_at
-            pending.append((page, parsed))
-            pending_records += parsed.read
-            if pending_records >= BATCH_RECORDS or len(pending) >= BATCH_PAGES:
-                flush()
-        with warehouse.connect() as session:
-            # The last batch and the cursor commit together: the cursor never gets ahead of
-            # what is stored.
-            total.add(session.load_pages(feed, columns, pending, advance_cursor_to=run_max))
-            new_cursor = session.get_cursor(feed)
-            row_count = session.row_count(feed)
-        total.check()
-
-        if total.unknown_enums:
-            context.log.warning(
-                f"{feed}: {sum(total.unknown_enums.values())} unknown enum value(s) kept "
-                "(they map to `unknown` downstream)"
-            )
-        if total.rows_quarantined:
-            context.log.warning(
-                f"{feed}: {total.rows_quarantined} record(s) quarantined: {dict(total.reasons)}"
-            )
-        return dg.MaterializeResult(
-            metadata={
-                "rows_read": total.rows_read,
-                "rows_loaded": total.rows_loaded,
-                "rows_duplicate": total.rows_duplicate,
-                "rows_quarantined": total.rows_quarantined,
-                "pages_read": total.pages,
-                "pages_skipped": skipped,
-                "cursor": new_cursor.isoformat() if new_cursor else "",
-                "updated_since": updated_since.isoformat() if updated_since else "",
-                "unknown_enum_values": sum(total.unknown_enums.values()),
-                "unknown_enums": _md_table(
-                    ("field", "value", "count"),
-                    [(f, v, n) for (f, v), n in sorted(total.unknown_enums.items())],
-                ),
-                "quarantine_reasons": _md_table(("reason", "count"), sorted(total.reasons.items())),
-                "dagster/row_count": row_count,
-            }
-        )
-
-    return _ingest
+    )(_named_resource(ingest, source_key, FeedConnector))
 
 
 def build_quarantine_check(feed: str) -> dg.AssetChecksDefinition:
@@ -146,11 +169,10 @@ def build_quarantine_check(feed: str) -> dg.AssetChecksDefinition:
         asset=dg.AssetKey(["raw", feed]),
         name=f"raw_{feed}_quarantine_check",
         description=f"Records of {feed} that could not be loaded (raw._quarantine), by reason.",
-        required_resource_keys={"warehouse"},
         blocking=False,
     )
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        with context.resources.warehouse.connect() as session:
+    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
+        with warehouse.connect() as session:
             session.ensure_schema()
             counts = session.quarantine_counts(feed)
             pages = session.query(

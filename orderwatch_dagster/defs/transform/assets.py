@@ -14,6 +14,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from orderwatch_dagster.defs.resources import Warehouse
 from orderwatch_dagster.defs.transform.project import orderwatch_dbt_project
 from orderwatch_dagster.lib import settings
 
@@ -44,23 +45,6 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = False  # rebuild incremental models from scratch
 
 
-def dbt_environment(warehouse: dg.ConfigurableResource) -> dict[str, str]:
-    """Point profiles.yml at the same warehouse the ingest assets wrote to."""
-    if getattr(warehouse, "engine", "duckdb") == "postgres":
-        return {
-            "ORDERWATCH_DBT_TARGET": "postgres",
-            "ORDERWATCH_PG_HOST": str(warehouse.host),
-            "ORDERWATCH_PG_PORT": str(warehouse.port),
-            "ORDERWATCH_PG_USER": str(warehouse.user),
-            "ORDERWATCH_PG_PASSWORD": str(warehouse.password),
-            "ORDERWATCH_PG_DATABASE": str(warehouse.database),
-        }
-    return {
-        "ORDERWATCH_DBT_TARGET": "duckdb",
-        "ORDERWATCH_WAREHOUSE": str(warehouse.database_path()),
-    }
-
-
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """dbt runs as a subprocess of this one and inherits its environment; restore it after."""
@@ -83,18 +67,19 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
     dagster_dbt_translator=OrderwatchDbtTranslator(
         settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)
     ),
-    required_resource_keys={"warehouse", "dbt"},
     name="orderwatch_dbt_models",
 )
 def orderwatch_dbt_models(
-    context: dg.AssetExecutionContext, config: DbtBuildConfig
+    context: dg.AssetExecutionContext,
+    config: DbtBuildConfig,
+    dbt: DbtCliResource,
+    warehouse: Warehouse,
 ) -> Iterator[Any]:
-    # Resource keys are declared on the decorator: the warehouse type differs by engine.
-    dbt: DbtCliResource = context.resources.dbt
     as_of = settings.now()
     args = ["build", "--vars", json.dumps({"as_of": as_of.isoformat()})]
     if config.full_refresh:
         args.append("--full-refresh")
     context.log.info(f"dbt build as of {as_of.isoformat()}")
-    with _environment(dbt_environment(context.resources.warehouse)):
+    # The warehouse names its dbt target and connection (defs/resources.py).
+    with _environment(warehouse.dbt_environment()):
         yield from dbt.cli(args, context=context).stream()

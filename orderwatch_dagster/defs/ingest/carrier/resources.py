@@ -26,8 +26,11 @@ class EasyPostConnector(FeedConnector):
     of this feed, as do AfterShip tracking responses).
     """
 
-    feeds: ClassVar[tuple[str, ...]] = ("carrier_trackers",)
+    source: ClassVar[str] = "carrier"
     env_var: ClassVar[str] = "EASYPOST_API_KEY"
+    key_description: ClassVar[str] = "API key (basic auth)"
+    default_base_url: ClassVar[str] = "https://api.easypost.com/v2"
+    default_page_size: ClassVar[int] = EASYPOST_MAX_PAGE_SIZE
 
     def _basic_auth(self) -> tuple[str, str] | None:
         return (self.api_key or "", "")

@@ -10,23 +10,24 @@ from typing import Any, ClassVar
 import requests
 
 from orderwatch_dagster.defs.ingest.connector import ConnectorError, Page
-from orderwatch_dagster.defs.ingest.storefront.resources import ShopifyConnector, shopify_next
+from orderwatch_dagster.defs.ingest.shopify import ShopifyAdminConnector, shopify_next
 
 
-class ShopifyFulfillmentOrdersConnector(ShopifyConnector):
+class ShopifyFulfillmentOrdersConnector(ShopifyAdminConnector):
     """Shopify `FulfillmentOrder`s (feed oms_fulfillment_orders).
 
-    HTTP: same `base_url` and token as `ShopifyConnector` (env `SHOPIFY_ACCESS_TOKEN`; the app
-    needs a `read_*_fulfillment_orders` scope). REST has no shop-wide fulfillment-order list
-    with an updated-at filter, so this lists the orders changed since `updated_since`
-    (`orders.json?updated_at_min=...&fields=id`, Link-paged) and yields one page per order from
-    `orders/<id>/fulfillment_orders.json` (`{"fulfillment_orders": [...]}`).
+    HTTP: the shop's Admin REST API (defs/ingest/shopify.py; the app needs a
+    `read_*_fulfillment_orders` scope). REST has no shop-wide fulfillment-order list with an
+    updated-at filter, so this lists the orders changed since `updated_since`
+    (`orders.json?status=any&updated_at_min=...&fields=id`, Link-paged) and yields one page per
+    order from `orders/<id>/fulfillment_orders.json` (`{"fulfillment_orders": [...]}`).
     """
 
-    feeds: ClassVar[tuple[str, ...]] = ("oms_fulfillment_orders",)
+    source: ClassVar[str] = "oms"
+    key_description: ClassVar[str] = "Admin API access token (scope read_*_fulfillment_orders)"
 
     def _http_pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
-        params = {**self._list_params(feed, updated_since), "fields": "id"}
+        params = {**self._list_params(updated_since), "status": "any", "fields": "id"}
         with self._session() as session:
             yield from self._per_order_pages(feed, params, session)
 

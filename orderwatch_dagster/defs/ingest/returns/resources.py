@@ -31,8 +31,11 @@ class LoopConnector(FeedConnector):
     Paging: follow `nextPageUrl` until it is null.
     """
 
-    feeds: ClassVar[tuple[str, ...]] = ("returns",)
+    source: ClassVar[str] = "returns"
     env_var: ClassVar[str] = "LOOP_API_KEY"
+    key_description: ClassVar[str] = "API key (X-Authorization)"
+    default_base_url: ClassVar[str] = "https://api.loopreturns.com/api/v1"
+    default_page_size: ClassVar[int] = 250
 
     def _auth_headers(self) -> dict[str, str]:
         return {"X-Authorization": self.api_key or ""}

@@ -10,6 +10,7 @@ import requests
 
 from orderwatch_dagster.defs.ingest.connector import FeedConnector, Page
 from orderwatch_dagster.lib.http import json_body
+from orderwatch_dagster.lib.settings import EnvSetting
 
 ZENDESK_MAX_PAGE_SIZE = 100  # cursor pagination on /tickets.json
 ZENDESK_MAX_EXPORT_PAGE = 1000  # incremental export per_page
@@ -33,9 +34,10 @@ def zendesk_next(response: requests.Response, feed: str) -> tuple[str, None] | N
 class ZendeskConnector(FeedConnector):
     """Zendesk `Ticket`s (feed support_tickets).
 
-    HTTP: `base_url` = `https://<subdomain>.zendesk.com/api/v2`. Auth: with `email` set (env
-    `ZENDESK_EMAIL`), basic auth `<email>/token` : API token; otherwise the key is an OAuth
-    access token sent as `Authorization: Bearer`. The key comes from env `ZENDESK_API_TOKEN`.
+    HTTP: `base_url` = `https://<subdomain>.zendesk.com/api/v2` (from `subdomain` unless set in
+    full). Auth: with `email` set, basic auth `<email>/token` : API token; otherwise the key is
+    an OAuth access token sent as `Authorization: Bearer`. The key comes from env
+    `ZENDESK_API_TOKEN`.
     Without `updated_since`: `GET tickets.json?page[size]=100`, cursor-paged (`meta.has_more`,
     `links.next`). With it: the incremental export
     `GET incremental/tickets/cursor.json?start_time=<unix>`, paged by `after_url` until
@@ -43,9 +45,28 @@ class ZendeskConnector(FeedConnector):
     """
 
     email: str | None = None
+    subdomain: str | None = None  # <subdomain>.zendesk.com
 
-    feeds: ClassVar[tuple[str, ...]] = ("support_tickets",)
+    source: ClassVar[str] = "support"
     env_var: ClassVar[str] = "ZENDESK_API_TOKEN"
+    key_description: ClassVar[str] = "API token (or OAuth access token)"
+    default_base_url: ClassVar[str] = "https://{subdomain}.zendesk.com/api/v2"
+    default_page_size: ClassVar[int] = ZENDESK_MAX_PAGE_SIZE
+
+    @classmethod
+    def extra_settings(cls, prefix: str) -> tuple[EnvSetting, ...]:
+        return (
+            EnvSetting(prefix + "SUBDOMAIN", "subdomain", None, "`<subdomain>` of .zendesk.com"),
+            EnvSetting(
+                prefix + "EMAIL",
+                "email",
+                None,
+                "Agent e-mail for API-token auth; unset: the token is an OAuth bearer token",
+            ),
+        )
+
+    def _url_fields(self) -> dict[str, str | None]:
+        return {"subdomain": self.subdomain}
 
     def _auth_headers(self) -> dict[str, str]:
         return {} if self.email else {"Authorization": f"Bearer {self.api_key or ''}"}

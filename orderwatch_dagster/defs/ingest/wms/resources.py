@@ -24,8 +24,11 @@ class ShipBobConnector(FeedConnector):
     `Next-Page` (preferred) or `Page-Number`/`Total-Pages` say whether there is more.
     """
 
-    feeds: ClassVar[tuple[str, ...]] = ("wms_shipments",)
+    source: ClassVar[str] = "wms"
     env_var: ClassVar[str] = "SHIPBOB_ACCESS_TOKEN"
+    key_description: ClassVar[str] = "Personal Access Token (Bearer)"
+    default_base_url: ClassVar[str] = "https://api.shipbob.com/1.0"
+    default_page_size: ClassVar[int] = SHIPBOB_MAX_LIMIT
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key or ''}"}

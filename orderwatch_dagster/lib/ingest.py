@@ -1,0 +1,206 @@
+"""One feed's ingest, without Dagster: source pages -> parser -> loader -> cursor; and replay.
+
+The raw assets (defs/ingest/factory.py) call only `ingest_feed` and `replay_quarantine`: the
+parser (lib/parsers.py) and the loader (lib/warehouse*.py) sit behind these two functions, so
+either can be replaced without touching the assets.
+
+The cursor is the high-water mark of a complete read: HTTP connectors are asked for
+`updated_since = cursor - CURSOR_OVERLAP` (the overlap is harmless, loads are idempotent, and it
+catches records a source committed late). It moves only when the whole stream was read:
+- a source that fails mid-stream (HTTP error, a body its pagination cannot read): what was read
+  is stored (an unreadable body lands in raw._quarantine), the cursor stays, the error is raised;
+- a page that could not be read as a whole (not JSON, truncated, no vendor envelope), whether
+  new or already in the ledger and still quarantined: the cursor stays;
+- a record whose update time is more than FUTURE_TOLERANCE ahead of "now" is quarantined as
+  `future_time` (never loaded and flagged: as the newest version it would mask every later
+  real update), so it never moves the cursor; replay loads it once "now" has caught up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from orderwatch_dagster.lib.feeds import FeedSpec
+from orderwatch_dagster.lib.parsers import parse_element, parse_page
+from orderwatch_dagster.lib.records import ParsedPage, Rejected
+from orderwatch_dagster.lib.warehouse_batch import (
+    WHOLE_PAGE_INDEX,
+    LoadStats,
+    PageLike,
+    max_time,
+    strict_records,
+)
+from orderwatch_dagster.lib.warehouse_session import (
+    QuarantinedRecord,
+    ReplayStats,
+    WarehouseSession,
+)
+
+CURSOR_OVERLAP = timedelta(hours=1)
+# Vendor clocks run a little ahead of ours; below CURSOR_OVERLAP, so a cursor moved this far
+# ahead still asks for everything after the true high-water mark.
+FUTURE_TOLERANCE = timedelta(minutes=15)
+# Pages are loaded in batches (one transaction each): few round trips, and the DuckDB file is
+# held only while a batch is written, so dbt or another ingest process can get the lock between.
+BATCH_RECORDS = 20_000
+BATCH_PAGES = 500
+
+Connect = Callable[[], AbstractContextManager[WarehouseSession]]
+
+
+class SourcePage(PageLike, Protocol):
+    body: bytes
+
+
+class PageSource(Protocol):
+    """A connector (defs/ingest/connector.py `FeedConnector`)."""
+
+    def pages(self, feed: str, updated_since: datetime | None) -> Iterable[SourcePage]: ...
+
+
+@dataclass
+class IngestResult:
+    stats: LoadStats = field(default_factory=LoadStats)
+    pages_skipped: int = 0  # already in the ledger
+    unreadable_pages: int = 0  # pages of the stream quarantined as a whole
+    updated_since: datetime | None = None
+    cursor: datetime | None = None  # after the run
+    cursor_held: str = ""  # why the cursor did not move ("" when it advanced normally)
+    row_count: int = 0
+
+
+class SourceInterrupted(Exception):
+    """The source failed mid-stream: what was read is stored and the cursor did not move."""
+
+    def __init__(self, result: IngestResult) -> None:
+        super().__init__(result.cursor_held)
+        self.result = result
+
+
+def _ndjson_hint(page: SourcePage) -> bool | None:
+    return True if page.name.lower().endswith(".ndjson") else None
+
+
+class _Run:
+    """The pages of one run, parsed and loaded in batches."""
+
+    def __init__(self, spec: FeedSpec, connect: Connect, not_after: datetime) -> None:
+        self.spec = spec
+        self.connect = connect
+        self.not_after = not_after
+        self.result = IngestResult()
+        self.pending: list[tuple[SourcePage, ParsedPage]] = []
+        self.pending_records = 0
+        self.run_max: datetime | None = None  # max update time of every record read
+        with connect() as session:
+            session.ensure_feed(spec.name, spec.key_columns)
+            cursor = session.get_cursor(spec.name)
+            self.seen = session.seen_pages(spec.name)
+            self.unreadable = session.unreadable_pages(spec.name)
+        self.result.updated_since = cursor - CURSOR_OVERLAP if cursor is not None else None
+
+    def take(self, page: SourcePage) -> None:
+        identity = (page.name, page.content_hash)
+        if identity in self.seen:
+            self.result.pages_skipped += 1
+            self.result.unreadable_pages += int(page.content_hash in self.unreadable)
+            return
+        self.seen.add(identity)
+        parsed = parse_page(
+            self.spec.name, page.body, ndjson=_ndjson_hint(page), not_after=self.not_after
+        )
+        self.result.unreadable_pages += int(any(r.index is None for r in parsed.rejected))
+        for record in parsed.records:
+            self.run_max = max_time(self.run_max, record.updated_at)
+        self.pending.append((page, parsed))
+        self.pending_records += parsed.read
+        if self.pending_records >= BATCH_RECORDS or len(self.pending) >= BATCH_PAGES:
+            with self.connect() as session:
+                self._load(session, None)
+
+    def _load(self, session: WarehouseSession, cursor_to: datetime | None) -> None:
+        stats = session.load_pages(
+            self.spec.name, self.spec.key_columns, self.pending, advance_cursor_to=cursor_to
+        )
+        self.result.stats.add(stats)
+        self.pending, self.pending_records = [], 0
+
+    def finish(self, error: Exception | None) -> IngestResult:
+        """Store the last batch; move the cursor only after a complete, readable stream."""
+        if error is not None:
+            self.result.cursor_held = f"the source failed mid-stream: {error}"
+        elif self.result.unreadable_pages:
+            self.result.cursor_held = (
+                f"{self.result.unreadable_pages} page(s) could not be read (raw._quarantine)"
+            )
+        cursor_to = None if self.result.cursor_held else self.run_max
+        with self.connect() as session:
+            # The last batch and the cursor commit together: the cursor never gets ahead of
+            # what is stored.
+            self._load(session, cursor_to)
+            self.result.cursor = session.get_cursor(self.spec.name)
+            self.result.row_count = session.row_count(self.spec.name)
+        self.result.stats.check()
+        return self.result
+
+
+def ingest_feed(
+    spec: FeedSpec, source: PageSource, connect: Connect, *, now: datetime
+) -> IngestResult:
+    """Read every new page of the feed from `source` into the warehouse.
+
+    Raises SourceInterrupted (from the source's error) after storing what was read when the
+    source fails mid-stream.
+    """
+    run = _Run(spec, connect, not_after=now + FUTURE_TOLERANCE)
+    pages = iter(source.pages(spec.name, run.result.updated_since))
+    error: Exception | None = None
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            break
+        except Exception as failure:  # only the source's own errors: loads fail loudly below
+            error = failure
+            break
+        run.take(page)
+    result = run.finish(error)
+    if error is not None:
+        raise SourceInterrupted(result) from error
+    return result
+
+
+def _reparse(spec: FeedSpec, row: QuarantinedRecord, not_after: datetime) -> ParsedPage:
+    if row.record_index == WHOLE_PAGE_INDEX:
+        return parse_page(spec.name, row.original_text, not_after=not_after)
+    parsed = parse_element(
+        spec.name, row.original_text, index=row.record_index, not_after=not_after
+    )
+    # Still one element: a reject (the parser's, or the loader's NaN check) keeps its row's index.
+    records, rejects = strict_records(spec.name, parsed)
+    return ParsedPage(
+        records=records,
+        rejected=[
+            Rejected(r.feed, r.reason, r.detail, r.original_text, row.record_index) for r in rejects
+        ],
+        unknown_enums=parsed.unknown_enums,
+        naive_times=parsed.naive_times,
+    )
+
+
+def replay_quarantine(
+    spec: FeedSpec, connect: Connect, *, now: datetime, reasons: Sequence[str] = ()
+) -> ReplayStats:
+    """Re-parse the feed's quarantined records with the current parser and store what loads.
+
+    Records that load leave raw._quarantine; the rest stay (with the current reason).
+    """
+    with connect() as session:
+        session.ensure_feed(spec.name, spec.key_columns)
+        rows = session.quarantined(spec.name, reasons)
+        outcomes = [(row, _reparse(spec, row, now + FUTURE_TOLERANCE)) for row in rows]
+        return session.replay(spec.name, spec.key_columns, outcomes)

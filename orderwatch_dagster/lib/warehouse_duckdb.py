@@ -1,0 +1,183 @@
+"""The raw layer on DuckDB (the embedded default): bulk writes scan pandas frames, no row loops."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from orderwatch_dagster.lib.records import KeyColumn, Record
+from orderwatch_dagster.lib.warehouse_batch import QUARANTINE_COLUMNS, QuarantineRow, Versions
+from orderwatch_dagster.lib.warehouse_session import WarehouseSession
+
+_LEDGER_COLUMNS = (
+    "feed",
+    "name",
+    "content_hash",
+    "source",
+    "rows_read",
+    "rows_loaded",
+    "rows_quarantined",
+    "ingested_at",
+)
+
+
+def _record_frame(
+    key_columns: Sequence[KeyColumn], rows: list[tuple[int, Record, str]]
+) -> pd.DataFrame:
+    """The batch as a typed frame for DuckDB to scan (no row-by-row inserts)."""
+    data: dict[str, Any] = {
+        "_key": pd.array([r.key for _, r, _ in rows], dtype="string"),
+        "_updated_at": pd.to_datetime([r.updated_at for _, r, _ in rows], utc=True),
+    }
+    for column in key_columns:
+        values = [r.keys.get(column.name) for _, r, _ in rows]
+        if column.sql_type == "BIGINT":
+            data[column.name] = pd.array(values, dtype="Int64")
+        elif column.sql_type == "TIMESTAMPTZ":
+            data[column.name] = pd.to_datetime(values, utc=True)
+        else:
+            data[column.name] = pd.array(
+                [None if v is None else str(v) for v in values], dtype="string"
+            )
+    data["payload"] = pd.array([r.payload_text for _, r, _ in rows], dtype="string")
+    data["_record_hash"] = pd.array([r.record_hash for _, r, _ in rows], dtype="string")
+    data["_format"] = pd.array([r.format for _, r, _ in rows], dtype="string")
+    data["_source"] = pd.array([source for _, _, source in rows], dtype="string")
+    return pd.DataFrame(data)
+
+
+class DuckDBSession(WarehouseSession):
+    engine = "duckdb"
+    json_type = "JSON"
+    p = "?"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        self.con.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.begin()
+        try:
+            yield
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
+
+    @contextmanager
+    def _scan(self, name: str, frame: pd.DataFrame) -> Iterator[None]:
+        self.con.register(name, frame)
+        try:
+            yield
+        finally:
+            self.con.unregister(name)
+
+    def _insert_records(self, versions: Versions) -> list[tuple[str, str]]:
+        if not versions.rows:
+            return []
+        feed, key_columns = versions.feed, versions.key_columns
+        names = ["_key", "_updated_at", *(c.name for c in key_columns)]
+        select = [f"f.{n}" for n in names[:2]] + [
+            f"CAST(f.{c.name} AS {c.sql_type})" for c in key_columns
+        ]
+        with self._scan("_ow_records", _record_frame(key_columns, versions.rows)):
+            inserted = self.con.execute(
+                f"""INSERT INTO raw.{feed}
+                    ({", ".join(names)}, payload, _record_hash, _format, _source, _ingested_at)
+                SELECT {", ".join(select)}, CAST(f.payload AS JSON), f._record_hash, f._format,
+                       f._source, CAST(? AS TIMESTAMPTZ)
+                FROM _ow_records f
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM raw.{feed} r
+                    WHERE r._key = f._key AND r._record_hash = f._record_hash
+                )
+                RETURNING _key, _record_hash""",
+                [versions.ingested_at],
+            ).fetchall()
+        return [(key, record_hash) for key, record_hash in inserted]
+
+    def _insert_quarantine(self, rows: list[QuarantineRow], at: datetime) -> int:
+        if not rows:
+            return 0
+        with self._scan("_ow_quarantine", pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))):
+            result = self.con.execute(
+                """INSERT INTO raw._quarantine
+                SELECT q.feed, q.source, CAST(q.record_index AS INTEGER), q.reason, q.detail,
+                       q.original_text, q.content_hash, CAST(? AS TIMESTAMPTZ)
+                FROM _ow_quarantine q
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM raw._quarantine x
+                    WHERE x.feed = q.feed AND x.content_hash = q.content_hash
+                      AND x.record_index = q.record_index
+                )""",
+                [at],
+            ).fetchone()
+        return int(result[0]) if result else 0
+
+    def _insert_ledger(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        frame = pd.DataFrame(rows, columns=list(_LEDGER_COLUMNS))
+        # the same page twice in one batch keeps one ledger row (first one)
+        frame = frame.drop_duplicates(subset=["feed", "name", "content_hash"])
+        with self._scan("_ow_ledger", frame):
+            self.con.execute(
+                """INSERT INTO raw._ingest_files
+                SELECT l.feed, l.name, l.content_hash, l.source, l.rows_read, l.rows_loaded,
+                       l.rows_quarantined, l.ingested_at
+                FROM _ow_ledger l
+                ON CONFLICT DO NOTHING"""
+            )
+
+    def _advance_cursor(self, feed: str, cursor: datetime, at: datetime) -> None:
+        self.con.execute(
+            "INSERT INTO raw._cursors VALUES (?, ?, ?) ON CONFLICT (feed) DO UPDATE "
+            "SET cursor = greatest(raw._cursors.cursor, excluded.cursor), "
+            "updated_at = excluded.updated_at",
+            [feed, cursor, at],
+        )
+
+
+def _is_lock_error(error: Exception) -> bool:
+    text = str(error).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+@contextmanager
+def open_duckdb(path: Path | str, *, lock_timeout_s: float = 120.0) -> Iterator[DuckDBSession]:
+    """Open the warehouse file, waiting for another process's write lock (dbt, another asset).
+
+    DuckDB allows one writer process per file, so callers keep sessions short and close
+    them promptly.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(target))
+            break
+        except duckdb.IOException as error:
+            if not _is_lock_error(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back as UTC datetimes
+        yield DuckDBSession(con)
+    finally:
+        con.close()
