@@ -9,7 +9,10 @@ semantics (Shopify tags), otherwise uncertain after exactly one request.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,8 @@ from orderwatch_dagster.defs.actions.senders import (
     TwilioSmsSender,
     ZendeskTicketSender,
 )
-from orderwatch_dagster.defs.actions.senders.smtp import SmtpEmailSender
+from orderwatch_dagster.defs.actions.senders.transport import Request, RetryPolicy, send
+from orderwatch_dagster.defs.actions.senders.zendesk import MAX_IDEMPOTENCY_KEY
 from orderwatch_dagster.lib.outbound import FollowUp, Outbound, Outcome
 
 VENDOR = Path(__file__).parent / "fixtures" / "vendor"
@@ -142,7 +146,13 @@ def test_twilio_sms_matches_the_openapi_description(
 
 @pytest.mark.parametrize(
     ("code", "follow_up"),
-    [(21610, FollowUp.OPT_OUT), (21614, FollowUp.INVALID_RECIPIENT), (21602, None)],
+    [
+        (21610, FollowUp.OPT_OUT),
+        (21211, FollowUp.INVALID_RECIPIENT),
+        (21614, FollowUp.INVALID_RECIPIENT),
+        (21612, None),  # the To/From combination: may be our From number, never stops texts
+        (21602, None),
+    ],
 )
 def test_twilio_refusals_are_rejected_and_classified(
     http_server: ScriptedHTTPServer, code: int, follow_up: FollowUp | None
@@ -205,6 +215,46 @@ def test_connection_refused_is_retried_then_not_accepted_then_sent_once() -> Non
         later = sender.model_copy(update={"base_url": server.url}).send(SMS)
         assert later.outcome is Outcome.ACCEPTED
         assert len(server.requests_to(MESSAGES)) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "follow_up"),
+    [
+        (301, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),  # moved: ask there, not here
+        (307, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (308, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (302, Outcome.UNCERTAIN, None),  # after a POST may mean "done, see there"
+        (303, Outcome.UNCERTAIN, None),
+        (401, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),  # our credentials
+        (403, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),  # our permissions
+        (408, Outcome.NOT_ACCEPTED, None),  # the server gave up before the request completed
+        (409, Outcome.UNCERTAIN, None),  # a conflicting request may have done it
+        (422, Outcome.REJECTED, None),
+    ],
+)
+def test_each_http_status_class_on_a_post_without_a_key(
+    http_server: ScriptedHTTPServer, status: int, outcome: Outcome, follow_up: FollowUp | None
+) -> None:
+    headers = {"Location": "https://elsewhere.example.com/"} if 300 <= status < 400 else {}
+    http_server.route(MESSAGES, Reply(status, {"code": 20003, "message": "x"}, headers))
+    result = twilio(http_server, unknown_retries=3).send(SMS)
+    assert (result.outcome, result.follow_up) == (outcome, follow_up)
+    assert [a.status for a in result.history] == [status]
+    assert len(http_server.requests_to(MESSAGES)) == 1  # never followed, never resent
+
+
+def test_twilio_keeps_the_account_sid_out_of_labels_and_logs(
+    http_server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SID is bound as a secret: masked in the ledger's label and in urllib3's debug log
+    line of the request (which prints its path)."""
+    http_server.route(MESSAGES, Reply(201, _vendor("twilio/message_1.json")))
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        result = twilio(http_server).send(SMS)
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.history[0].request.endswith("/2010-04-01/Accounts/AC…/Messages.json")
+    assert '"POST /2010-04-01/Accounts/' in caplog.text  # urllib3 did log the request line
+    assert ACCOUNT_SID not in caplog.text and ACCOUNT_SID not in repr(result)
 
 
 @pytest.mark.parametrize("reply", [Reply(201, {"sid": "SM1"}, delay=1.0), Reply(500)])
@@ -320,7 +370,7 @@ def test_zendesk_create_stays_uncertain_when_every_try_is_unknown(
     http_server.route("/api/v2/tickets.json", Reply(500))
     result = zendesk(http_server, unknown_retries=2).send(TASK)
     assert result.outcome is Outcome.UNCERTAIN
-    assert "idempotency key" in result.detail
+    assert "retried as an idempotent request" in result.detail
     assert len(http_server.requests_to("/api/v2/tickets.json")) == 3 == result.attempts
 
 
@@ -341,6 +391,47 @@ def test_zendesk_update_with_unknown_fate_is_uncertain_after_one_request(
     result = zendesk(http_server).send(Outbound("k", "ticket_note", "7", "note"))
     assert result.outcome is Outcome.UNCERTAIN
     assert len(http_server.requests_to("/api/v2/tickets/7.json")) == 1
+
+
+def test_zendesk_create_retries_a_409_under_the_same_key(http_server: ScriptedHTTPServer) -> None:
+    """409 while the first create under the key is still running: retried, then the stored
+    answer comes back (`miss` would be a fresh create: no 'replayed' claim then)."""
+    http_server.route(
+        "/api/v2/tickets.json",
+        Reply(409, {"error": "Conflict"}),
+        Reply(201, _vendor("zendesk/ticket_1.json"), {"x-idempotency-lookup": "miss"}),
+    )
+    result = zendesk(http_server).send(TASK)
+    assert result.outcome is Outcome.ACCEPTED
+    assert [a.status for a in result.history] == [409, 201]
+    assert "replayed" not in result.detail
+    requests = http_server.requests_to("/api/v2/tickets.json")
+    assert [r.headers["Idempotency-Key"] for r in requests] == ["k-task", "k-task"]
+
+
+def test_zendesk_hashes_a_key_longer_than_it_takes(http_server: ScriptedHTTPServer) -> None:
+    http_server.route("/api/v2/tickets.json", Reply(201, _vendor("zendesk/ticket_1.json")))
+    longest = "k" * MAX_IDEMPOTENCY_KEY
+    too_long = "order-1002:" + "x" * MAX_IDEMPOTENCY_KEY
+    sender = zendesk(http_server)
+    for key in (longest, too_long, too_long):
+        assert sender.send(Outbound(key, "ticket_create", "#1002", "p", subject="s")).outcome is (
+            Outcome.ACCEPTED
+        )
+    sent = [r.headers["Idempotency-Key"] for r in http_server.requests_to("/api/v2/tickets.json")]
+    hashed = "sha256:" + hashlib.sha256(too_long.encode()).hexdigest()
+    assert sent == [longest, hashed, hashed]  # stable for the same decision
+    assert all(len(key) <= MAX_IDEMPOTENCY_KEY for key in sent)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_zendesk_access_refused_keeps_the_note_pending(
+    http_server: ScriptedHTTPServer, status: int
+) -> None:
+    http_server.route("/api/v2/tickets/7.json", Reply(status, {"error": "Forbidden"}))
+    result = zendesk(http_server).send(Outbound("k", "ticket_note", "7", "note"))
+    assert result.outcome is Outcome.NOT_ACCEPTED and result.follow_up is FollowUp.FIX_CONFIG
+    assert "zd-token" not in repr(result)
 
 
 def test_zendesk_validation_error_is_rejected(http_server: ScriptedHTTPServer) -> None:
@@ -594,8 +685,7 @@ ESCALATION = Outbound(
 
 def test_slack_escalation_blocks(http_server: ScriptedHTTPServer) -> None:
     http_server.route(HOOK, Reply(200, "ok", {"Content-Type": "text/plain"}))
-    sender = SlackWebhookSender(enabled=True, webhook_url=http_server.url + HOOK, **FAST)
-    result = sender.send(ESCALATION)
+    result = slack(http_server.url + HOOK).send(ESCALATION)
     assert result.outcome is Outcome.ACCEPTED
     assert "XXXXSECRET" not in repr(result)  # the webhook URL is the credential
     payload = http_server.requests_to(HOOK)[0].json()
@@ -614,52 +704,109 @@ def test_slack_escalation_blocks(http_server: ScriptedHTTPServer) -> None:
     )
 
 
+def slack(url: str, **kw: Any) -> SlackWebhookSender:
+    return SlackWebhookSender(enabled=True, webhook_url=url, **{**FAST, **kw})
+
+
 @pytest.mark.parametrize(
-    ("reply", "outcome"),
+    ("reply", "outcome", "follow_up"),
     [
-        (Reply(404, "channel_not_found"), Outcome.REJECTED),
-        (Reply(429, "rate_limited", {"Retry-After": "30"}), Outcome.NOT_ACCEPTED),
-        (Reply(500, "rollup_error"), Outcome.UNCERTAIN),
+        # Slack's documented webhook errors: the payload's fault ...
+        (Reply(400, "invalid_payload"), Outcome.REJECTED, None),
+        # ... or the workspace / channel / webhook's: nothing posted, the escalation waits
+        (Reply(403, "action_prohibited"), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(404, "channel_not_found"), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(410, "channel_is_archived"), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(429, "rate_limited", {"Retry-After": "30"}), Outcome.NOT_ACCEPTED, None),
+        (Reply(500, "rollup_error"), Outcome.UNCERTAIN, None),
     ],
 )
-def test_slack_answers(http_server: ScriptedHTTPServer, reply: Reply, outcome: Outcome) -> None:
-    http_server.route(HOOK, reply)
-    result = SlackWebhookSender(enabled=True, webhook_url=http_server.url + HOOK, **FAST).send(
-        ESCALATION
-    )
-    assert result.outcome is outcome
-    assert len(http_server.requests_to(HOOK)) == 1
-    assert all("XXXXSECRET" not in a.request for a in result.history)
-
-
-# --- every sender is off until enabled ----------------------------------------------------
-
-
-def test_every_sender_is_off_by_default_and_sends_nothing(http_server: ScriptedHTTPServer) -> None:
-    url = http_server.url
-    cases = [
-        (TwilioSmsSender(base_url=url, account_sid=ACCOUNT_SID, auth_token="t",
-                         from_number="+15005550006"), SMS),
-        (ZendeskTicketSender(base_url=f"{url}/api/v2", api_token="t"), TASK),
-        (ShopifyOrderTagSender(base_url=f"{url}/admin/api/2025-07", access_token="t"), TAGS),
-        (ShipBobRerouteSender(base_url=f"{url}/2026-01", access_token="t"),
-         reroute("OnHold", [], action="update_address", address=ADDRESS)),
-        (SlackWebhookSender(webhook_url=url + HOOK), ESCALATION),
-        (SmtpEmailSender(host="127.0.0.1", port=free_port(), from_address="shop@example.com"),
-         Outbound("k", "email", "ann@example.com", "hi", subject="Order")),
-    ]  # fmt: skip
-    for sender, message in cases:
-        result = sender.send(message)
-        assert result.outcome is Outcome.DRY_RUN, (type(sender).__name__, result)
-        assert result.attempts == 0 and sender.enable_var in result.detail
-    assert http_server.requests == []
-
-
-def test_a_wrong_channel_or_bad_input_is_rejected_without_a_request(
-    http_server: ScriptedHTTPServer,
+def test_slack_answers(
+    http_server: ScriptedHTTPServer, reply: Reply, outcome: Outcome, follow_up: FollowUp | None
 ) -> None:
-    sender = twilio(http_server)
-    assert sender.send(Outbound("k", "email", "+14155550123", "x")).outcome is Outcome.REJECTED
-    assert sender.send(Outbound("k", "sms", "0044 20 1234", "x")).outcome is Outcome.REJECTED
-    assert sender.send(Outbound("k", "sms", "+14155550123", "x" * 1601)).outcome is Outcome.REJECTED
-    assert http_server.requests == []
+    http_server.route(HOOK, reply)
+    result = slack(http_server.url + HOOK).send(ESCALATION)
+    assert (result.outcome, result.follow_up) == (outcome, follow_up)
+    assert str(reply.body) in result.detail  # Slack's own reason, for the ledger
+    assert len(http_server.requests_to(HOOK)) == 1
+    assert "XXXXSECRET" not in repr(result)
+
+
+def test_slack_keeps_the_webhook_out_of_urllib3s_log_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """urllib3 warns "Retrying ... : /services/..." on every connect retry, and logs each
+    request line at DEBUG: the webhook path is cut from both, and from the result."""
+    closed = f"http://127.0.0.1:{free_port()}{HOOK}"
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        result = slack(closed, connect_retries=2).send(ESCALATION)
+    assert result.outcome is Outcome.NOT_ACCEPTED and result.attempts == 3
+    retries = [r for r in caplog.records if "Retrying" in r.getMessage()]
+    assert len(retries) == 2 and all(r.levelno == logging.WARNING for r in retries)
+    assert "XXXXSECRET" not in caplog.text and "/services/T000" not in caplog.text
+    assert "XXXXSECRET" not in repr(result)
+    assert result.history[0].request.endswith("/services/…")
+
+
+def test_a_url_error_from_urllib3_never_shows_the_secret() -> None:
+    """An error urllib3 raises before any connection quotes the URL: the secret is cut."""
+    url = "http://127.0.0.1:99999/services/T000/B000/XXXXSECRET"
+    request = Request("POST", url, "POST 127.0.0.1/services/…", secrets=(url,))
+    exchange = send(request, RetryPolicy())
+    result = exchange.result()
+    assert result.outcome is Outcome.NOT_ACCEPTED
+    assert "LocationParseError" in (result.history[0].error or "")
+    assert "XXXXSECRET" not in repr(result)
+
+
+def test_slack_block_kit_limits(http_server: ScriptedHTTPServer) -> None:
+    """Header 150, section 3000, ten fields of at most 2000, a button url of at most 3000;
+    texts are cut before escaping, so no `&amp;` is split."""
+    http_server.route(HOOK, Reply(200, "ok", {"Content-Type": "text/plain"}))
+    long_url = "https://ops.example.com/packets/" + "p" * 3000
+    message = Outbound(
+        "k", "slack", "ops", "Tom & Jerry " * 400, subject="H" * 200,
+        metadata={"fields": {f"field {i}": "&" * 2100 for i in range(12)},
+                  "packet_url": long_url},
+    )  # fmt: skip
+    assert slack(http_server.url + HOOK).send(message).outcome is Outcome.ACCEPTED
+    payload = http_server.requests_to(HOOK)[0].json()
+    header, summary, fields, packet = payload["blocks"]
+    # Block Kit's published limits, written out (not the module's constants)
+    assert len(header["text"]["text"]) == 150
+    text = summary["text"]["text"]
+    assert 3000 - len("&amp;") < len(text) <= 3000
+    shown = [f["text"] for f in fields["fields"]]
+    assert len(shown) == 10 and all(1900 < len(t) <= 2000 for t in shown)
+    for cut in (text, payload["text"], *shown):
+        assert not re.search(r"&(?!amp;|lt;|gt;)", cut), cut[-12:]  # every & is whole
+    assert packet["type"] == "context"  # too long for a button: shown, not linked
+
+
+def _note(**meta: Any) -> Outbound:
+    return Outbound("k", "ticket_note", "7", "n", metadata=meta)
+
+
+UNUSABLE = [
+    ("twilio", Outbound("k", "email", "+14155550123", "x")),  # a channel it does not carry
+    ("twilio", Outbound("k", "sms", "0044 20 1234", "x")),
+    ("twilio", Outbound("k", "sms", "+14155550123", "x" * 1601)),
+    ("zendesk", _note(status="new")),  # a ticket cannot go back to new
+    ("zendesk", _note(group_id="support")),
+    ("zendesk", _note(assignee_id=True)),
+    ("zendesk", _note(tags="a,b")),
+    ("zendesk", Outbound("k", "ticket_create", "#1", "p", subject="s", metadata={
+        "requester": "ann@example.com"})),
+    ("slack", Outbound("k", "slack", "ops", "x", metadata={"fields": ["Order", "#1"]})),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("provider", "message"), UNUSABLE)
+def test_a_message_that_cannot_become_a_request_is_rejected_without_one(
+    http_server: ScriptedHTTPServer, provider: str, message: Outbound
+) -> None:
+    senders = {"twilio": twilio, "zendesk": zendesk, "shopify": shopify, "shipbob": shipbob,
+               "slack": lambda server: slack(server.url + HOOK)}  # fmt: skip
+    result = senders[provider](http_server).send(message)
+    assert result.outcome is Outcome.REJECTED and result.detail.startswith("bad request")
+    assert result.attempts == 0 and http_server.requests == []
