@@ -102,6 +102,8 @@ def test_an_enabled_sender_without_its_settings_keeps_every_message_pending(key:
          "ORDERWATCH_ZENDESK_URL"),
         ("sms_sender", {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": "t",
                         "ORDERWATCH_TWILIO_FROM": "555-0123"}, "ORDERWATCH_TWILIO_FROM"),
+        ("email_sender", {"ORDERWATCH_SMTP_FROM": "orders@shop.example.com",
+                          "ORDERWATCH_SMTP_SECURITY": "tls"}, "ORDERWATCH_SMTP_SECURITY"),
         ("slack_sender", {"ORDERWATCH_SLACK_WEBHOOK_URL":
                           "https://hooks.slack.com:99999/services/T0/B0/XXXXSECRET"},
          "ORDERWATCH_SLACK_WEBHOOK_URL"),
