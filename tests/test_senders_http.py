@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from graphql import build_schema, graphql_sync
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
 from jsonschema import Draft7Validator, FormatChecker
 from referencing import Registry, Resource
@@ -450,13 +451,22 @@ def test_zendesk_validation_error_is_rejected(http_server: ScriptedHTTPServer) -
 # --- Shopify --------------------------------------------------------------------------
 
 GRAPHQL = "/admin/api/2025-07/graphql.json"
+ORDER_GID = "gid://shopify/Order/450789469"
 TAGS_OK = {
     "data": {
-        "tagsAdd": {"node": {"id": "gid://shopify/Order/450789469"}, "userErrors": []},
-        "tagsRemove": {"node": {"id": "gid://shopify/Order/450789469"}, "userErrors": []},
+        "tagsAdd": {"node": {"id": ORDER_GID}, "userErrors": []},
+        "tagsRemove": {"node": {"id": ORDER_GID}, "userErrors": []},
     },
     "extensions": {"cost": {"requestedQueryCost": 20, "actualQueryCost": 20}},
 }
+NOTE_SET = {
+    "metafields": [
+        {"id": "gid://shopify/Metafield/1069228997", "namespace": "orderwatch", "key": "note"}
+    ],
+    "userErrors": [],
+}
+NOTE_GONE = {"deletedMetafields": [None], "userErrors": []}  # already absent: still done
+ADMIN_SCHEMA = build_schema((VENDOR / "shopify" / "admin_graphql_excerpt.graphql").read_text())
 
 
 def shopify(server: ScriptedHTTPServer, **kw: Any) -> ShopifyOrderTagSender:
@@ -466,6 +476,42 @@ def shopify(server: ScriptedHTTPServer, **kw: Any) -> ShopifyOrderTagSender:
         access_token="shpat_test",
         **{**FAST, **kw},
     )
+
+
+def _run_against_the_admin_schema(body: dict[str, Any]) -> None:
+    """Parse, validate and execute the request against Shopify's schema (excerpt), with its
+    variables coerced to the declared input types: a wrong name or type fails here."""
+    payloads = {
+        "tagsAdd": lambda _info, **a: {"node": {"__typename": "Order", "id": a["id"]},
+                                       "userErrors": []},
+        "tagsRemove": lambda _info, **a: {"node": {"__typename": "Order", "id": a["id"]},
+                                          "userErrors": []},
+        "metafieldsSet": lambda _info, **a: {"metafields": [
+            {"id": "gid://shopify/Metafield/1", **m} for m in a["metafields"]], "userErrors": []},
+        "metafieldsDelete": lambda _info, **a: {"deletedMetafields": a["metafields"],
+                                                "userErrors": []},
+    }  # fmt: skip
+    result = graphql_sync(
+        ADMIN_SCHEMA, body["query"], root_value=payloads, variable_values=body["variables"]
+    )
+    assert result.errors is None, result.errors
+
+
+def test_the_schema_check_catches_a_wrong_request() -> None:
+    """The schema excerpt is a real check: a misspelt argument or a wrong variable type fail."""
+    bad_argument = {
+        "query": "mutation M($id: ID!, $t: [String!]!) { tagsAdd(id: $id, tag: $t) "
+        "{ userErrors { message } } }",
+        "variables": {"id": "1", "t": ["x"]},
+    }
+    bad_input = {
+        "query": "mutation M($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) "
+        "{ userErrors { message } } }",
+        "variables": {"m": [{"ownerId": "1", "key": "note"}]},
+    }  # no value
+    for body in (bad_argument, bad_input):
+        with pytest.raises(AssertionError):
+            _run_against_the_admin_schema(body)  # fmt: skip
 
 
 TAGS = Outbound(
@@ -481,34 +527,57 @@ def test_shopify_tags_are_one_graphql_mutation(http_server: ScriptedHTTPServer) 
     http_server.route(GRAPHQL, Reply(200, TAGS_OK))
     result = shopify(http_server).send(TAGS)
     assert result.outcome is Outcome.ACCEPTED
-    assert result.provider_id == "gid://shopify/Order/450789469"
+    assert result.provider_id == ORDER_GID
     (request,) = http_server.requests_to(GRAPHQL)
     assert request.method == "POST" and request.headers["X-Shopify-Access-Token"] == "shpat_test"
     body = request.json()
     assert body["variables"] == {
-        "id": "gid://shopify/Order/450789469",
+        "id": ORDER_GID,
         "add": ["orderwatch:recovered"],
         "remove": ["orderwatch:delayed"],
     }
-    query = body["query"]
-    assert "tagsAdd(id: $id, tags: $add)" in query and "tagsRemove(id: $id, tags: $remove)" in query
-    assert query.startswith("mutation")
+    _run_against_the_admin_schema(body)
 
 
-def test_shopify_add_only_declares_only_the_variables_it_uses(
+@pytest.mark.parametrize(
+    ("metadata", "answer", "fields"),
+    [
+        ({"add_tags": ["orderwatch:delayed"]}, {"tagsAdd": TAGS_OK["data"]["tagsAdd"]},
+         {"tagsAdd"}),
+        ({"note": "Late: carrier scan gap since Mon 09:00.\nCustomer told on Tue."},
+         {"metafieldsSet": NOTE_SET}, {"metafieldsSet"}),
+        ({"clear_note": True}, {"metafieldsDelete": NOTE_GONE}, {"metafieldsDelete"}),
+        ({"add_tags": ["orderwatch:delayed"], "note": "Late"},
+         {"tagsAdd": TAGS_OK["data"]["tagsAdd"], "metafieldsSet": NOTE_SET},
+         {"tagsAdd", "metafieldsSet"}),
+    ],
+)  # fmt: skip
+def test_shopify_sends_only_the_mutations_it_needs(
     http_server: ScriptedHTTPServer,
+    metadata: dict[str, Any],
+    answer: dict[str, Any],
+    fields: set[str],
 ) -> None:
-    http_server.route(GRAPHQL, Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}))
-    add = {"add_tags": ["orderwatch:delayed"]}
-    message = Outbound("k", "order_tags", "450789469", "", metadata=add)
-    assert shopify(http_server).send(message).outcome is Outcome.ACCEPTED
-    query = http_server.requests_to(GRAPHQL)[0].json()["query"]
-    assert "$remove" not in query and "tagsRemove" not in query
+    http_server.route(GRAPHQL, Reply(200, {"data": answer}))
+    message = Outbound("k", "order_tags", "450789469", "", metadata=metadata)
+    result = shopify(http_server).send(message)
+    assert result.outcome is Outcome.ACCEPTED, result
+    body = http_server.requests_to(GRAPHQL)[0].json()
+    _run_against_the_admin_schema(body)
+    mutations = r"\b(tagsAdd|tagsRemove|metafieldsSet|metafieldsDelete)\("
+    sent = set(re.findall(mutations, body["query"]))
+    assert sent == fields
+    if "note" in metadata:  # our own metafield, never the merchant's note or attributes
+        (note,) = body["variables"]["note"]
+        assert note == {"ownerId": ORDER_GID, "namespace": "orderwatch", "key": "note",
+                        "type": "multi_line_text_field", "value": metadata["note"]}  # fmt: skip
+    assert "orderUpdate" not in body["query"]
 
 
 def test_shopify_customer_record_takes_the_same_mutation(http_server: ScriptedHTTPServer) -> None:
-    http_server.route(GRAPHQL, Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}))
     customer = "gid://shopify/Customer/207119551"
+    answer = {"data": {"tagsAdd": {"node": {"id": customer}, "userErrors": []}}}
+    http_server.route(GRAPHQL, Reply(200, answer))
     message = Outbound("k", "order_tags", customer, "", metadata={"add_tags": ["orderwatch:vip"]})
     assert shopify(http_server).send(message).outcome is Outcome.ACCEPTED
     assert http_server.requests_to(GRAPHQL)[0].json()["variables"]["id"] == customer
@@ -560,6 +629,40 @@ def test_shopify_user_errors_are_rejected(http_server: ScriptedHTTPServer) -> No
     message = Outbound("k", "order_tags", "1", "", metadata={"add_tags": ["orderwatch:delayed"]})
     result = shopify(http_server).send(message)
     assert result.outcome is Outcome.REJECTED and "Order does not exist" in result.detail
+
+
+ONE_TAG = Outbound("k", "order_tags", "450789469", "", metadata={"add_tags": ["orderwatch:x"]})
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome", "follow_up"),
+    [
+        # a 200 that does not show the mutation ran is never "accepted"
+        (Reply(200, "<html>Down for maintenance</html>", {"Content-Type": "text/html"}),
+         Outcome.UNCERTAIN, None),
+        (Reply(200, {"data": None}), Outcome.UNCERTAIN, None),
+        (Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}), Outcome.UNCERTAIN, None),
+        (Reply(200, {"data": {"tagsAdd": {"node": None, "userErrors": []}}}),
+         Outcome.UNCERTAIN, None),
+        # top-level errors: nothing ran (refused), a missing scope (ours), or a partial answer
+        (Reply(200, {"errors": "Invalid API key or access token"}), Outcome.REJECTED, None),
+        (Reply(200, {"errors": [{"message": "Access denied for tagsAdd field.",
+                                 "extensions": {"code": "ACCESS_DENIED"}}], "data": None}),
+         Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(200, {"errors": [{"message": "Internal error"}],
+                     "data": {"tagsAdd": {"node": {"id": ORDER_GID}, "userErrors": []}}}),
+         Outcome.UNCERTAIN, None),
+        (Reply(402, {"errors": "Unavailable Shop"}), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(423, {"errors": "Locked"}), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+    ],
+)  # fmt: skip
+def test_shopify_answers_that_prove_nothing(
+    http_server: ScriptedHTTPServer, reply: Reply, outcome: Outcome, follow_up: FollowUp | None
+) -> None:
+    http_server.route(GRAPHQL, reply)
+    result = shopify(http_server).send(ONE_TAG)
+    assert (result.outcome, result.follow_up) == (outcome, follow_up), result
+    assert "shpat_test" not in repr(result)
 
 
 # --- ShipBob --------------------------------------------------------------------------
@@ -787,6 +890,10 @@ def _note(**meta: Any) -> Outbound:
     return Outbound("k", "ticket_note", "7", "n", metadata=meta)
 
 
+def _tags(**meta: Any) -> Outbound:
+    return Outbound("k", "order_tags", "1", "", metadata=meta)
+
+
 UNUSABLE = [
     ("twilio", Outbound("k", "email", "+14155550123", "x")),  # a channel it does not carry
     ("twilio", Outbound("k", "sms", "0044 20 1234", "x")),
@@ -797,6 +904,12 @@ UNUSABLE = [
     ("zendesk", _note(tags="a,b")),
     ("zendesk", Outbound("k", "ticket_create", "#1", "p", subject="s", metadata={
         "requester": "ann@example.com"})),
+    ("shopify", _tags()),
+    ("shopify", _tags(note="x", clear_note=True)),
+    ("shopify", _tags(note=3)),
+    ("shopify", _tags(clear_note="yes")),
+    ("shopify", _tags(add_tags=["a"], remove_tags=["a"])),
+    ("shopify", _tags(add_tags="a")),
     ("slack", Outbound("k", "slack", "ops", "x", metadata={"fields": ["Order", "#1"]})),
 ]  # fmt: skip
 
