@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from graphql import build_schema, graphql_sync
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
-from jsonschema import Draft7Validator, FormatChecker
+from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT7
+from referencing.jsonschema import DRAFT7, DRAFT202012
 from smtp_server import free_port
 
 from orderwatch_dagster.defs.actions.senders import (
@@ -676,15 +676,36 @@ ADDRESS = {
     "zip_code": "60607",
     "country_code": "US",
 }
+SHIPBOB_SPEC = _vendor("shipbob/openapi_shipment_edits.json")
+SHIPBOB = Registry().with_resource("urn:shipbob", Resource(SHIPBOB_SPEC, specification=DRAFT202012))
+EDITS = "/2026-01/shipment"
+
+
+def _shipbob_schema(path: str, method: str, where: str) -> Draft202012Validator:
+    """A request or response schema of ShipBob's own OpenAPI (refs resolved in the spec)."""
+    pointer = "/paths/" + path.replace("~", "~0").replace("/", "~1") + f"/{method}/{where}"
+    return Draft202012Validator({"$ref": f"urn:shipbob#{pointer}"}, registry=SHIPBOB)
+
+
+def _check_shipbob(path: str, method: str, body: Any, answer: Any = None) -> None:
+    """The request body against ShipBob's schema, closed to fields it does not define."""
+    operation = SHIPBOB_SPEC["paths"][path][method]
+    where = "requestBody/content/application~1json/schema"
+    errors = [e.message for e in _shipbob_schema(path, method, where).iter_errors(body)]
+    assert not errors, errors
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        schema = SHIPBOB_SPEC["components"]["schemas"][name]
+    assert set(body) <= set(schema["properties"]), set(body) - set(schema["properties"])
+    if answer is not None:
+        response = "responses/200/content/application~1json/schema"
+        assert not list(_shipbob_schema(path, method, response).iter_errors(answer))
 
 
 def shipbob(server: ScriptedHTTPServer, **kw: Any) -> ShipBobRerouteSender:
     return ShipBobRerouteSender(
-        enabled=True,
-        base_url=f"{server.url}/2026-01",
-        access_token="sb-pat",
-        channel_id="1234",
-        **{**FAST, **kw},
+        enabled=True, base_url=f"{server.url}/2026-01", access_token="sb-pat", **{**FAST, **kw}
     )
 
 
@@ -700,31 +721,124 @@ def reroute(status: str, details: list[Any], **meta: Any) -> Outbound:
 
 def test_shipbob_address_update_on_a_held_shipment(http_server: ScriptedHTTPServer) -> None:
     path = "/2026-01/shipment/987654:updateAddress"
-    http_server.route(path, Reply(200, {"id": 987654, "is_success": True, "error": None}))
+    answer = {"id": 987654, "is_success": True}  # no `error` (the schema has it non-null)
+    http_server.route(path, Reply(200, answer))
     message = reroute("OnHold", ["InvalidAddress"], action="update_address", address=ADDRESS)
     result = shipbob(http_server).send(message)
     assert result.outcome is Outcome.ACCEPTED, result
     (request,) = http_server.requests_to(path)
     assert request.method == "PUT"
     assert request.headers["Authorization"] == "Bearer sb-pat"
-    assert request.headers["shipbob_channel_id"] == "1234"
+    assert "shipbob_channel_id" not in request.headers  # not declared for shipment edits
     assert request.json() == ADDRESS
+    _check_shipbob("/2026-01/shipment/{shipmentId}:updateAddress", "put", ADDRESS, answer)
+
+
+def test_shipbob_address_needs_only_street_and_city(http_server: ScriptedHTTPServer) -> None:
+    path = "/2026-01/shipment/987654:updateAddress"
+    http_server.route(path, Reply(200, {"id": 987654, "is_success": True}))
+    minimal = {"street_address1": "1 Main St", "city": "Chicago", "recipient_name": None}
+    sender = shipbob(http_server)
+    message = reroute("OnHold", [], action="update_address", address=minimal)
+    assert sender.send(message).outcome is Outcome.ACCEPTED
+    (request,) = http_server.requests_to(path)
+    assert request.json() == {"street_address1": "1 Main St", "city": "Chicago"}
+    _check_shipbob("/2026-01/shipment/{shipmentId}:updateAddress", "put", request.json())
+    no_city = reroute("OnHold", [], action="update_address", address={"street_address1": "x"})
+    assert sender.send(no_city).outcome is Outcome.REJECTED
+    assert len(http_server.requests_to(path)) == 1
 
 
 def test_shipbob_shipping_service_change(http_server: ScriptedHTTPServer) -> None:
     path = "/2026-01/shipment:bulkUpdateShippingService"
-    answer = {"results": [{"id": 987654, "is_success": True, "error": None}],
+    answer = {"results": [{"id": 987654, "is_success": True}],
               "summary": {"total": 1, "successful": 1, "failed": 0}}  # fmt: skip
     http_server.route(path, Reply(200, answer))
     message = reroute(
         "Processing", [], action="change_shipping_service", shipping_service_id=3, reason="late"
     )
     assert shipbob(http_server).send(message).outcome is Outcome.ACCEPTED
-    assert http_server.requests_to(path)[0].json() == {
-        "shipment_ids": [987654],
-        "requested_shipping_service_id": 3,
-        "reason": "late",
-    }
+    body = http_server.requests_to(path)[0].json()
+    assert body == {"shipment_ids": [987654], "requested_shipping_service_id": 3, "reason": "late"}
+    _check_shipbob("/2026-01/shipment:bulkUpdateShippingService", "put", body, answer)
+
+
+LINE_ITEMS = [
+    {"inventory_id": 4411, "quantity": 2, "committed_quantity": 2, "is_lot": False,
+     "is_hazmat": False, "product_variant": {"id": 91, "name": "Mug", "sku": "MUG-1"},
+     "serial_numbers": None},
+    {"inventory_id": 4412, "quantity": 1, "committed_quantity": 1, "is_lot": True,
+     "lot": {"lot_number": "L-2026-07", "lot_date": "2027-01-31T00:00:00Z",
+             "selection_method": "Specific"},
+     "product_variant": {"id": 92, "name": "Tea", "sku": "TEA-1"}, "serial_numbers": []},
+]  # fmt: skip
+MOVE = reroute("Processing", [], action="change_fulfillment_center", fulfillment_center_id=17)
+
+
+def test_shipbob_moves_every_line_item_to_another_fulfillment_center(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    """`:updateLineItems` takes the complete list as `:getLineItems` returns it: read, then
+    every item back with the new center (and its lot)."""
+    answer = {"id": 987654, "is_success": True, "shipment_line_items": []}
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(200, LINE_ITEMS))
+    http_server.route(f"{EDITS}/987654:updateLineItems", Reply(200, answer))
+    result = shipbob(http_server).send(MOVE)
+    assert result.outcome is Outcome.ACCEPTED, result
+    assert [a.request.split()[0] for a in result.history] == ["GET", "POST"]
+    assert result.attempts == 2
+    read, write = http_server.requests
+    assert (read.method, write.method) == ("GET", "POST")
+    assert write.headers["Authorization"] == "Bearer sb-pat"
+    body = write.json()
+    assert body == {"items": [
+        {"inventory_id": 4411, "quantity": 2, "fulfillment_center_id": 17},
+        {"inventory_id": 4412, "quantity": 1, "fulfillment_center_id": 17,
+         "lot_number": "L-2026-07", "lot_date": "2027-01-31T00:00:00Z",
+         "is_manually_assigned_lot": True},
+    ]}  # fmt: skip
+    _check_shipbob(f"{EDITS}/{{shipmentId}}:updateLineItems", "post", body, answer)
+    items_schema = SHIPBOB_SPEC["components"]["schemas"]["Orders.ShipmentLineItemsViewModel"]
+    assert all(set(item) <= set(items_schema["properties"]) for item in body["items"])
+    get = f"{EDITS}/{{shipmentId}}:getLineItems"
+    response = "responses/200/content/application~1json/schema"
+    assert not list(_shipbob_schema(get, "get", response).iter_errors(LINE_ITEMS))
+
+
+def test_shipbob_move_with_serial_numbers_is_a_task(http_server: ScriptedHTTPServer) -> None:
+    items = [{**LINE_ITEMS[0], "serial_numbers": ["SN-1", "SN-2"]}]
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(200, items))
+    result = shipbob(http_server).send(MOVE)
+    assert result.outcome is Outcome.REJECTED and result.follow_up is FollowUp.OPEN_TASK
+    assert "serial numbers" in result.detail and result.attempts == 1
+    assert [r.method for r in http_server.requests] == ["GET"]  # nothing written
+
+
+def test_shipbob_move_whose_read_fails_changed_nothing(http_server: ScriptedHTTPServer) -> None:
+    """A GET is retried on unknown fate and changes nothing: if it still fails, the move is
+    simply not made yet (pending), and nothing is written."""
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(200, LINE_ITEMS, delay=1.0))
+    result = shipbob(http_server, unknown_retries=1).send(MOVE)
+    assert result.outcome is Outcome.NOT_ACCEPTED and "nothing was changed" in result.detail
+    assert [r.method for r in http_server.requests] == ["GET", "GET"]
+
+
+def test_shipbob_move_whose_write_times_out_is_uncertain(http_server: ScriptedHTTPServer) -> None:
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(200, LINE_ITEMS))
+    http_server.route(
+        f"{EDITS}/987654:updateLineItems", Reply(200, {"is_success": True}, delay=1.0)
+    )
+    result = shipbob(http_server, unknown_retries=3).send(MOVE)
+    assert result.outcome is Outcome.UNCERTAIN
+    assert [r.method for r in http_server.requests] == ["GET", "POST"]  # the write never twice
+
+
+def test_shipbob_move_of_an_unknown_shipment_is_a_task(http_server: ScriptedHTTPServer) -> None:
+    error = {"code": "NOT_FOUND", "message": "Shipment not found"}
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(404, error))
+    result = shipbob(http_server).send(MOVE)
+    assert result.outcome is Outcome.REJECTED and result.follow_up is FollowUp.OPEN_TASK
+    assert [r.method for r in http_server.requests] == ["GET"]
 
 
 @pytest.mark.parametrize(
@@ -733,14 +847,17 @@ def test_shipbob_shipping_service_change(http_server: ScriptedHTTPServer) -> Non
         ("Completed", ["InTransit"], "update_address"),
         ("Processing", ["Packed"], "update_address"),
         ("Processing", [102], "change_shipping_service"),
+        ("Processing", ["Picked"], "change_fulfillment_center"),
         ("Cancelled", [], "update_address"),
-        ("Processing", [], "change_fulfillment_center"),
+        ("LabeledCreated", [], "change_fulfillment_center"),
+        ("Processing", [], "split_shipment"),  # not something the API offers
     ],
 )
 def test_shipbob_offers_nothing_in_this_state_so_the_job_opens_a_task(
     http_server: ScriptedHTTPServer, status: str, details: list[Any], action: str
 ) -> None:
-    message = reroute(status, details, action=action, address=ADDRESS, shipping_service_id=3)
+    message = reroute(status, details, action=action, address=ADDRESS, shipping_service_id=3,
+                      fulfillment_center_id=17)  # fmt: skip
     result = shipbob(http_server).send(message)
     assert result.outcome is Outcome.REJECTED
     assert result.follow_up is FollowUp.OPEN_TASK
@@ -748,16 +865,34 @@ def test_shipbob_offers_nothing_in_this_state_so_the_job_opens_a_task(
     assert http_server.requests == []  # ShipBob was not asked
 
 
-def test_shipbob_refusal_becomes_a_task(http_server: ScriptedHTTPServer) -> None:
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (Reply(200, {"id": 987654, "is_success": False,
+                     "error": {"code": "VALIDATION_ERROR", "message": "cannot edit"}}),
+         "VALIDATION_ERROR"),
+        (Reply(400, {"code": "INVALID_PARAMETER", "message": "city is required"}),
+         "INVALID_PARAMETER"),
+    ],
+)  # fmt: skip
+def test_shipbob_refusal_becomes_a_task(
+    http_server: ScriptedHTTPServer, reply: Reply, code: str
+) -> None:
     path = "/2026-01/shipment/987654:updateAddress"
-    refused = {"id": 987654, "is_success": False,
-               "error": {"code": "ShipmentAlreadyPicked", "message": "cannot edit"}}  # fmt: skip
-    http_server.route(path, Reply(200, refused))
+    http_server.route(path, reply)
     result = shipbob(http_server).send(
         reroute("Processing", [], action="update_address", address=ADDRESS)
     )
     assert result.outcome is Outcome.REJECTED and result.follow_up is FollowUp.OPEN_TASK
-    assert "ShipmentAlreadyPicked" in result.detail
+    assert code in result.detail
+
+
+def test_shipbob_200_without_an_answer_is_uncertain(http_server: ScriptedHTTPServer) -> None:
+    path = "/2026-01/shipment/987654:updateAddress"
+    http_server.route(path, Reply(200, {}))
+    result = shipbob(http_server).send(reroute("OnHold", [], action="update_address",
+                                               address=ADDRESS))  # fmt: skip
+    assert result.outcome is Outcome.UNCERTAIN and len(http_server.requests_to(path)) == 1
 
 
 def test_shipbob_timeout_is_uncertain_and_not_resent(http_server: ScriptedHTTPServer) -> None:
@@ -910,6 +1045,11 @@ UNUSABLE = [
     ("shopify", _tags(clear_note="yes")),
     ("shopify", _tags(add_tags=["a"], remove_tags=["a"])),
     ("shopify", _tags(add_tags="a")),
+    ("shipbob", reroute("Processing", [], action="change_shipping_service",
+                        shipping_service_id="ground")),
+    ("shipbob", reroute("Processing", [], action="change_fulfillment_center")),
+    ("shipbob", reroute("Processing", [], action="update_address",
+                        address="100 N Racine Ave, Chicago")),
     ("slack", Outbound("k", "slack", "ops", "x", metadata={"fields": ["Order", "#1"]})),
 ]  # fmt: skip
 
