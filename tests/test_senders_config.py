@@ -35,15 +35,96 @@ def _http_server() -> Iterator[ScriptedHTTPServer]:
         yield server
 
 
-def test_with_no_variable_every_sender_is_off() -> None:
+# One valid message per channel: each would go out from a configured, enabled sender.
+ONE_PER_CHANNEL = {
+    "email": Outbound("k-mail", "email", "ann@example.com", "Late.", subject="Order #1001"),
+    "sms": SMS,
+    "ticket_note": Outbound("k-note", "ticket_note", "4016", "Packet"),
+    "ticket_reply": Outbound("k-reply", "ticket_reply", "4016", "On its way."),
+    "ticket_create": Outbound("k-task", "ticket_create", "#1001", "Packet", subject="Lost"),
+    "order_tags": Outbound("k-tag", "order_tags", "450789469", "",
+                           metadata={"add_tags": ["orderwatch:delayed"]}),
+    "reroute": Outbound("k-rr", "reroute", "987654", "", metadata={
+        "action": "change_shipping_service", "shipment_status": "Processing",
+        "shipping_service_id": 3}),
+    "slack": Outbound("k-esc", "slack", "ops", "VIP order lost", subject="Escalation"),
+}  # fmt: skip
+
+
+def test_with_no_variable_every_sender_is_off_and_answers_dry_run() -> None:
+    """The production construction (`senders_from_env`) with an empty environment: every
+    channel's message is a dry run, built from nothing and sent nowhere."""
     senders = senders_from_env({})
     assert set(senders) == set(SENDERS)
-    assert not any(sender.enabled for sender in senders.values())
     channels = by_channel(senders)
-    assert set(channels) == {
-        "email", "sms", "ticket_note", "ticket_reply", "ticket_create",
-        "order_tags", "reroute", "slack",
-    }  # fmt: skip
+    assert set(channels) == set(ONE_PER_CHANNEL)
+    for channel, message in ONE_PER_CHANNEL.items():
+        sender = channels[channel]
+        result = sender.send(message)
+        assert result.outcome is Outcome.DRY_RUN, (channel, result)
+        assert result.attempts == 0 and result.history == ()
+        assert sender.enable_var in result.detail
+
+
+# What each sender needs once enabled, by variable (nothing else set).
+NEEDED = {
+    "email_sender": ["ORDERWATCH_SMTP_FROM"],
+    "sms_sender": ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                   "ORDERWATCH_TWILIO_FROM or ORDERWATCH_TWILIO_MESSAGING_SERVICE_SID"],
+    "ticket_sender": ["ORDERWATCH_ZENDESK_URL", "ZENDESK_API_TOKEN"],
+    "order_tag_sender": ["ORDERWATCH_SHOPIFY_URL", "SHOPIFY_ACCESS_TOKEN"],
+    "reroute_sender": ["SHIPBOB_ACCESS_TOKEN"],
+    "slack_sender": ["ORDERWATCH_SLACK_WEBHOOK_URL"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", sorted(NEEDED))
+def test_an_enabled_sender_without_its_settings_keeps_every_message_pending(key: str) -> None:
+    """Enabled and nothing else: `not_accepted` naming every missing variable, for every
+    channel the sender carries, before anything is built (nothing is lost to `rejected`)."""
+    cls = SENDERS[key]
+    sender = senders_from_env({cls.enable_var: "true"})[key]
+    assert sender.enabled
+    for channel in cls.channels:
+        result = sender.send(ONE_PER_CHANNEL[channel])
+        assert result.outcome is Outcome.NOT_ACCEPTED, (channel, result)
+        assert result.follow_up is FollowUp.FIX_CONFIG and result.attempts == 0
+        for variable in NEEDED[key]:
+            assert variable in result.detail, (variable, result.detail)
+
+
+@pytest.mark.parametrize(
+    ("key", "env", "variable"),
+    [
+        ("order_tag_sender", {"ORDERWATCH_SHOPIFY_URL": "myshop.myshopify.com/admin/api/2025-07",
+                              "SHOPIFY_ACCESS_TOKEN": "t"}, "ORDERWATCH_SHOPIFY_URL"),
+        ("ticket_sender", {"ORDERWATCH_ZENDESK_URL": "https://[shop", "ZENDESK_API_TOKEN": "t"},
+         "ORDERWATCH_ZENDESK_URL"),
+        ("sms_sender", {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": "t",
+                        "ORDERWATCH_TWILIO_FROM": "555-0123"}, "ORDERWATCH_TWILIO_FROM"),
+        ("email_sender", {"ORDERWATCH_SMTP_FROM": "orders@shop.example.com",
+                          "ORDERWATCH_SMTP_SECURITY": "tls"}, "ORDERWATCH_SMTP_SECURITY"),
+        ("slack_sender", {"ORDERWATCH_SLACK_WEBHOOK_URL":
+                          "https://hooks.slack.com:99999/services/T0/B0/XXXXSECRET"},
+         "ORDERWATCH_SLACK_WEBHOOK_URL"),
+    ],
+)  # fmt: skip
+def test_an_invalid_setting_keeps_the_message_pending_and_names_it(
+    key: str, env: dict[str, str], variable: str
+) -> None:
+    cls = SENDERS[key]
+    sender = senders_from_env({cls.enable_var: "true", **env})[key]
+    # Secrets are still dg.EnvVar names here; give them the values Dagster resolves at launch.
+    resolved = sender.model_copy(update=dict(_fields(cls, env)))
+    result = resolved.send(ONE_PER_CHANNEL[cls.channels[0]])
+    assert result.outcome is Outcome.NOT_ACCEPTED and result.follow_up is FollowUp.FIX_CONFIG
+    assert variable in result.detail and result.attempts == 0
+    assert "XXXXSECRET" not in repr(result)  # a bad webhook URL is still a credential
+
+
+def _fields(cls: type, env: dict[str, str]) -> list[tuple[str, str]]:
+    """(field, value) for the variables set: what Dagster resolves the EnvVars to."""
+    return [(s.field, env[s.var]) for s in cls.env if s.var in env]
 
 
 def test_an_env_configured_sender_resolves_its_secrets_at_launch(
@@ -83,11 +164,17 @@ def test_an_enabled_sender_without_its_secret_keeps_the_message_pending(
     http_server: ScriptedHTTPServer,
 ) -> None:
     sender = TwilioSmsSender.from_env(
-        {"ORDERWATCH_TWILIO_ENABLED": "1", "ORDERWATCH_TWILIO_FROM": "+15005550006"}
+        {
+            "ORDERWATCH_TWILIO_ENABLED": "1",
+            "ORDERWATCH_TWILIO_FROM": "+15005550006",
+            "ORDERWATCH_TWILIO_URL": http_server.url,
+        }
     )
     result = sender.send(SMS)
     assert result.outcome is Outcome.NOT_ACCEPTED and result.attempts == 0
+    assert result.follow_up is FollowUp.FIX_CONFIG
     assert "TWILIO_ACCOUNT_SID" in result.detail and "TWILIO_AUTH_TOKEN" in result.detail
+    assert "ORDERWATCH_TWILIO_FROM" not in result.detail  # what is set is not asked for
     assert http_server.requests == []
 
 
@@ -114,8 +201,10 @@ def test_opt_out_classification() -> None:
     opted_out = DeliveryResult(Outcome.REJECTED, follow_up=FollowUp.OPT_OUT)
     invalid = DeliveryResult(Outcome.REJECTED, follow_up=FollowUp.INVALID_RECIPIENT)
     refused = DeliveryResult(Outcome.REJECTED, detail="Twilio 21602: body required")
+    ours = DeliveryResult(Outcome.NOT_ACCEPTED, follow_up=FollowUp.FIX_CONFIG)
     assert is_opt_out(opted_out) and not is_opt_out(invalid) and not is_opt_out(refused)
     assert stops_channel(opted_out) and stops_channel(invalid) and not stops_channel(refused)
+    assert not stops_channel(ours)  # our configuration never stops a customer's channel
 
 
 NY = "America/New_York"
@@ -164,6 +253,8 @@ def test_quiet_hours_need_an_aware_time() -> None:
         ("Completed", ["InTransit"], False),
         ("Cancelled", [], False),
         ("LabeledCreated", [], False),
+        ("Processing", ["Labeled"], False),
+        ("None", [], True),
         (None, [], False),
     ],
 )

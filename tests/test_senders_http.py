@@ -9,16 +9,20 @@ semantics (Shopify tags), otherwise uncertain after exactly one request.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from graphql import build_schema, graphql_sync
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
-from jsonschema import Draft7Validator, FormatChecker
+from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT7
+from referencing.jsonschema import DRAFT7, DRAFT202012
 from smtp_server import free_port
 
 from orderwatch_dagster.defs.actions.senders import (
@@ -28,7 +32,8 @@ from orderwatch_dagster.defs.actions.senders import (
     TwilioSmsSender,
     ZendeskTicketSender,
 )
-from orderwatch_dagster.defs.actions.senders.smtp import SmtpEmailSender
+from orderwatch_dagster.defs.actions.senders.transport import Request, RetryPolicy, send
+from orderwatch_dagster.defs.actions.senders.zendesk import MAX_IDEMPOTENCY_KEY
 from orderwatch_dagster.lib.outbound import FollowUp, Outbound, Outcome
 
 VENDOR = Path(__file__).parent / "fixtures" / "vendor"
@@ -142,7 +147,13 @@ def test_twilio_sms_matches_the_openapi_description(
 
 @pytest.mark.parametrize(
     ("code", "follow_up"),
-    [(21610, FollowUp.OPT_OUT), (21614, FollowUp.INVALID_RECIPIENT), (21602, None)],
+    [
+        (21610, FollowUp.OPT_OUT),
+        (21211, FollowUp.INVALID_RECIPIENT),
+        (21614, FollowUp.INVALID_RECIPIENT),
+        (21612, None),  # the To/From combination: may be our From number, never stops texts
+        (21602, None),
+    ],
 )
 def test_twilio_refusals_are_rejected_and_classified(
     http_server: ScriptedHTTPServer, code: int, follow_up: FollowUp | None
@@ -205,6 +216,46 @@ def test_connection_refused_is_retried_then_not_accepted_then_sent_once() -> Non
         later = sender.model_copy(update={"base_url": server.url}).send(SMS)
         assert later.outcome is Outcome.ACCEPTED
         assert len(server.requests_to(MESSAGES)) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "follow_up"),
+    [
+        (301, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),  # moved: ask there, not here
+        (307, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (308, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (302, Outcome.UNCERTAIN, None),  # after a POST may mean "done, see there"
+        (303, Outcome.UNCERTAIN, None),
+        (401, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),  # our credentials
+        (403, Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),  # our permissions
+        (408, Outcome.NOT_ACCEPTED, None),  # the server gave up before the request completed
+        (409, Outcome.UNCERTAIN, None),  # a conflicting request may have done it
+        (422, Outcome.REJECTED, None),
+    ],
+)
+def test_each_http_status_class_on_a_post_without_a_key(
+    http_server: ScriptedHTTPServer, status: int, outcome: Outcome, follow_up: FollowUp | None
+) -> None:
+    headers = {"Location": "https://elsewhere.example.com/"} if 300 <= status < 400 else {}
+    http_server.route(MESSAGES, Reply(status, {"code": 20003, "message": "x"}, headers))
+    result = twilio(http_server, unknown_retries=3).send(SMS)
+    assert (result.outcome, result.follow_up) == (outcome, follow_up)
+    assert [a.status for a in result.history] == [status]
+    assert len(http_server.requests_to(MESSAGES)) == 1  # never followed, never resent
+
+
+def test_twilio_keeps_the_account_sid_out_of_labels_and_logs(
+    http_server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SID is bound as a secret: masked in the ledger's label and in urllib3's debug log
+    line of the request (which prints its path)."""
+    http_server.route(MESSAGES, Reply(201, _vendor("twilio/message_1.json")))
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        result = twilio(http_server).send(SMS)
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.history[0].request.endswith("/2010-04-01/Accounts/AC…/Messages.json")
+    assert '"POST /2010-04-01/Accounts/' in caplog.text  # urllib3 did log the request line
+    assert ACCOUNT_SID not in caplog.text and ACCOUNT_SID not in repr(result)
 
 
 @pytest.mark.parametrize("reply", [Reply(201, {"sid": "SM1"}, delay=1.0), Reply(500)])
@@ -320,7 +371,7 @@ def test_zendesk_create_stays_uncertain_when_every_try_is_unknown(
     http_server.route("/api/v2/tickets.json", Reply(500))
     result = zendesk(http_server, unknown_retries=2).send(TASK)
     assert result.outcome is Outcome.UNCERTAIN
-    assert "idempotency key" in result.detail
+    assert "retried as an idempotent request" in result.detail
     assert len(http_server.requests_to("/api/v2/tickets.json")) == 3 == result.attempts
 
 
@@ -343,6 +394,47 @@ def test_zendesk_update_with_unknown_fate_is_uncertain_after_one_request(
     assert len(http_server.requests_to("/api/v2/tickets/7.json")) == 1
 
 
+def test_zendesk_create_retries_a_409_under_the_same_key(http_server: ScriptedHTTPServer) -> None:
+    """409 while the first create under the key is still running: retried, then the stored
+    answer comes back (`miss` would be a fresh create: no 'replayed' claim then)."""
+    http_server.route(
+        "/api/v2/tickets.json",
+        Reply(409, {"error": "Conflict"}),
+        Reply(201, _vendor("zendesk/ticket_1.json"), {"x-idempotency-lookup": "miss"}),
+    )
+    result = zendesk(http_server).send(TASK)
+    assert result.outcome is Outcome.ACCEPTED
+    assert [a.status for a in result.history] == [409, 201]
+    assert "replayed" not in result.detail
+    requests = http_server.requests_to("/api/v2/tickets.json")
+    assert [r.headers["Idempotency-Key"] for r in requests] == ["k-task", "k-task"]
+
+
+def test_zendesk_hashes_a_key_longer_than_it_takes(http_server: ScriptedHTTPServer) -> None:
+    http_server.route("/api/v2/tickets.json", Reply(201, _vendor("zendesk/ticket_1.json")))
+    longest = "k" * MAX_IDEMPOTENCY_KEY
+    too_long = "order-1002:" + "x" * MAX_IDEMPOTENCY_KEY
+    sender = zendesk(http_server)
+    for key in (longest, too_long, too_long):
+        assert sender.send(Outbound(key, "ticket_create", "#1002", "p", subject="s")).outcome is (
+            Outcome.ACCEPTED
+        )
+    sent = [r.headers["Idempotency-Key"] for r in http_server.requests_to("/api/v2/tickets.json")]
+    hashed = "sha256:" + hashlib.sha256(too_long.encode()).hexdigest()
+    assert sent == [longest, hashed, hashed]  # stable for the same decision
+    assert all(len(key) <= MAX_IDEMPOTENCY_KEY for key in sent)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_zendesk_access_refused_keeps_the_note_pending(
+    http_server: ScriptedHTTPServer, status: int
+) -> None:
+    http_server.route("/api/v2/tickets/7.json", Reply(status, {"error": "Forbidden"}))
+    result = zendesk(http_server).send(Outbound("k", "ticket_note", "7", "note"))
+    assert result.outcome is Outcome.NOT_ACCEPTED and result.follow_up is FollowUp.FIX_CONFIG
+    assert "zd-token" not in repr(result)
+
+
 def test_zendesk_validation_error_is_rejected(http_server: ScriptedHTTPServer) -> None:
     closed = [{"description": "Status: closed prevents ticket update"}]
     body = {
@@ -359,13 +451,22 @@ def test_zendesk_validation_error_is_rejected(http_server: ScriptedHTTPServer) -
 # --- Shopify --------------------------------------------------------------------------
 
 GRAPHQL = "/admin/api/2025-07/graphql.json"
+ORDER_GID = "gid://shopify/Order/450789469"
 TAGS_OK = {
     "data": {
-        "tagsAdd": {"node": {"id": "gid://shopify/Order/450789469"}, "userErrors": []},
-        "tagsRemove": {"node": {"id": "gid://shopify/Order/450789469"}, "userErrors": []},
+        "tagsAdd": {"node": {"id": ORDER_GID}, "userErrors": []},
+        "tagsRemove": {"node": {"id": ORDER_GID}, "userErrors": []},
     },
     "extensions": {"cost": {"requestedQueryCost": 20, "actualQueryCost": 20}},
 }
+NOTE_SET = {
+    "metafields": [
+        {"id": "gid://shopify/Metafield/1069228997", "namespace": "orderwatch", "key": "note"}
+    ],
+    "userErrors": [],
+}
+NOTE_GONE = {"deletedMetafields": [None], "userErrors": []}  # already absent: still done
+ADMIN_SCHEMA = build_schema((VENDOR / "shopify" / "admin_graphql_excerpt.graphql").read_text())
 
 
 def shopify(server: ScriptedHTTPServer, **kw: Any) -> ShopifyOrderTagSender:
@@ -375,6 +476,42 @@ def shopify(server: ScriptedHTTPServer, **kw: Any) -> ShopifyOrderTagSender:
         access_token="shpat_test",
         **{**FAST, **kw},
     )
+
+
+def _run_against_the_admin_schema(body: dict[str, Any]) -> None:
+    """Parse, validate and execute the request against Shopify's schema (excerpt), with its
+    variables coerced to the declared input types: a wrong name or type fails here."""
+    payloads = {
+        "tagsAdd": lambda _info, **a: {"node": {"__typename": "Order", "id": a["id"]},
+                                       "userErrors": []},
+        "tagsRemove": lambda _info, **a: {"node": {"__typename": "Order", "id": a["id"]},
+                                          "userErrors": []},
+        "metafieldsSet": lambda _info, **a: {"metafields": [
+            {"id": "gid://shopify/Metafield/1", **m} for m in a["metafields"]], "userErrors": []},
+        "metafieldsDelete": lambda _info, **a: {"deletedMetafields": a["metafields"],
+                                                "userErrors": []},
+    }  # fmt: skip
+    result = graphql_sync(
+        ADMIN_SCHEMA, body["query"], root_value=payloads, variable_values=body["variables"]
+    )
+    assert result.errors is None, result.errors
+
+
+def test_the_schema_check_catches_a_wrong_request() -> None:
+    """The schema excerpt is a real check: a misspelt argument or a wrong variable type fail."""
+    bad_argument = {
+        "query": "mutation M($id: ID!, $t: [String!]!) { tagsAdd(id: $id, tag: $t) "
+        "{ userErrors { message } } }",
+        "variables": {"id": "1", "t": ["x"]},
+    }
+    bad_input = {
+        "query": "mutation M($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) "
+        "{ userErrors { message } } }",
+        "variables": {"m": [{"ownerId": "1", "key": "note"}]},
+    }  # no value
+    for body in (bad_argument, bad_input):
+        with pytest.raises(AssertionError):
+            _run_against_the_admin_schema(body)  # fmt: skip
 
 
 TAGS = Outbound(
@@ -390,34 +527,57 @@ def test_shopify_tags_are_one_graphql_mutation(http_server: ScriptedHTTPServer) 
     http_server.route(GRAPHQL, Reply(200, TAGS_OK))
     result = shopify(http_server).send(TAGS)
     assert result.outcome is Outcome.ACCEPTED
-    assert result.provider_id == "gid://shopify/Order/450789469"
+    assert result.provider_id == ORDER_GID
     (request,) = http_server.requests_to(GRAPHQL)
     assert request.method == "POST" and request.headers["X-Shopify-Access-Token"] == "shpat_test"
     body = request.json()
     assert body["variables"] == {
-        "id": "gid://shopify/Order/450789469",
+        "id": ORDER_GID,
         "add": ["orderwatch:recovered"],
         "remove": ["orderwatch:delayed"],
     }
-    query = body["query"]
-    assert "tagsAdd(id: $id, tags: $add)" in query and "tagsRemove(id: $id, tags: $remove)" in query
-    assert query.startswith("mutation")
+    _run_against_the_admin_schema(body)
 
 
-def test_shopify_add_only_declares_only_the_variables_it_uses(
+@pytest.mark.parametrize(
+    ("metadata", "answer", "fields"),
+    [
+        ({"add_tags": ["orderwatch:delayed"]}, {"tagsAdd": TAGS_OK["data"]["tagsAdd"]},
+         {"tagsAdd"}),
+        ({"note": "Late: carrier scan gap since Mon 09:00.\nCustomer told on Tue."},
+         {"metafieldsSet": NOTE_SET}, {"metafieldsSet"}),
+        ({"clear_note": True}, {"metafieldsDelete": NOTE_GONE}, {"metafieldsDelete"}),
+        ({"add_tags": ["orderwatch:delayed"], "note": "Late"},
+         {"tagsAdd": TAGS_OK["data"]["tagsAdd"], "metafieldsSet": NOTE_SET},
+         {"tagsAdd", "metafieldsSet"}),
+    ],
+)  # fmt: skip
+def test_shopify_sends_only_the_mutations_it_needs(
     http_server: ScriptedHTTPServer,
+    metadata: dict[str, Any],
+    answer: dict[str, Any],
+    fields: set[str],
 ) -> None:
-    http_server.route(GRAPHQL, Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}))
-    add = {"add_tags": ["orderwatch:delayed"]}
-    message = Outbound("k", "order_tags", "450789469", "", metadata=add)
-    assert shopify(http_server).send(message).outcome is Outcome.ACCEPTED
-    query = http_server.requests_to(GRAPHQL)[0].json()["query"]
-    assert "$remove" not in query and "tagsRemove" not in query
+    http_server.route(GRAPHQL, Reply(200, {"data": answer}))
+    message = Outbound("k", "order_tags", "450789469", "", metadata=metadata)
+    result = shopify(http_server).send(message)
+    assert result.outcome is Outcome.ACCEPTED, result
+    body = http_server.requests_to(GRAPHQL)[0].json()
+    _run_against_the_admin_schema(body)
+    mutations = r"\b(tagsAdd|tagsRemove|metafieldsSet|metafieldsDelete)\("
+    sent = set(re.findall(mutations, body["query"]))
+    assert sent == fields
+    if "note" in metadata:  # our own metafield, never the merchant's note or attributes
+        (note,) = body["variables"]["note"]
+        assert note == {"ownerId": ORDER_GID, "namespace": "orderwatch", "key": "note",
+                        "type": "multi_line_text_field", "value": metadata["note"]}  # fmt: skip
+    assert "orderUpdate" not in body["query"]
 
 
 def test_shopify_customer_record_takes_the_same_mutation(http_server: ScriptedHTTPServer) -> None:
-    http_server.route(GRAPHQL, Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}))
     customer = "gid://shopify/Customer/207119551"
+    answer = {"data": {"tagsAdd": {"node": {"id": customer}, "userErrors": []}}}
+    http_server.route(GRAPHQL, Reply(200, answer))
     message = Outbound("k", "order_tags", customer, "", metadata={"add_tags": ["orderwatch:vip"]})
     assert shopify(http_server).send(message).outcome is Outcome.ACCEPTED
     assert http_server.requests_to(GRAPHQL)[0].json()["variables"]["id"] == customer
@@ -471,6 +631,40 @@ def test_shopify_user_errors_are_rejected(http_server: ScriptedHTTPServer) -> No
     assert result.outcome is Outcome.REJECTED and "Order does not exist" in result.detail
 
 
+ONE_TAG = Outbound("k", "order_tags", "450789469", "", metadata={"add_tags": ["orderwatch:x"]})
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome", "follow_up"),
+    [
+        # a 200 that does not show the mutation ran is never "accepted"
+        (Reply(200, "<html>Down for maintenance</html>", {"Content-Type": "text/html"}),
+         Outcome.UNCERTAIN, None),
+        (Reply(200, {"data": None}), Outcome.UNCERTAIN, None),
+        (Reply(200, {"data": {"tagsAdd": {"userErrors": []}}}), Outcome.UNCERTAIN, None),
+        (Reply(200, {"data": {"tagsAdd": {"node": None, "userErrors": []}}}),
+         Outcome.UNCERTAIN, None),
+        # top-level errors: nothing ran (refused), a missing scope (ours), or a partial answer
+        (Reply(200, {"errors": "Invalid API key or access token"}), Outcome.REJECTED, None),
+        (Reply(200, {"errors": [{"message": "Access denied for tagsAdd field.",
+                                 "extensions": {"code": "ACCESS_DENIED"}}], "data": None}),
+         Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(200, {"errors": [{"message": "Internal error"}],
+                     "data": {"tagsAdd": {"node": {"id": ORDER_GID}, "userErrors": []}}}),
+         Outcome.UNCERTAIN, None),
+        (Reply(402, {"errors": "Unavailable Shop"}), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(423, {"errors": "Locked"}), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+    ],
+)  # fmt: skip
+def test_shopify_answers_that_prove_nothing(
+    http_server: ScriptedHTTPServer, reply: Reply, outcome: Outcome, follow_up: FollowUp | None
+) -> None:
+    http_server.route(GRAPHQL, reply)
+    result = shopify(http_server).send(ONE_TAG)
+    assert (result.outcome, result.follow_up) == (outcome, follow_up), result
+    assert "shpat_test" not in repr(result)
+
+
 # --- ShipBob --------------------------------------------------------------------------
 
 ADDRESS = {
@@ -482,15 +676,36 @@ ADDRESS = {
     "zip_code": "60607",
     "country_code": "US",
 }
+SHIPBOB_SPEC = _vendor("shipbob/openapi_shipment_edits.json")
+SHIPBOB = Registry().with_resource("urn:shipbob", Resource(SHIPBOB_SPEC, specification=DRAFT202012))
+EDITS = "/2026-01/shipment"
+
+
+def _shipbob_schema(path: str, method: str, where: str) -> Draft202012Validator:
+    """A request or response schema of ShipBob's own OpenAPI (refs resolved in the spec)."""
+    pointer = "/paths/" + path.replace("~", "~0").replace("/", "~1") + f"/{method}/{where}"
+    return Draft202012Validator({"$ref": f"urn:shipbob#{pointer}"}, registry=SHIPBOB)
+
+
+def _check_shipbob(path: str, method: str, body: Any, answer: Any = None) -> None:
+    """The request body against ShipBob's schema, closed to fields it does not define."""
+    operation = SHIPBOB_SPEC["paths"][path][method]
+    where = "requestBody/content/application~1json/schema"
+    errors = [e.message for e in _shipbob_schema(path, method, where).iter_errors(body)]
+    assert not errors, errors
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        schema = SHIPBOB_SPEC["components"]["schemas"][name]
+    assert set(body) <= set(schema["properties"]), set(body) - set(schema["properties"])
+    if answer is not None:
+        response = "responses/200/content/application~1json/schema"
+        assert not list(_shipbob_schema(path, method, response).iter_errors(answer))
 
 
 def shipbob(server: ScriptedHTTPServer, **kw: Any) -> ShipBobRerouteSender:
     return ShipBobRerouteSender(
-        enabled=True,
-        base_url=f"{server.url}/2026-01",
-        access_token="sb-pat",
-        channel_id="1234",
-        **{**FAST, **kw},
+        enabled=True, base_url=f"{server.url}/2026-01", access_token="sb-pat", **{**FAST, **kw}
     )
 
 
@@ -506,31 +721,124 @@ def reroute(status: str, details: list[Any], **meta: Any) -> Outbound:
 
 def test_shipbob_address_update_on_a_held_shipment(http_server: ScriptedHTTPServer) -> None:
     path = "/2026-01/shipment/987654:updateAddress"
-    http_server.route(path, Reply(200, {"id": 987654, "is_success": True, "error": None}))
+    answer = {"id": 987654, "is_success": True}  # no `error` (the schema has it non-null)
+    http_server.route(path, Reply(200, answer))
     message = reroute("OnHold", ["InvalidAddress"], action="update_address", address=ADDRESS)
     result = shipbob(http_server).send(message)
     assert result.outcome is Outcome.ACCEPTED, result
     (request,) = http_server.requests_to(path)
     assert request.method == "PUT"
     assert request.headers["Authorization"] == "Bearer sb-pat"
-    assert request.headers["shipbob_channel_id"] == "1234"
+    assert "shipbob_channel_id" not in request.headers  # not declared for shipment edits
     assert request.json() == ADDRESS
+    _check_shipbob("/2026-01/shipment/{shipmentId}:updateAddress", "put", ADDRESS, answer)
+
+
+def test_shipbob_address_needs_only_street_and_city(http_server: ScriptedHTTPServer) -> None:
+    path = "/2026-01/shipment/987654:updateAddress"
+    http_server.route(path, Reply(200, {"id": 987654, "is_success": True}))
+    minimal = {"street_address1": "1 Main St", "city": "Chicago", "recipient_name": None}
+    sender = shipbob(http_server)
+    message = reroute("OnHold", [], action="update_address", address=minimal)
+    assert sender.send(message).outcome is Outcome.ACCEPTED
+    (request,) = http_server.requests_to(path)
+    assert request.json() == {"street_address1": "1 Main St", "city": "Chicago"}
+    _check_shipbob("/2026-01/shipment/{shipmentId}:updateAddress", "put", request.json())
+    no_city = reroute("OnHold", [], action="update_address", address={"street_address1": "x"})
+    assert sender.send(no_city).outcome is Outcome.REJECTED
+    assert len(http_server.requests_to(path)) == 1
 
 
 def test_shipbob_shipping_service_change(http_server: ScriptedHTTPServer) -> None:
     path = "/2026-01/shipment:bulkUpdateShippingService"
-    answer = {"results": [{"id": 987654, "is_success": True, "error": None}],
+    answer = {"results": [{"id": 987654, "is_success": True}],
               "summary": {"total": 1, "successful": 1, "failed": 0}}  # fmt: skip
     http_server.route(path, Reply(200, answer))
     message = reroute(
         "Processing", [], action="change_shipping_service", shipping_service_id=3, reason="late"
     )
     assert shipbob(http_server).send(message).outcome is Outcome.ACCEPTED
-    assert http_server.requests_to(path)[0].json() == {
-        "shipment_ids": [987654],
-        "requested_shipping_service_id": 3,
-        "reason": "late",
-    }
+    body = http_server.requests_to(path)[0].json()
+    assert body == {"shipment_ids": [987654], "requested_shipping_service_id": 3, "reason": "late"}
+    _check_shipbob("/2026-01/shipment:bulkUpdateShippingService", "put", body, answer)
+
+
+LINE_ITEMS = [
+    {"inventory_id": 4411, "quantity": 2, "committed_quantity": 2, "is_lot": False,
+     "is_hazmat": False, "product_variant": {"id": 91, "name": "Mug", "sku": "MUG-1"},
+     "serial_numbers": None},
+    {"inventory_id": 4412, "quantity": 1, "committed_quantity": 1, "is_lot": True,
+     "lot": {"lot_number": "L-2026-07", "lot_date": "2027-01-31T00:00:00Z",
+             "selection_method": "Specific"},
+     "product_variant": {"id": 92, "name": "Tea", "sku": "TEA-1"}, "serial_numbers": []},
+]  # fmt: skip
+MOVE = reroute("Processing", [], action="change_fulfillment_center", fulfillment_center_id=17)
+
+
+def test_shipbob_moves_every_line_item_to_another_fulfillment_center(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    """`:updateLineItems` takes the complete list as `:getLineItems` returns it: read, then
+    every item back with the new center (and its lot)."""
+    answer = {"id": 987654, "is_success": True, "shipment_line_items": []}
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(200, LINE_ITEMS))
+    http_server.route(f"{EDITS}/987654:updateLineItems", Reply(200, answer))
+    result = shipbob(http_server).send(MOVE)
+    assert result.outcome is Outcome.ACCEPTED, result
+    assert [a.request.split()[0] for a in result.history] == ["GET", "POST"]
+    assert result.attempts == 2
+    read, write = http_server.requests
+    assert (read.method, write.method) == ("GET", "POST")
+    assert write.headers["Authorization"] == "Bearer sb-pat"
+    body = write.json()
+    assert body == {"items": [
+        {"inventory_id": 4411, "quantity": 2, "fulfillment_center_id": 17},
+        {"inventory_id": 4412, "quantity": 1, "fulfillment_center_id": 17,
+         "lot_number": "L-2026-07", "lot_date": "2027-01-31T00:00:00Z",
+         "is_manually_assigned_lot": True},
+    ]}  # fmt: skip
+    _check_shipbob(f"{EDITS}/{{shipmentId}}:updateLineItems", "post", body, answer)
+    items_schema = SHIPBOB_SPEC["components"]["schemas"]["Orders.ShipmentLineItemsViewModel"]
+    assert all(set(item) <= set(items_schema["properties"]) for item in body["items"])
+    get = f"{EDITS}/{{shipmentId}}:getLineItems"
+    response = "responses/200/content/application~1json/schema"
+    assert not list(_shipbob_schema(get, "get", response).iter_errors(LINE_ITEMS))
+
+
+def test_shipbob_move_with_serial_numbers_is_a_task(http_server: ScriptedHTTPServer) -> None:
+    items = [{**LINE_ITEMS[0], "serial_numbers": ["SN-1", "SN-2"]}]
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(200, items))
+    result = shipbob(http_server).send(MOVE)
+    assert result.outcome is Outcome.REJECTED and result.follow_up is FollowUp.OPEN_TASK
+    assert "serial numbers" in result.detail and result.attempts == 1
+    assert [r.method for r in http_server.requests] == ["GET"]  # nothing written
+
+
+def test_shipbob_move_whose_read_fails_changed_nothing(http_server: ScriptedHTTPServer) -> None:
+    """A GET is retried on unknown fate and changes nothing: if it still fails, the move is
+    simply not made yet (pending), and nothing is written."""
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(200, LINE_ITEMS, delay=1.0))
+    result = shipbob(http_server, unknown_retries=1).send(MOVE)
+    assert result.outcome is Outcome.NOT_ACCEPTED and "nothing was changed" in result.detail
+    assert [r.method for r in http_server.requests] == ["GET", "GET"]
+
+
+def test_shipbob_move_whose_write_times_out_is_uncertain(http_server: ScriptedHTTPServer) -> None:
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(200, LINE_ITEMS))
+    http_server.route(
+        f"{EDITS}/987654:updateLineItems", Reply(200, {"is_success": True}, delay=1.0)
+    )
+    result = shipbob(http_server, unknown_retries=3).send(MOVE)
+    assert result.outcome is Outcome.UNCERTAIN
+    assert [r.method for r in http_server.requests] == ["GET", "POST"]  # the write never twice
+
+
+def test_shipbob_move_of_an_unknown_shipment_is_a_task(http_server: ScriptedHTTPServer) -> None:
+    error = {"code": "NOT_FOUND", "message": "Shipment not found"}
+    http_server.route(f"{EDITS}/987654:getLineItems", Reply(404, error))
+    result = shipbob(http_server).send(MOVE)
+    assert result.outcome is Outcome.REJECTED and result.follow_up is FollowUp.OPEN_TASK
+    assert [r.method for r in http_server.requests] == ["GET"]
 
 
 @pytest.mark.parametrize(
@@ -539,14 +847,17 @@ def test_shipbob_shipping_service_change(http_server: ScriptedHTTPServer) -> Non
         ("Completed", ["InTransit"], "update_address"),
         ("Processing", ["Packed"], "update_address"),
         ("Processing", [102], "change_shipping_service"),
+        ("Processing", ["Picked"], "change_fulfillment_center"),
         ("Cancelled", [], "update_address"),
-        ("Processing", [], "change_fulfillment_center"),
+        ("LabeledCreated", [], "change_fulfillment_center"),
+        ("Processing", [], "split_shipment"),  # not something the API offers
     ],
 )
 def test_shipbob_offers_nothing_in_this_state_so_the_job_opens_a_task(
     http_server: ScriptedHTTPServer, status: str, details: list[Any], action: str
 ) -> None:
-    message = reroute(status, details, action=action, address=ADDRESS, shipping_service_id=3)
+    message = reroute(status, details, action=action, address=ADDRESS, shipping_service_id=3,
+                      fulfillment_center_id=17)  # fmt: skip
     result = shipbob(http_server).send(message)
     assert result.outcome is Outcome.REJECTED
     assert result.follow_up is FollowUp.OPEN_TASK
@@ -554,16 +865,34 @@ def test_shipbob_offers_nothing_in_this_state_so_the_job_opens_a_task(
     assert http_server.requests == []  # ShipBob was not asked
 
 
-def test_shipbob_refusal_becomes_a_task(http_server: ScriptedHTTPServer) -> None:
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (Reply(200, {"id": 987654, "is_success": False,
+                     "error": {"code": "VALIDATION_ERROR", "message": "cannot edit"}}),
+         "VALIDATION_ERROR"),
+        (Reply(400, {"code": "INVALID_PARAMETER", "message": "city is required"}),
+         "INVALID_PARAMETER"),
+    ],
+)  # fmt: skip
+def test_shipbob_refusal_becomes_a_task(
+    http_server: ScriptedHTTPServer, reply: Reply, code: str
+) -> None:
     path = "/2026-01/shipment/987654:updateAddress"
-    refused = {"id": 987654, "is_success": False,
-               "error": {"code": "ShipmentAlreadyPicked", "message": "cannot edit"}}  # fmt: skip
-    http_server.route(path, Reply(200, refused))
+    http_server.route(path, reply)
     result = shipbob(http_server).send(
         reroute("Processing", [], action="update_address", address=ADDRESS)
     )
     assert result.outcome is Outcome.REJECTED and result.follow_up is FollowUp.OPEN_TASK
-    assert "ShipmentAlreadyPicked" in result.detail
+    assert code in result.detail
+
+
+def test_shipbob_200_without_an_answer_is_uncertain(http_server: ScriptedHTTPServer) -> None:
+    path = "/2026-01/shipment/987654:updateAddress"
+    http_server.route(path, Reply(200, {}))
+    result = shipbob(http_server).send(reroute("OnHold", [], action="update_address",
+                                               address=ADDRESS))  # fmt: skip
+    assert result.outcome is Outcome.UNCERTAIN and len(http_server.requests_to(path)) == 1
 
 
 def test_shipbob_timeout_is_uncertain_and_not_resent(http_server: ScriptedHTTPServer) -> None:
@@ -594,8 +923,7 @@ ESCALATION = Outbound(
 
 def test_slack_escalation_blocks(http_server: ScriptedHTTPServer) -> None:
     http_server.route(HOOK, Reply(200, "ok", {"Content-Type": "text/plain"}))
-    sender = SlackWebhookSender(enabled=True, webhook_url=http_server.url + HOOK, **FAST)
-    result = sender.send(ESCALATION)
+    result = slack(http_server.url + HOOK).send(ESCALATION)
     assert result.outcome is Outcome.ACCEPTED
     assert "XXXXSECRET" not in repr(result)  # the webhook URL is the credential
     payload = http_server.requests_to(HOOK)[0].json()
@@ -614,52 +942,124 @@ def test_slack_escalation_blocks(http_server: ScriptedHTTPServer) -> None:
     )
 
 
+def slack(url: str, **kw: Any) -> SlackWebhookSender:
+    return SlackWebhookSender(enabled=True, webhook_url=url, **{**FAST, **kw})
+
+
 @pytest.mark.parametrize(
-    ("reply", "outcome"),
+    ("reply", "outcome", "follow_up"),
     [
-        (Reply(404, "channel_not_found"), Outcome.REJECTED),
-        (Reply(429, "rate_limited", {"Retry-After": "30"}), Outcome.NOT_ACCEPTED),
-        (Reply(500, "rollup_error"), Outcome.UNCERTAIN),
+        # Slack's documented webhook errors: the payload's fault ...
+        (Reply(400, "invalid_payload"), Outcome.REJECTED, None),
+        # ... or the workspace / channel / webhook's: nothing posted, the escalation waits
+        (Reply(403, "action_prohibited"), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(404, "channel_not_found"), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(410, "channel_is_archived"), Outcome.NOT_ACCEPTED, FollowUp.FIX_CONFIG),
+        (Reply(429, "rate_limited", {"Retry-After": "30"}), Outcome.NOT_ACCEPTED, None),
+        (Reply(500, "rollup_error"), Outcome.UNCERTAIN, None),
     ],
 )
-def test_slack_answers(http_server: ScriptedHTTPServer, reply: Reply, outcome: Outcome) -> None:
-    http_server.route(HOOK, reply)
-    result = SlackWebhookSender(enabled=True, webhook_url=http_server.url + HOOK, **FAST).send(
-        ESCALATION
-    )
-    assert result.outcome is outcome
-    assert len(http_server.requests_to(HOOK)) == 1
-    assert all("XXXXSECRET" not in a.request for a in result.history)
-
-
-# --- every sender is off until enabled ----------------------------------------------------
-
-
-def test_every_sender_is_off_by_default_and_sends_nothing(http_server: ScriptedHTTPServer) -> None:
-    url = http_server.url
-    cases = [
-        (TwilioSmsSender(base_url=url, account_sid=ACCOUNT_SID, auth_token="t",
-                         from_number="+15005550006"), SMS),
-        (ZendeskTicketSender(base_url=f"{url}/api/v2", api_token="t"), TASK),
-        (ShopifyOrderTagSender(base_url=f"{url}/admin/api/2025-07", access_token="t"), TAGS),
-        (ShipBobRerouteSender(base_url=f"{url}/2026-01", access_token="t"),
-         reroute("OnHold", [], action="update_address", address=ADDRESS)),
-        (SlackWebhookSender(webhook_url=url + HOOK), ESCALATION),
-        (SmtpEmailSender(host="127.0.0.1", port=free_port(), from_address="shop@example.com"),
-         Outbound("k", "email", "ann@example.com", "hi", subject="Order")),
-    ]  # fmt: skip
-    for sender, message in cases:
-        result = sender.send(message)
-        assert result.outcome is Outcome.DRY_RUN, (type(sender).__name__, result)
-        assert result.attempts == 0 and sender.enable_var in result.detail
-    assert http_server.requests == []
-
-
-def test_a_wrong_channel_or_bad_input_is_rejected_without_a_request(
-    http_server: ScriptedHTTPServer,
+def test_slack_answers(
+    http_server: ScriptedHTTPServer, reply: Reply, outcome: Outcome, follow_up: FollowUp | None
 ) -> None:
-    sender = twilio(http_server)
-    assert sender.send(Outbound("k", "email", "+14155550123", "x")).outcome is Outcome.REJECTED
-    assert sender.send(Outbound("k", "sms", "0044 20 1234", "x")).outcome is Outcome.REJECTED
-    assert sender.send(Outbound("k", "sms", "+14155550123", "x" * 1601)).outcome is Outcome.REJECTED
-    assert http_server.requests == []
+    http_server.route(HOOK, reply)
+    result = slack(http_server.url + HOOK).send(ESCALATION)
+    assert (result.outcome, result.follow_up) == (outcome, follow_up)
+    assert str(reply.body) in result.detail  # Slack's own reason, for the ledger
+    assert len(http_server.requests_to(HOOK)) == 1
+    assert "XXXXSECRET" not in repr(result)
+
+
+def test_slack_keeps_the_webhook_out_of_urllib3s_log_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """urllib3 warns "Retrying ... : /services/..." on every connect retry, and logs each
+    request line at DEBUG: the webhook path is cut from both, and from the result."""
+    closed = f"http://127.0.0.1:{free_port()}{HOOK}"
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        result = slack(closed, connect_retries=2).send(ESCALATION)
+    assert result.outcome is Outcome.NOT_ACCEPTED and result.attempts == 3
+    retries = [r for r in caplog.records if "Retrying" in r.getMessage()]
+    assert len(retries) == 2 and all(r.levelno == logging.WARNING for r in retries)
+    assert "XXXXSECRET" not in caplog.text and "/services/T000" not in caplog.text
+    assert "XXXXSECRET" not in repr(result)
+    assert result.history[0].request.endswith("/services/…")
+
+
+def test_a_url_error_from_urllib3_never_shows_the_secret() -> None:
+    """An error urllib3 raises before any connection quotes the URL: the secret is cut."""
+    url = "http://127.0.0.1:99999/services/T000/B000/XXXXSECRET"
+    request = Request("POST", url, "POST 127.0.0.1/services/…", secrets=(url,))
+    exchange = send(request, RetryPolicy())
+    result = exchange.result()
+    assert result.outcome is Outcome.NOT_ACCEPTED
+    assert "LocationParseError" in (result.history[0].error or "")
+    assert "XXXXSECRET" not in repr(result)
+
+
+def test_slack_block_kit_limits(http_server: ScriptedHTTPServer) -> None:
+    """Header 150, section 3000, ten fields of at most 2000, a button url of at most 3000;
+    texts are cut before escaping, so no `&amp;` is split."""
+    http_server.route(HOOK, Reply(200, "ok", {"Content-Type": "text/plain"}))
+    long_url = "https://ops.example.com/packets/" + "p" * 3000
+    message = Outbound(
+        "k", "slack", "ops", "Tom & Jerry " * 400, subject="H" * 200,
+        metadata={"fields": {f"field {i}": "&" * 2100 for i in range(12)},
+                  "packet_url": long_url},
+    )  # fmt: skip
+    assert slack(http_server.url + HOOK).send(message).outcome is Outcome.ACCEPTED
+    payload = http_server.requests_to(HOOK)[0].json()
+    header, summary, fields, packet = payload["blocks"]
+    # Block Kit's published limits, written out (not the module's constants)
+    assert len(header["text"]["text"]) == 150
+    text = summary["text"]["text"]
+    assert 3000 - len("&amp;") < len(text) <= 3000
+    shown = [f["text"] for f in fields["fields"]]
+    assert len(shown) == 10 and all(1900 < len(t) <= 2000 for t in shown)
+    for cut in (text, payload["text"], *shown):
+        assert not re.search(r"&(?!amp;|lt;|gt;)", cut), cut[-12:]  # every & is whole
+    assert packet["type"] == "context"  # too long for a button: shown, not linked
+
+
+def _note(**meta: Any) -> Outbound:
+    return Outbound("k", "ticket_note", "7", "n", metadata=meta)
+
+
+def _tags(**meta: Any) -> Outbound:
+    return Outbound("k", "order_tags", "1", "", metadata=meta)
+
+
+UNUSABLE = [
+    ("twilio", Outbound("k", "email", "+14155550123", "x")),  # a channel it does not carry
+    ("twilio", Outbound("k", "sms", "0044 20 1234", "x")),
+    ("twilio", Outbound("k", "sms", "+14155550123", "x" * 1601)),
+    ("zendesk", _note(status="new")),  # a ticket cannot go back to new
+    ("zendesk", _note(group_id="support")),
+    ("zendesk", _note(assignee_id=True)),
+    ("zendesk", _note(tags="a,b")),
+    ("zendesk", Outbound("k", "ticket_create", "#1", "p", subject="s", metadata={
+        "requester": "ann@example.com"})),
+    ("shopify", _tags()),
+    ("shopify", _tags(note="x", clear_note=True)),
+    ("shopify", _tags(note=3)),
+    ("shopify", _tags(clear_note="yes")),
+    ("shopify", _tags(add_tags=["a"], remove_tags=["a"])),
+    ("shopify", _tags(add_tags="a")),
+    ("shipbob", reroute("Processing", [], action="change_shipping_service",
+                        shipping_service_id="ground")),
+    ("shipbob", reroute("Processing", [], action="change_fulfillment_center")),
+    ("shipbob", reroute("Processing", [], action="update_address",
+                        address="100 N Racine Ave, Chicago")),
+    ("slack", Outbound("k", "slack", "ops", "x", metadata={"fields": ["Order", "#1"]})),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("provider", "message"), UNUSABLE)
+def test_a_message_that_cannot_become_a_request_is_rejected_without_one(
+    http_server: ScriptedHTTPServer, provider: str, message: Outbound
+) -> None:
+    senders = {"twilio": twilio, "zendesk": zendesk, "shopify": shopify, "shipbob": shipbob,
+               "slack": lambda server: slack(server.url + HOOK)}  # fmt: skip
+    result = senders[provider](http_server).send(message)
+    assert result.outcome is Outcome.REJECTED and result.detail.startswith("bad request")
+    assert result.attempts == 0 and http_server.requests == []

@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 
 class Outcome(StrEnum):
-    ACCEPTED = "accepted"  # the provider took it (2xx, SMTP 250 after DATA)
-    # provably not taken (connection refused, 429/503 + Retry-After, SMTP 4xx before DATA)
+    ACCEPTED = "accepted"  # the provider took it (2xx, SMTP 250 after the content)
+    # provably not taken (connection refused, 429/503 + Retry-After, SMTP 4xx, a sender that is
+    # on but not configured): sent once on a later run
     NOT_ACCEPTED = "not_accepted"
-    REJECTED = "rejected"  # taken and refused for good (4xx validation, opt-out): never retried
+    REJECTED = "rejected"  # answered and refused for good (4xx validation, opt-out): never retried
     UNCERTAIN = "uncertain"  # fate unknown (timeout or 5xx after sending): human queue
     DRY_RUN = "dry_run"  # the sender is off: nothing left this process
 
@@ -39,7 +40,8 @@ class Outbound:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One try at the provider, as the ledger records it (urllib3 `Retry.history` for HTTP)."""
+    """One try at the provider, as the ledger records it (for HTTP, every request urllib3's
+    `Retry` made, collected by the sender's transport)."""
 
     request: str  # "POST api.twilio.com/2010-04-01/...", "SMTP smtp.example.com:587"; no secret
     status: int | None = None  # HTTP status or SMTP reply code, when the provider answered
@@ -52,6 +54,10 @@ class FollowUp(StrEnum):
     OPT_OUT = "opt_out"  # the recipient opted out (Twilio 21610): never use this channel again
     INVALID_RECIPIENT = "invalid_recipient"  # the address/number cannot receive this channel
     OPEN_TASK = "open_task"  # the provider offers nothing for this request: a human task instead
+    # Our side is wrong (a missing setting, a refused credential or permission, a moved
+    # endpoint): nothing was taken, and resending will not help until a person fixes the
+    # sender's configuration. Comes with NOT_ACCEPTED; the message stays pending.
+    FIX_CONFIG = "fix_config"
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,8 @@ class DeliveryResult:
 
 
 class Sender(Protocol):
-    """A delivery channel. `send` never raises for a provider's answer: it classifies it."""
+    """A delivery channel. `send` never raises for a provider's answer or a message it cannot
+    deliver: it classifies them."""
 
     channels: tuple[str, ...]
 

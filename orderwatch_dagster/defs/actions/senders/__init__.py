@@ -2,8 +2,10 @@
 implements `lib.outbound.Sender` and is off (dry-run) until its `ORDERWATCH_*_ENABLED`
 variable says true (README "Outbound channels").
 
-`senders_from_env()` builds all of them from the environment, keyed for `dg.Definitions`
-resources; `by_channel()` maps each `Outbound.channel` to the sender that delivers it.
+`senders_from_env()` builds all of them from the environment when it is called, keyed by
+resource name (`email_sender`, `ticket_sender`, `reroute_sender`, ...); `by_channel()` maps
+each `Outbound.channel` to the sender that delivers it. Nothing here binds them as resources:
+the definitions of the action job's resources decide what is bound under each key.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from orderwatch_dagster.defs.actions.senders.zendesk import ZendeskTicketSender
 SENDERS: dict[str, type[SenderResource]] = {
     "email_sender": SmtpEmailSender,
     "sms_sender": TwilioSmsSender,
-    "zendesk_sender": ZendeskTicketSender,
-    "shopify_sender": ShopifyOrderTagSender,
-    "shipbob_sender": ShipBobRerouteSender,
+    "ticket_sender": ZendeskTicketSender,
+    "order_tag_sender": ShopifyOrderTagSender,
+    "reroute_sender": ShipBobRerouteSender,
     "slack_sender": SlackWebhookSender,
 }
 
@@ -42,8 +44,8 @@ __all__ = [
 
 
 def senders_from_env(environ: Mapping[str, str] | None = None) -> dict[str, SenderResource]:
-    """Every sender as the environment configures it (read when the definitions load;
-    secrets bound as `dg.EnvVar`). With no variable set, all are off."""
+    """Every sender as the environment configures it (plain settings read now, secrets bound
+    as `dg.EnvVar`). With no variable set, all are off and answer `dry_run`."""
     return {key: cls.from_env(environ) for key, cls in SENDERS.items()}
 
 

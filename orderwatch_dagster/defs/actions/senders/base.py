@@ -1,8 +1,11 @@
 """What every sender shares: off until enabled, configured from the environment, one `send`.
 
-A sender builds its request first (bad input is refused the same way whether it is on or
-off), then returns `DRY_RUN` unless `enabled`; only an enabled sender opens a connection.
-Settings are read when the definitions load; secrets are bound as `dg.EnvVar`, so Dagster
+`send` decides in this order, so a setting can never cost a message: a channel the sender does
+not carry is refused; an off sender answers `DRY_RUN`; an enabled sender whose configuration is
+incomplete or invalid answers `NOT_ACCEPTED` (follow-up `fix_config`) naming the variables, and
+the message stays pending. Only then is the request built: a message that cannot become a
+valid request is `REJECTED` (`Refused`); any other exception there is a bug and propagates.
+`from_env` reads the settings when it is called; secrets are bound as `dg.EnvVar`, so Dagster
 resolves them at launch and hides them in the UI (README "Outbound channels").
 """
 
@@ -15,9 +18,11 @@ from typing import Any, ClassVar
 
 import dagster as dg
 from pydantic import Field
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from orderwatch_dagster.defs.actions.senders.transport import Exchange, Request, RetryPolicy, send
-from orderwatch_dagster.lib.outbound import DeliveryResult, Outbound, Outcome
+from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp, Outbound, Outcome
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class EnvSetting:
 
 
 class Refused(Exception):
-    """The message cannot be turned into a valid request (missing field, bad channel)."""
+    """The message cannot be turned into a valid request (missing field, bad value)."""
 
 
 class SenderResource(dg.ConfigurableResource):
@@ -60,33 +65,30 @@ class SenderResource(dg.ConfigurableResource):
 
     def send(self, message: Outbound) -> DeliveryResult:
         """Deliver one message once; never raises for a provider's answer (lib/outbound.py)."""
-        try:
-            if message.channel not in self.channels:
-                raise Refused(
-                    f"{type(self).__name__} sends {', '.join(self.channels)}, "
-                    f"not {message.channel!r}"
-                )
-            prepared = self._prepare(message)
-        except (Refused, ValueError, TypeError) as refusal:
-            # The message cannot become a valid request; nothing left this process.
-            return DeliveryResult(Outcome.REJECTED, detail=f"bad request: {refusal}", attempts=0)
-        if isinstance(prepared, DeliveryResult):
-            return prepared  # decided without the provider (e.g. nothing the API allows)
+        name = type(self).__name__
+        if message.channel not in self.channels:
+            return _refused(f"{name} sends {', '.join(self.channels)}, not {message.channel!r}")
         if not self.enabled:
             return DeliveryResult(
                 Outcome.DRY_RUN,
-                detail=f"{type(self).__name__} is off (set {self.enable_var}=true): "
-                f"{self._preview(prepared)}",
+                detail=f"{name} is off (set {self.enable_var}=true): nothing was sent",
                 attempts=0,
             )
-        missing = self._missing_config()
-        if missing:
-            # A configuration gap, not the message's fault: it stays pending until fixed.
+        problems = self._config_problems()
+        if problems:
+            # Not the message's fault: it stays pending until the setting is fixed.
             return DeliveryResult(
                 Outcome.NOT_ACCEPTED,
-                detail=f"{type(self).__name__} is on but not configured: set {', '.join(missing)}",
+                detail=f"{name} is on but not configured: {'; '.join(problems)}",
                 attempts=0,
+                follow_up=FollowUp.FIX_CONFIG,
             )
+        try:
+            prepared = self._prepare(message)
+        except Refused as refusal:
+            return _refused(str(refusal))
+        if isinstance(prepared, DeliveryResult):
+            return prepared  # decided without the provider (e.g. nothing the API allows)
         return self._deliver(message, prepared)
 
     # Subclasses: build the request (raise Refused on bad input), then deliver it.
@@ -96,13 +98,13 @@ class SenderResource(dg.ConfigurableResource):
     def _deliver(self, message: Outbound, prepared: Any) -> DeliveryResult:
         raise NotImplementedError
 
-    def _missing_config(self) -> list[str]:
-        """Variables an enabled sender still needs (names only, never values)."""
-        var_of = {setting.field: setting.var for setting in self.env}
-        return [var_of.get(name, name) for name in self.required if not getattr(self, name)]
+    def _var(self, field: str) -> str:
+        """The environment variable behind a field (the field name when it has none)."""
+        return next((s.var for s in self.env if s.field == field), field)
 
-    def _preview(self, prepared: Any) -> str:
-        return prepared.label if isinstance(prepared, Request) else type(prepared).__name__
+    def _config_problems(self) -> list[str]:
+        """What an enabled sender still needs, by variable name (never a value)."""
+        return [f"set {self._var(name)}" for name in self.required if not getattr(self, name)]
 
 
 class HttpSenderResource(SenderResource):
@@ -121,6 +123,14 @@ class HttpSenderResource(SenderResource):
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
 
+    required: ClassVar[tuple[str, ...]] = ("base_url",)
+
+    def _config_problems(self) -> list[str]:
+        problems = super()._config_problems()
+        if self.base_url and not is_http_url(self.base_url):
+            problems.append(f"{self._var('base_url')} is not an http(s) URL")
+        return problems
+
     def _policy(self) -> RetryPolicy:
         return RetryPolicy(
             connect=self.connect_retries,
@@ -133,12 +143,29 @@ class HttpSenderResource(SenderResource):
         )
 
     def _url(self, path: str) -> str:
-        if not self.base_url:
-            raise Refused(f"{type(self).__name__}: no base_url configured")
         return f"{self.base_url.rstrip('/')}/{path.lstrip('/')}"
+
+    def _label(self, method: str, path: str) -> str:
+        """`METHOD host/base-path/path` for the ledger (`base_url` is checked, never secret)."""
+        url = parse_url(self.base_url)
+        return f"{method} {url.netloc}{(url.path or '').rstrip('/')}/{path.lstrip('/')}"
 
     def _exchange(self, request: Request) -> Exchange:
         return send(request, self._policy())
+
+
+def is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host and a valid port (urllib3 can send to it)."""
+    try:
+        url = parse_url(value)
+    except LocationParseError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
+
+
+def _refused(why: str) -> DeliveryResult:
+    # The message cannot become a valid request; nothing left this process.
+    return DeliveryResult(Outcome.REJECTED, detail=f"bad request: {why}", attempts=0)
 
 
 def require(value: Any, what: str) -> Any:
@@ -147,9 +174,21 @@ def require(value: Any, what: str) -> Any:
     return value
 
 
+def as_int(value: Any, what: str) -> int:
+    """An id from `Outbound.metadata` as an int, or a refusal naming the field."""
+    if isinstance(value, bool):
+        raise Refused(f"{what} must be an integer id, not {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Refused(f"{what} must be an integer id, not {value!r}") from None
+
+
 def string_list(value: Any, what: str) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise Refused(f"{what} must be a list of strings")
+    if not all(isinstance(v, str) for v in value):
         raise Refused(f"{what} must be a list of strings")
     return list(value)

@@ -1,9 +1,10 @@
 """Consent and timing at the sender level: what a delivery result says about the recipient,
 and quiet hours in the customer's own time zone (the job decides when and whether to send).
 
-Quiet hours default to 21:00–08:00 local time, the window US rules (TCPA) keep free of
-automated texts. The window may cross midnight; times are wall-clock times in the customer's
-zone, so a DST change moves them with the clock, as the customer sees it.
+Quiet hours default to 21:00–08:00 local time, a window modelled on the TCPA's calling hours
+(8:00–21:00, a rule for telephone solicitations; transactional texts are held to it here by
+choice). The window may cross midnight; times are wall-clock times in the customer's zone,
+so a DST change moves them with the clock, as the customer sees it.
 """
 
 from __future__ import annotations

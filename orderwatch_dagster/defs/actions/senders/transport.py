@@ -9,12 +9,26 @@ request ends uncertain and goes to the human queue.
 
 The whole sequence of tries decides the outcome: once one try may have reached the provider,
 a later "not accepted" proves nothing, so only an accepted last try beats an earlier unknown.
+
+Statuses: 2xx taken; 429 and 503 + `Retry-After` not taken; 401/403 (credentials or
+permissions) and 301/307/308 (the endpoint moved; the request must be made elsewhere) not
+taken and our configuration's fault (`FollowUp.FIX_CONFIG`); 408 not taken; any other 3xx
+unknown (a 302/303 after a POST can mean "done, see other"); 409 and 5xx unknown; any other
+4xx refused.
+
+A URL may carry a credential (a Slack webhook path, a Twilio Account SID): `Request.secrets`
+lists such parts, which are cut from error texts and, while the request runs, from urllib3's
+own log records (its retry warnings and debug lines print the request path).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -26,7 +40,65 @@ from urllib3.util.retry import Retry
 from orderwatch_dagster.lib.outbound import Attempt, DeliveryResult, FollowUp, Outcome
 
 USER_AGENT = "orderwatch/0.1 (+urllib3)"
-UNKNOWN_FATE_STATUSES = frozenset({500, 502, 503, 504})
+# Retried for idempotent requests only. 409: a concurrent request under the same key may still
+# be running (Zendesk answers so while the first create is in progress).
+UNKNOWN_FATE_STATUSES = frozenset({409, 500, 502, 503, 504})
+MOVED = frozenset({301, 307, 308})  # make the request at another URI: not processed here
+NOT_AUTHORIZED = frozenset({401, 403})
+REDACTED = "…"
+URLLIB3_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+
+
+class _Redactor(logging.Filter):
+    """Cuts the secrets of the requests in flight out of urllib3's log records. A logger's
+    filter sees the records created on that logger, so it sits on each urllib3 module's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hiding(self, secrets: tuple[str, ...]) -> Iterator[None]:
+        with self._lock:
+            self._secrets.update(secrets)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._secrets.subtract(secrets)
+                self._secrets = +self._secrets  # drop the ones no request uses any more
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            secrets = list(self._secrets)
+        if secrets:
+            try:
+                text = record.getMessage()
+            except (TypeError, ValueError):  # a malformed record: logging reports it itself
+                return True
+            clean = redact(text, secrets)
+            if clean != text:
+                record.msg, record.args = clean, None
+        return True
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
+    # Longest first, so a secret that contains another is cut whole.
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+_REDACTOR = _Redactor()
+for _name in URLLIB3_LOGGERS:
+    logging.getLogger(_name).addFilter(_REDACTOR)
 
 
 @dataclass(frozen=True)
@@ -42,7 +114,8 @@ class RetryPolicy:
 
 class _Fate(Enum):
     TAKEN = "taken"  # 2xx
-    NOT_TAKEN = "not_taken"  # provably not processed: no connection, throttled, auth, redirect
+    NOT_TAKEN = "not_taken"  # provably not processed: no connection, throttled, 408
+    MISCONFIGURED = "misconfigured"  # not processed because of our side: 401/403, moved
     REFUSED = "refused"  # a definitive 4xx answer
     UNKNOWN = "unknown"  # may have been processed
 
@@ -121,19 +194,21 @@ def _fate(attempt: _Try) -> _Fate:
     status = attempt.response.status
     if 200 <= status < 300:
         return _Fate.TAKEN
-    if status == 429 or (status == 503 and attempt.response.headers.get("Retry-After")):
+    if status == 429 or status == 408:
         return _Fate.NOT_TAKEN
-    if 300 <= status < 400 or status in (401, 403, 408):
-        return _Fate.NOT_TAKEN  # moved endpoint, bad credentials, request never completed
-    if status == 409 or status >= 500:
+    if status == 503 and attempt.response.headers.get("Retry-After"):
+        return _Fate.NOT_TAKEN
+    if status in NOT_AUTHORIZED or status in MOVED:
+        return _Fate.MISCONFIGURED
+    if 300 <= status < 400 or status == 409 or status >= 500:
         return _Fate.UNKNOWN
     return _Fate.REFUSED
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: Exception, secrets: tuple[str, ...] = ()) -> str:
     # Drop urllib3's "<connection object at 0x..>:" / "HTTPConnectionPool(...):" prefix.
     text = str(error).split(": ", 1)[-1] if ": " in str(error) else str(error)
-    return f"{type(error).__name__}: {text}"[:300]
+    return redact(f"{type(error).__name__}: {text}", secrets)[:300]
 
 
 def _retry_after(response: urllib3.BaseHTTPResponse | None) -> float | None:
@@ -152,8 +227,8 @@ class Exchange:
 
     label: str  # "POST api.twilio.com/..." without any secret
     tries: list[_Try]
-    error: Exception | None = None  # the final error when no response came back
     idempotent: bool = False
+    secrets: tuple[str, ...] = ()  # cut from every error text
 
     @property
     def response(self) -> urllib3.BaseHTTPResponse | None:
@@ -178,9 +253,12 @@ class Exchange:
         return tuple(
             Attempt(self.label, status=t.response.status)
             if t.response is not None
-            else Attempt(self.label, error=_describe(t.error) if t.error else "no answer")
+            else Attempt(self.label, error=self._error(t))
             for t in self.tries
         )
+
+    def _error(self, attempt: _Try) -> str:
+        return _describe(attempt.error, self.secrets) if attempt.error else "no answer"
 
     def outcome(self) -> Outcome:
         fates = [_fate(t) for t in self.tries]
@@ -189,27 +267,31 @@ class Exchange:
             return Outcome.ACCEPTED
         if last is _Fate.UNKNOWN or _Fate.UNKNOWN in fates[:-1]:
             return Outcome.UNCERTAIN
-        return Outcome.NOT_ACCEPTED if last is _Fate.NOT_TAKEN else Outcome.REJECTED
+        if last in (_Fate.NOT_TAKEN, _Fate.MISCONFIGURED):
+            return Outcome.NOT_ACCEPTED
+        return Outcome.REJECTED
+
+    def misconfigured(self) -> bool:
+        """Not taken because of our credentials, permissions or endpoint (resending is
+        useless until a person fixes the configuration)."""
+        last = _fate(self.tries[-1])
+        return last is _Fate.MISCONFIGURED and self.outcome() is Outcome.NOT_ACCEPTED
 
     def summary(self) -> str:
         """What the tries show, in words; the sender adds the provider's own reason."""
         outcome, n = self.outcome(), len(self.tries)
         tries = f"{n} tr{'y' if n == 1 else 'ies'}"
         last = self.tries[-1]
-        answer = (
-            f"HTTP {last.response.status}"
-            if last.response is not None
-            else _describe(last.error)
-            if last.error
-            else "no answer"
-        )
+        answer = f"HTTP {last.response.status}" if last.response is not None else self._error(last)
         if outcome is Outcome.UNCERTAIN:
             why = (
-                "retried with the idempotency key, still unknown"
+                "retried as an idempotent request, still unknown"
                 if self.idempotent
                 else "fate unknown, not resent (no idempotency key)"
             )
             return f"{answer} after {tries}: {why}"
+        if self.misconfigured():
+            return f"{answer} after {tries}: refused before processing; check the sender's settings"
         if outcome is Outcome.NOT_ACCEPTED:
             return f"{answer} after {tries}: not accepted, nothing was taken"
         return f"{answer} after {tries}"
@@ -223,6 +305,8 @@ class Exchange:
         follow_up: FollowUp | None = None,
     ) -> DeliveryResult:
         outcome = outcome or self.outcome()
+        if follow_up is None and outcome is Outcome.NOT_ACCEPTED and self.misconfigured():
+            follow_up = FollowUp.FIX_CONFIG
         return DeliveryResult(
             outcome=outcome,
             detail=detail if detail is not None else self.summary(),
@@ -242,6 +326,7 @@ class Request:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     idempotent: bool = False  # an idempotency key the provider honours, or set semantics
+    secrets: tuple[str, ...] = ()  # parts of `url` that are credentials (redacted everywhere)
 
     @classmethod
     def json_body(cls, method: str, url: str, label: str, payload: Any, **kw: Any) -> Request:
@@ -258,19 +343,23 @@ def send(request: Request, policy: RetryPolicy) -> Exchange:
     pool = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=policy.connect_timeout_s, read=policy.read_timeout_s)
     )
-    exchange = Exchange(request.label, tries, idempotent=request.idempotent)
+    exchange = Exchange(request.label, tries, request.idempotent, request.secrets)
     try:
-        response = pool.request(
-            request.method,
-            request.url,
-            body=request.body or None,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **request.headers},
-            retries=retry,
-            redirect=False,
-        )
+        with _REDACTOR.hiding(request.secrets):
+            response = pool.request(
+                request.method,
+                request.url,
+                body=request.body or None,
+                headers={
+                    "User-Agent": USER_AGENT,
+                    "Accept": "application/json",
+                    **request.headers,
+                },
+                retries=retry,
+                redirect=False,
+            )
     except HTTPError as error:
         # MaxRetryError after the last try; its reason is already the last entry of `tries`.
-        exchange.error = error
         if not tries:
             tries.append(_Try(error=error, never_sent=True))
     else:

@@ -9,25 +9,28 @@
   hours) and replays it for a repeat, so a create whose fate is unknown is retried with the
   same key; a comment update has no key and is `UNCERTAIN` instead.
 
-`metadata` carries the ticket fields: `status`, `group_id`, `assignee_id`, `tags` (added),
-`remove_tags`, `priority`, `type`, `external_id` (default for creates: `recipient`, the
-order name the support feed links by), `requester` (`{"email", "name"}`), `public`
-(creates: default false, an internal task).
+`metadata` carries the ticket fields: `status` (`new` only for creates: Zendesk refuses to set
+an existing ticket back to new), `group_id`, `assignee_id`, `tags` (added), `remove_tags`,
+`priority`, `type`, `external_id` (default for creates: `recipient`, the order name the support
+feed links by), `requester` (`{"email", "name"}`), `public` (creates: default false, an
+internal task). A 401/403 (the API user lacks access) is `NOT_ACCEPTED` with
+`follow_up=fix_config`; 409 is unknown (a concurrent request under the same key).
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import hashlib
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import Field
+from urllib3.util import make_headers
 
 from orderwatch_dagster.defs.actions.senders.base import (
     EnvSetting,
     HttpSenderResource,
     Refused,
+    as_int,
     require,
     string_list,
 )
@@ -35,6 +38,7 @@ from orderwatch_dagster.defs.actions.senders.transport import Exchange, Request
 from orderwatch_dagster.lib.outbound import DeliveryResult, Outbound, Outcome
 
 TICKET_STATUSES = ("new", "open", "pending", "hold", "solved")  # "closed" is Zendesk's own
+UPDATE_STATUSES = TICKET_STATUSES[1:]  # a ticket cannot go back to "new"
 MAX_IDEMPOTENCY_KEY = 255
 
 
@@ -52,16 +56,16 @@ def _comment(message: Outbound, public: bool) -> dict[str, Any]:
     return comment
 
 
-def _common_fields(meta: dict[str, Any]) -> dict[str, Any]:
+def _common_fields(meta: dict[str, Any], statuses: tuple[str, ...]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     status = meta.get("status")
     if status is not None:
-        if status not in TICKET_STATUSES:
-            raise Refused(f"ticket status must be one of {', '.join(TICKET_STATUSES)}")
+        if status not in statuses:
+            raise Refused(f"ticket status must be one of {', '.join(statuses)}")
         fields["status"] = status
     for name in ("group_id", "assignee_id"):
         if meta.get(name) is not None:
-            fields[name] = int(meta[name])
+            fields[name] = as_int(meta[name], name)
     return fields
 
 
@@ -89,13 +93,9 @@ class ZendeskTicketSender(HttpSenderResource):
 
     def _auth(self) -> dict[str, str]:
         if self.email:
-            pair = f"{self.email}/token:{self.api_token or ''}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-        return {"Authorization": f"Bearer {self.api_token or ''}"}
-
-    def _label(self, method: str, path: str) -> str:
-        host = urlsplit(self.base_url).netloc
-        return f"{method} {host}{urlsplit(self.base_url).path.rstrip('/')}/{path}"
+            basic = make_headers(basic_auth=f"{self.email}/token:{self.api_token}")
+            return {"Authorization": basic["authorization"]}
+        return {"Authorization": f"Bearer {self.api_token}"}
 
     def _prepare(self, message: Outbound) -> Request:
         meta = dict(message.metadata)
@@ -106,7 +106,7 @@ class ZendeskTicketSender(HttpSenderResource):
             raise Refused(f"not a Zendesk ticket id: {ticket_id!r}")
         ticket: dict[str, Any] = {
             "comment": _comment(message, public=message.channel == "ticket_reply"),
-            **_common_fields(meta),
+            **_common_fields(meta, UPDATE_STATUSES),
         }
         if meta.get("tags"):
             ticket["additional_tags"] = string_list(meta["tags"], "tags")
@@ -121,7 +121,7 @@ class ZendeskTicketSender(HttpSenderResource):
         ticket: dict[str, Any] = {
             "subject": require(message.subject, "subject"),
             "comment": _comment(message, public=bool(meta.get("public", False))),
-            **_common_fields(meta),
+            **_common_fields(meta, TICKET_STATUSES),
         }
         external_id = meta.get("external_id") or message.recipient
         if external_id:
@@ -132,6 +132,8 @@ class ZendeskTicketSender(HttpSenderResource):
             if meta.get(name):
                 ticket[name] = str(meta[name])
         if meta.get("requester"):
+            if not isinstance(meta["requester"], dict):
+                raise Refused("requester must be a dict like {'email': ..., 'name': ...}")
             ticket["requester"] = dict(meta["requester"])
         return Request.json_body(
             "POST",
@@ -143,14 +145,7 @@ class ZendeskTicketSender(HttpSenderResource):
         )
 
     def _deliver(self, message: Outbound, prepared: Request) -> DeliveryResult:
-        request = Request(
-            prepared.method,
-            prepared.url,
-            prepared.label,
-            prepared.body,
-            {**prepared.headers, **self._auth()},
-            prepared.idempotent,
-        )
+        request = dataclasses.replace(prepared, headers={**prepared.headers, **self._auth()})
         exchange = self._exchange(request)
         if exchange.outcome() is Outcome.ACCEPTED:
             return exchange.result(
@@ -159,11 +154,8 @@ class ZendeskTicketSender(HttpSenderResource):
         body = exchange.json()
         if exchange.outcome() is Outcome.REJECTED and isinstance(body, dict):
             reason = body.get("description") or body.get("error") or exchange.text()
-            details = body.get("details")
-            return exchange.result(
-                detail=f"HTTP {exchange.status}: {reason}"
-                + (f" {details}" if details else "")[:300]
-            )
+            details = f" {body['details']}" if body.get("details") else ""
+            return exchange.result(detail=f"HTTP {exchange.status}: {reason}{details}"[:300])
         return exchange.result()
 
 
@@ -174,7 +166,8 @@ def _provider_id(exchange: Exchange) -> str | None:
     ticket = body.get("ticket") if isinstance(body.get("ticket"), dict) else {}
     ticket_id = ticket.get("id")
     audit = body.get("audit") if isinstance(body.get("audit"), dict) else {}
-    comments = [e.get("id") for e in audit.get("events", []) if e.get("type") == "Comment"]
+    events = audit.get("events") if isinstance(audit.get("events"), list) else []
+    comments = [e.get("id") for e in events if isinstance(e, dict) and e.get("type") == "Comment"]
     if comments and ticket_id is not None:
         return f"ticket {ticket_id} comment {comments[0]}"
     return f"ticket {ticket_id}" if ticket_id is not None else None
