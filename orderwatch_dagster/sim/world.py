@@ -705,7 +705,7 @@ class World:
         efd = "PendingLate" if late_ship else "PendingOnTime"
         shipment.wms.append(WmsEvent(pick, "Processing", "Picked", efd))
         shipment.wms.append(WmsEvent(pack, "Processing", "Packed", efd))
-        shipment.wms.append(WmsEvent(label, "LabeledCreated", None, efd))
+        shipment.wms.append(WmsEvent(label, "Processing", "Labeled", efd))
         done = "FulfilledLate" if late_ship else "FulfilledOnTime"
         shipment.wms.append(WmsEvent(pickup, "Completed", None, done))
         shipment.label_at = label
@@ -950,20 +950,10 @@ class World:
                 "Return to Sender Processed",
                 leg.dest_loc,
             )
-            back = rts_at + _ri(rng, 3, 6) * DAY
-            plan.returns.append(
-                ReturnPlan(
-                    k=0,
-                    outcome="return_to_sender",
-                    line_index=shipment.line_indexes[0],
-                    reason="undeliverable",
-                    events=[
-                        StateEvent(back, "open"),
-                        StateEvent(back + _ri(rng, HOUR, 2 * DAY), "closed"),
-                    ],
-                    tracking_number=shipment.tracking_code,
-                )
-            )
+            # Not a Loop return: the 3PL's shipment follows the carrier's exception instead.
+            synced = shipment.scans[-1].arrival + _ri(rng, HOUR, 6 * HOUR)
+            last = shipment.wms[-1]
+            shipment.wms.append(WmsEvent(synced, "Completed", "DeliveryException", last.efd_status))
             return None
         redo = self.add_bd(local_date(attempted, dest.tz), 1)
         ofd2 = epoch(redo, 7.0 + 2.5 * rng.random(), dest.tz)

@@ -66,7 +66,8 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
         "signed_by": plan.last_name.upper() if delivered else None,
         "weight": None,
         "est_delivery_date": f"{est.isoformat()}T20:00:00Z" if est else None,
-        "shipment_id": "shp_" + shipment.tracker_id[4:],
+        # A tracker created from a tracking code (the 3PL bought the label): no EasyPost shipment.
+        "shipment_id": None,
         "carrier": shipment.carrier,
         "tracking_details": [_detail(scan, shipment.carrier) for scan in seen],
         "fees": [],
@@ -77,10 +78,13 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
             "est_delivery_date_local": est.isoformat() if est else None,
             "est_delivery_time_local": None,
             "origin_location": f"{site.city.upper()} {site.state}, {site.zip}",
+            "origin_tracking_location": _location(site.city.upper(), site.state, site.zip),
             "destination_location": f"{dest.city.upper()} {dest.code}, {plan.zip}",
+            "destination_tracking_location": None,
             "guaranteed_delivery_date": plan.promised.isoformat()
             if plan.service == "overnight"
             else None,
+            "alternate_identifier": None,
             "initial_delivery_attempt": next(
                 (
                     utc(s.at)
