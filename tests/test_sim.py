@@ -23,8 +23,8 @@ from orderwatch_dagster.sim.cli import main
 from orderwatch_dagster.sim.config import load_config
 from orderwatch_dagster.sim.engine import GROUND_TRUTH_COLUMNS
 from orderwatch_dagster.sim.render.easypost import easypost_tracker
-from orderwatch_dagster.sim.render.shopify import fulfillment_order
-from orderwatch_dagster.sim.world import FAILURE_MODES, ORDER_ID_BASE, World
+from orderwatch_dagster.sim.truth import onset_columns
+from orderwatch_dagster.sim.world import FAILURE_MODES, World
 
 START = date(2026, 10, 1)
 VENDOR = Path(__file__).parent / "fixtures" / "vendor"
@@ -187,8 +187,9 @@ def test_pages_are_vendor_envelopes_compact_and_small(small_world: Path) -> None
 
 
 def test_storefront_orders_and_customers_follow_shopify(small_world: Path) -> None:
-    orders = _records(small_world, "storefront_orders")
-    assert len(orders) == 150 == len({o["id"] for o in orders})
+    versions = _records(small_world, "storefront_orders")
+    orders = list(_latest(small_world, "storefront_orders").values())
+    assert len(orders) == 150 < len(versions)  # history: every version an hourly poll saw
     services = {row.code for row in load_config().services.values()}
     with_promise = 0
     for order in orders:
@@ -217,7 +218,7 @@ def test_storefront_orders_and_customers_follow_shopify(small_world: Path) -> No
 
 def test_oms_wms_carrier_returns_support_shapes(medium_world: tuple[Path, object]) -> None:
     out, _ = medium_world
-    orders = {o["id"]: o for o in _records(out, "storefront_orders")}
+    orders = _latest(out, "storefront_orders")
     for fo in _records(out, "oms_fulfillment_orders"):
         assert fo["order_id"] in orders
         assert fo["status"] in FO_STATUS
@@ -262,11 +263,16 @@ def test_oms_wms_carrier_returns_support_shapes(medium_world: tuple[Path, object
     tickets = _records(out, "support_tickets")
     assert any("wismo" in t["tags"] for t in tickets)
     names = {o["name"] for o in orders.values()}
-    for ticket in tickets:
-        assert isinstance(ticket["id"], int)
-        field = {f["id"]: f["value"] for f in ticket["custom_fields"]}
-        assert "#" + field[360012345678] in names
-        assert ticket["external_id"] in (None, "#" + field[360012345678])
+    emails = {o["email"] for o in orders.values()}
+    for _, page in _pages(out, "support_tickets"):
+        users = {u["id"]: u for u in page["users"]}  # type: ignore[index]
+        for ticket in page["tickets"]:  # type: ignore[index]
+            assert isinstance(ticket["id"], int)
+            field = {f["id"]: f["value"] for f in ticket["custom_fields"]}[360012345678]
+            assert field is None or "#" + field in names
+            assert ticket["external_id"] in (None, "#" + str(field))
+            # include=users: the requester is on the same page, with the e-mail of an order
+            assert users[ticket["requester_id"]]["email"] in emails
 
 
 def test_wms_versions_recover_pick_pack_label(small_world: Path) -> None:
@@ -349,7 +355,7 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
         assert not list((out / feed).glob("*.csv"))
     rows = _truth(out)
     assert tuple(rows[0].keys()) == GROUND_TRUTH_COLUMNS
-    orders = {o["id"]: o for o in _records(out, "storefront_orders")}
+    orders = _latest(out, "storefront_orders")
     assert {int(r["order_id"]) for r in rows} == set(orders)
     config = load_config()
     handling_by_site = {w.name: w.handling_days for w in config.warehouses}
@@ -357,8 +363,15 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
         order = orders[int(row["order_id"])]
         assert row["order_name"] == order["name"]
         assert row["failure_mode"] in (*FAILURE_MODES, "none")
-        assert (row["failure_mode"] == "none") == (row["failure_onset_at"] == "")
+        # the mode names the cause of a miss; on-time orders have none (look-alikes or not)
+        assert (row["failure_mode"] == "none") == (row["missed_promise"] == "false")
         assert (row["failure_mode"] == "none") == (row["root_cause_type"] == "")
+        deliver_by = parse_timestamp(row["promised_deliver_by"])
+        onsets = [row[c] for c in onset_columns() if row[c]]
+        if row["failure_onset_at"]:
+            assert row["missed_promise"] == "true"
+            assert row["failure_onset_at"] == min(onsets, key=parse_timestamp)
+            assert parse_timestamp(row["failure_onset_at"]) < deliver_by
         if row["root_cause_type"]:
             assert row["root_cause_type"] in {
                 "warehouse",
@@ -368,7 +381,6 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
                 "region",
                 "address",
             }
-        deliver_by = parse_timestamp(row["promised_deliver_by"])
         if order["cancelled_at"]:
             assert row["missed_promise"] == "false"
         elif row["actual_delivery_at"]:
@@ -410,41 +422,32 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
     assert len(delivered_by_clock - delivered_status) <= 0.01 * len(delivered_by_clock) + 3
 
 
-def test_missed_rate_and_every_failure_mode(medium_world: tuple[Path, object]) -> None:
+def test_missed_rate_and_failure_modes(medium_world: tuple[Path, object]) -> None:
     out, summary = medium_world
     rows = _truth(out)
     modes = Counter(r["failure_mode"] for r in rows)
-    for mode in FAILURE_MODES:
-        assert modes[mode] > 0, f"{mode} never occurred"
-    missed = sum(r["missed_promise"] == "true" for r in rows) / len(rows)
-    assert 0.04 <= missed <= 0.15, missed
     assert summary.failure_modes == {m: modes[m] for m in (*FAILURE_MODES, "none")}  # type: ignore[attr-defined]
-    # Failures explain most misses; noise (transit variance) a few.
-    failed = sum(r["missed_promise"] == "true" and r["failure_mode"] != "none" for r in rows)
-    assert failed > 0.6 * sum(r["missed_promise"] == "true" for r in rows)
-    # The modes leave their vendor-specific traces.
-    # One-shot pages show FulfillmentOrders as of the clock (holds long released), so render
-    # held orders at a moment inside their hold, as an hourly run would have seen them.
-    world = World(load_config(), seed=7, start=START, days=10, orders_per_day=300)
-    holds = set()
-    for row in rows:
-        if row["failure_mode"] in ("stock_out", "invalid_address"):
-            plan = world.plan(int(row["order_id"]) - ORDER_ID_BASE)
-            onset = int(parse_timestamp(row["failure_onset_at"]).timestamp())
-            for j, location in enumerate(plan.fo_events):
-                fo = fulfillment_order(plan, location, j, onset + 60)
-                holds |= {(fo["status"], h["reason"]) for h in fo["fulfillment_holds"]}
+    final = [r for r in rows if r["order_id"] and r["failure_mode"] is not None]
+    missed = sum(r["missed_promise"] == "true" for r in final) / len(final)
+    assert 0.04 <= missed <= 0.2, missed
+    # Queues, stock-outs and the carrier's own transit tail all cost promises.
+    for mode in ("warehouse_backlog", "stock_out", "transit_delay", "lost_parcel"):
+        assert modes[mode] > 0, f"{mode} never caused a miss"
+    # No single cause explains (nearly) every miss.
+    assert max(modes[m] for m in FAILURE_MODES) < 0.8 * sum(modes[m] for m in FAILURE_MODES)
+    # Holds show in the OMS as an hourly poll saw them (history keeps every version).
+    holds = {
+        (fo["status"], h["reason"])
+        for fo in _records(out, "oms_fulfillment_orders")
+        for h in fo["fulfillment_holds"]
+    }
     assert {("on_hold", "inventory_out_of_stock"), ("on_hold", "incorrect_address")} <= holds
     details = {
         d["status_detail"] for t in _records(out, "carrier_trackers") for d in t["tracking_details"]
     }
-    assert {
-        "weather_delay",
-        "lost",
-        "delivery_exception",
-        "return",
-        "address_correction",
-    } <= details
+    assert {"weather_delay", "delayed", "delivery_exception", "return", "address_correction"} <= (
+        details
+    )
     shipbob_details = {
         d["name"]
         for sb in _records(out, "wms_shipments")
@@ -452,6 +455,20 @@ def test_missed_rate_and_every_failure_mode(medium_world: tuple[Path, object]) -
         for d in s["status_details"]
     }
     assert {"OutOfStock", "InvalidAddress"} <= shipbob_details
+
+
+def test_signals_have_look_alikes(medium_world: tuple[Path, object]) -> None:
+    """Every signal kind fires on some orders that arrive on time, and misses some late ones."""
+    rows = [r for r in _truth(medium_world[0]) if r["actual_delivery_at"]]
+    for column in onset_columns():
+        fired = [r for r in rows if r[column]]
+        if column == "onset_ship_late_at":
+            continue  # shipping late is itself part of the miss more often than not
+        on_time = sum(r["missed_promise"] == "false" for r in fired)
+        assert on_time > 0, f"{column} fires only on late orders"
+    late = [r for r in rows if r["missed_promise"] == "true"]
+    silent = [r for r in late if not any(r[c] for c in onset_columns())]
+    assert silent, "some late orders show no signal at all before they are late"
 
 
 def test_out_of_order_versions_and_late_scans(medium_world: tuple[Path, object]) -> None:
@@ -526,12 +543,7 @@ def test_continuation_writes_only_new_files_and_is_idempotent(tmp_path: Path) ->
     straight = tmp_path / "straight" / "landing"
     simulate(straight, seed=3, start=START, days=3, orders_per_day=60, until=t2, progress=False)
     assert (straight / "ground_truth.csv").read_bytes() == (out / "ground_truth.csv").read_bytes()
-    latest_state = {}
-    for _, body in _pages(out, "storefront_orders"):
-        for order in body["orders"]:  # type: ignore[index]
-            latest_state[order["id"]] = order
-    straight_state = {o["id"]: o for o in _records(straight, "storefront_orders")}
-    assert latest_state == straight_state
+    assert _latest(out, "storefront_orders") == _latest(straight, "storefront_orders")
 
 
 def test_continuation_refuses_other_world_and_going_back(tmp_path: Path) -> None:
@@ -570,7 +582,7 @@ def test_orders_only_placed_inside_the_world_but_keep_moving(tmp_path: Path) -> 
     assert min(placed) >= datetime(2026, 10, 1, tzinfo=UTC)
     assert max(placed) < datetime(2026, 10, 3, tzinfo=UTC)
     assert placed == sorted(placed)  # names follow placement order
-    delivered = [t for t in _records(out, "carrier_trackers") if t["status"] == "delivered"]
+    delivered = {t["id"] for t in _records(out, "carrier_trackers") if t["status"] == "delivered"}
     assert len(delivered) > 60
 
 

@@ -111,7 +111,7 @@ def last_event(events: list[Event], moment: int) -> Event | None:
 
 
 def email(plan: OrderPlan) -> str:
-    return f"{plan.first_name.lower()}.{plan.last_name.lower()}{plan.index}@example.com"
+    return f"{plan.first_name.lower()}.{plan.last_name.lower()}{plan.customer}@example.com"
 
 
 def line_item_id(plan: OrderPlan, n: int) -> int:

@@ -5,15 +5,24 @@ from __future__ import annotations
 from functools import lru_cache
 
 from orderwatch_dagster.sim.render.common import CARRIER_SERVICE, utc
-from orderwatch_dagster.sim.world import OrderPlan, Scan, ShipmentPlan
+from orderwatch_dagster.sim.world import EddEvent, OrderPlan, Scan, ShipmentPlan
 
 
-def trackers_page(records: list[dict], more: bool) -> dict:
+def last_estimate(shipment: ShipmentPlan, moment: int) -> EddEvent | None:
+    found = None
+    for event in shipment.edd:
+        if event.known_at <= moment:
+            found = event
+    return found
+
+
+def trackers_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"trackers": records, "has_more": more}
 
 
 def tracker_arrivals(shipment: ShipmentPlan) -> list[int]:
-    return [scan.arrival for scan in shipment.scans]
+    """Every moment the tracker changes: a scan reaches it, or the estimate is revised."""
+    return [scan.arrival for scan in shipment.scans] + [e.known_at for e in shipment.edd]
 
 
 @lru_cache(maxsize=4096)
@@ -48,10 +57,13 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
     if not seen:
         return None
     latest = seen[-1]  # scans are in carrier-time order; a late one slots in, not on top
-    updated = max(scan.arrival for scan in seen)
+    estimate = last_estimate(shipment, moment)
+    updated = max(
+        [scan.arrival for scan in seen] + [e.known_at for e in shipment.edd if e.known_at <= moment]
+    )
     site = shipment.warehouse
     dest = plan.destination
-    est = shipment.planned_delivery
+    est = estimate.day if estimate is not None else None
     delivered = latest.status == "delivered"
     finalized = latest.status in ("delivered", "return_to_sender") or latest.detail == "lost"
     return {

@@ -15,7 +15,7 @@ LOOP_ORDER_BASE = 60_000_000
 LOOP_LINE_ITEM_BASE = 90_000_000
 
 
-def returns_page(records: list[dict], more: bool) -> dict:
+def returns_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"returns": records}
 
 

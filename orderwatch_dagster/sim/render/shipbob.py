@@ -17,7 +17,7 @@ SHIPBOB_ID_BASE = 300_000_000
 SHIPBOB_SHIPMENT_BASE = 400_000_000
 
 
-def orders_page(records: list[dict], more: bool) -> list[dict]:
+def orders_page(records: list[dict], more: bool, side: list[dict]) -> list[dict]:
     return records  # ShipBob returns a bare JSON array
 
 
@@ -64,7 +64,7 @@ def _shipbob_constants(plan: OrderPlan) -> dict[str, Any]:
             "zip_code": plan.zip,
         },
         "email": email(plan),
-        "phone_number": f"555-01{plan.index % 100:02d}",
+        "phone_number": f"555-01{plan.customer % 100:02d}",
     }
     created = utc_offset(plan.released_at or plan.placed_at)
     per_shipment = []

@@ -36,15 +36,15 @@ _SHOPIFY_SHIPMENT_STATUS = {
 }
 
 
-def orders_page(records: list[dict], more: bool) -> dict:
+def orders_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"orders": records}  # the next page is in the Link header, not the body
 
 
-def customers_page(records: list[dict], more: bool) -> dict:
+def customers_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"customers": records}
 
 
-def fulfillment_orders_page(records: list[dict], more: bool) -> dict:
+def fulfillment_orders_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"fulfillment_orders": records}
 
 
@@ -108,18 +108,18 @@ def _address(plan: OrderPlan) -> dict:
 
 
 def customer_tags(plan: OrderPlan) -> str:
-    return "VIP, newsletter" if plan.vip else ("newsletter" if plan.index % 3 == 0 else "")
+    return "VIP, newsletter" if plan.vip else ("newsletter" if plan.customer % 3 == 0 else "")
 
 
 def shopify_customer(plan: OrderPlan) -> dict:
     return {
-        "id": CUSTOMER_ID_BASE + plan.index,
+        "id": CUSTOMER_ID_BASE + plan.customer,
         "email": email(plan),
         "first_name": plan.first_name,
         "last_name": plan.last_name,
         "created_at": shop(plan.customer_created_at),
         "updated_at": shop(plan.placed_at),
-        "orders_count": 1,
+        "orders_count": 1 if plan.customer == plan.index else 2,
         "state": "enabled",
         "total_spent": money(plan.total_cents()),
         "verified_email": True,
@@ -207,7 +207,7 @@ def shopify_order(plan: OrderPlan, moment: int) -> dict:
         "source_name": "web",
         "tags": "",
         "customer": {
-            "id": CUSTOMER_ID_BASE + plan.index,
+            "id": CUSTOMER_ID_BASE + plan.customer,
             "email": email(plan),
             "first_name": plan.first_name,
             "last_name": plan.last_name,
