@@ -720,3 +720,104 @@ def test_reference_world_rates_and_modes(world_30x1000: BuiltWorld) -> None:
     assert 0.04 <= missed <= 0.15, missed
     modes = {row["failure_mode"] for row in truth}
     assert modes == {*FAILURE_MODES, "none"}
+
+
+def test_snapshot_is_the_latest_version_of_the_full_world(tmp_path: Path) -> None:
+    """--snapshot = what a first backfill sees: each record's latest version, nothing later."""
+    params = {"seed": 5, "start": START, "days": 3, "orders_per_day": 60, "progress": False}
+    until = datetime(2026, 10, 5, 12, tzinfo=UTC)
+    full = tmp_path / "full" / "landing"
+    simulate(full, until=until, **params)  # type: ignore[arg-type]
+    snap = tmp_path / "snap" / "landing"
+    simulate(snap, until=until, snapshot=True, **params)  # type: ignore[arg-type]
+    assert (snap / "ground_truth.csv").read_bytes() == (full / "ground_truth.csv").read_bytes()
+    for feed in ("storefront_orders", "storefront_customers", "oms_fulfillment_orders",
+                 "carrier_trackers", "returns", "support_tickets"):  # fmt: skip
+        once = _records(snap, feed)
+        assert len(once) == len({r["id"] for r in once}), feed  # one version per record
+        assert {r["id"]: r for r in once} == _latest(full, feed), feed
+
+    def shipbob_latest(out: Path) -> dict[object, dict]:
+        found: dict[object, dict] = {}
+        for record in _records(out, "wms_shipments"):
+            stamp = max(s["last_update_at"] for s in record["shipments"])
+            seen = found.get(record["id"])
+            if seen is None or stamp >= max(s["last_update_at"] for s in seen["shipments"]):
+                found[record["id"]] = record
+        return found
+
+    assert shipbob_latest(snap) == shipbob_latest(full)
+    assert len(_records(snap, "wms_shipments")) == len(shipbob_latest(snap))
+    assert len(_records(full, "carrier_trackers")) > len(_records(snap, "carrier_trackers"))
+    with pytest.raises(SimulationError, match="snapshot"):
+        simulate(snap, until=until, snapshot=True, **params)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def medium_plans() -> list:
+    """The medium world's order plans (the simulator's own view, for rates the feeds hide)."""
+    world = World(load_config(), seed=7, start=START, days=10, orders_per_day=300)
+    return [world.plan(i) for i in range(world.total_orders)]
+
+
+def test_noise_rates_within_documented_ranges(
+    medium_world: tuple[Path, object], medium_plans: list
+) -> None:
+    """Each kind of carrier/3PL/support noise at the rate docs/feeds.md documents."""
+    out, _ = medium_world
+    plans = medium_plans
+    shipped = [s for p in plans for s in p.shipments if s.shipped_at is not None]
+
+    def share(items: list, test: object) -> float:
+        return sum(1 for item in items if test(item)) / len(items)  # type: ignore[operator]
+
+    rates = {
+        "status_update": share(
+            shipped, lambda s: any(x.detail == "status_update" for x in s.scans)
+        ),
+        "no_acceptance_scan": share(
+            shipped, lambda s: not any(x.detail == "received_at_origin_facility" for x in s.scans)
+        ),
+        "repeated_scan": share(
+            shipped,
+            lambda s: any(
+                a.detail == b.detail and a.city == b.city and 0 < b.at - a.at <= 3600
+                for a, b in zip(s.scans, s.scans[1:], strict=False)
+            ),
+        ),
+        "no_edd": share(shipped, lambda s: not s.edd),
+        "edd_revised": share(shipped, lambda s: len(s.edd) > 1),
+    }
+    tickets = [t for p in plans for t in p.tickets if t.wismo]
+    rates["wismo_untagged"] = share(tickets, lambda t: not t.tagged)
+    rates["wismo_no_order_number"] = share(tickets, lambda t: t.link == "none")
+    versions = [json.dumps(t, sort_keys=True) for t in _records(out, "carrier_trackers")]
+    rates["duplicate_webhook"] = 1 - len(set(versions)) / len(versions)
+    documented = {  # docs/feeds.md "What the simulated world is like"
+        "status_update": (0.15, 0.25),
+        "no_acceptance_scan": (0.02, 0.07),
+        "repeated_scan": (0.02, 0.12),
+        "no_edd": (0.03, 0.12),
+        "edd_revised": (0.03, 0.30),
+        "wismo_untagged": (0.15, 0.35),
+        "wismo_no_order_number": (0.25, 0.45),
+        "duplicate_webhook": (0.004, 0.02),
+    }
+    for kind, (low, high) in documented.items():
+        assert low <= rates[kind] <= high, (kind, rates[kind])
+
+
+def test_edd_is_a_forecast_not_the_outcome(medium_plans: list) -> None:
+    """Late parcels with no incident rarely show it in their first estimate."""
+    quiet, flagged = 0, 0
+    for plan in medium_plans:
+        if plan.failure_mode != "transit_delay":
+            continue
+        for shipment in plan.shipments:
+            if shipment.label_at is None or shipment.label_at > plan.deadline - 48 * 3600:
+                continue
+            quiet += 1
+            first = shipment.edd[0].day if shipment.edd else None
+            flagged += first is not None and first > plan.promised
+    assert quiet >= 20
+    assert flagged <= 0.2 * quiet, (flagged, quiet)

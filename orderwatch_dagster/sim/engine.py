@@ -467,8 +467,9 @@ def _emit(
 
 
 def _emit_storefront(plan: OrderPlan, window: _Window) -> None:
-    for _ in window.moments([plan.placed_at]):
-        window.writer.add("storefront_customers", shopify.shopify_customer(plan))
+    if plan.customer == plan.index:  # a repeat customer's record came with their first order
+        for _ in window.moments([plan.placed_at]):
+            window.writer.add("storefront_customers", shopify.shopify_customer(plan))
     for moment in window.moments(shopify.order_change_times(plan)):
         window.writer.add("storefront_orders", shopify.shopify_order(plan, moment))
 

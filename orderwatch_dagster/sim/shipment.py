@@ -57,12 +57,14 @@ NOISE = {
     "late_upload": 0.015,  # a scan first seen after the delivery scan
     "false_delay_scan": 0.004,  # a `delayed` exception on a parcel that is on time
     "false_address_scan": 0.003,  # an address correction that costs nothing
-    "pessimistic_edd": 0.03,  # the estimate moves a day later on an on-time parcel
+    "pessimistic_edd": 0.05,  # the estimate moves 1-2 days later on an on-time parcel
 }
+PICKUP_CUTOFF = 19.0  # labels printed later than this (site time) go with the next pickup
 EDD_ABSENT = {"USPS": 0.12, "UPS": 0.04, "FedEx": 0.04}
 EDD_UPDATE = 0.55  # the carrier revises its estimate after a delay it knows of
 WEATHER_SCAN_HIT, WEATHER_SCAN_MISS = 0.6, 0.2  # weather scans on delayed / on-time parcels
 DELAY_SCAN = 0.3  # a `delayed` scan on a parcel slowed by the carrier's network
+STORM_REVISION = 0.5  # on-time parcels with a weather scan whose estimate moves anyway
 
 
 class ShipmentLife:
@@ -164,12 +166,17 @@ class ShipmentLife:
         ship_day = world.add_bd(planned, wait)
         if wait:
             self.cause("warehouse_backlog", site.name, wait, epoch(planned, 17.0, site.tz))
-        pick_at = max(earliest, epoch(ship_day, 8.0 + 9.0 * progress, site.tz) + self.lag(0, 1800))
+        pick_at = max(earliest, epoch(ship_day, 7.0 + 10.0 * progress, site.tz) + self.lag(0, 1800))
         pack = pick_at + self.lag(600, 90 * 60)
         label = pack + self.lag(300, 1800)
         pickup_day = local_date(label, site.tz)
-        if label > epoch(pickup_day, 17.0, site.tz) or rng.random() < NOISE["pickup_next_day"]:
+        if (
+            label > epoch(pickup_day, PICKUP_CUTOFF, site.tz)
+            or rng.random() < NOISE["pickup_next_day"]
+        ):
             pickup_day = world.add_bd(pickup_day, 1)
+            if pickup_day > plan.promised_ship:  # missed the carrier's pickup: the site's delay
+                self.cause("warehouse_backlog", site.name, 1, label)
         pickup = max(label + 1800, epoch(pickup_day, 17.5 + 2.5 * rng.random(), site.tz))
         efd_end = epoch(plan.promised_ship, 24.0, plan.warehouse.tz) - 1
         late = pick_at > efd_end
@@ -437,6 +444,9 @@ class Delays:
                       "Delayed in transit: missed connection", where)  # fmt: skip
         if self.extra > 0:
             edd.delay(known_at, self.extra)
+        elif self.storm_scan and life.rng.random() < STORM_REVISION:
+            # The carrier revises a whole region's estimates; this parcel makes it anyway.
+            edd.delay(known_at, ri(life.rng, 1, 2), always=True)
 
 
 class EddTrack:
@@ -456,7 +466,7 @@ class EddTrack:
         self.revise = rng.random() < EDD_UPDATE
         self.current: date | None = None
         start = local_date(label, life.site.tz)
-        if label > epoch(start, 17.0, life.site.tz):
+        if label > epoch(start, PICKUP_CUTOFF, life.site.tz):
             start += timedelta(days=1)
         start = life._work_day(start)
         first = carrier_add_days(life.carrier, start, nominal_days, life.holidays)
@@ -471,8 +481,8 @@ class EddTrack:
     def accepted(self, nominal: date, known_at: int) -> None:
         self._set(known_at, nominal)
 
-    def delay(self, known_at: int, extra: int) -> None:
-        if not self.revise or self.current is None:
+    def delay(self, known_at: int, extra: int, always: bool = False) -> None:
+        if not (self.revise or always) or self.current is None:
             return
         rng = self.life.rng
         days = extra - 1 if extra >= 2 and rng.random() < 0.25 else extra
@@ -488,7 +498,8 @@ class EddTrack:
         revisable = self.current is not None and len(shipment.edd) <= 2
         if self.pessimistic and revisable and len(shipment.scans) >= 4 and self.current:
             mid = shipment.scans[len(shipment.scans) // 2]
-            day = carrier_add_days(self.life.carrier, self.current, 1, self.life.holidays)
+            later = ri(self.life.rng, 1, 2)
+            day = carrier_add_days(self.life.carrier, self.current, later, self.life.holidays)
             self._set(mid.arrival + self.life.lag(0, 6 * HOUR), day)
         last = max(scan.arrival for scan in shipment.scans)
         shipment.edd[:] = sorted(

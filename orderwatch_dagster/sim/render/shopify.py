@@ -119,7 +119,7 @@ def shopify_customer(plan: OrderPlan) -> dict:
         "last_name": plan.last_name,
         "created_at": shop(plan.customer_created_at),
         "updated_at": shop(plan.placed_at),
-        "orders_count": 1 if plan.customer == plan.index else 2,
+        "orders_count": 1,
         "state": "enabled",
         "total_spent": money(plan.total_cents()),
         "verified_email": True,
