@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,7 @@ def _pages(out: Path, feed: str) -> list[tuple[Path, object]]:
     return [(p, json.loads(p.read_bytes())) for p in sorted((out / feed).glob("*.json"))]
 
 
+@lru_cache(maxsize=64)  # worlds are written once per test module: parse each feed once
 def _records(out: Path, feed: str) -> list[dict]:
     found: list[dict] = []
     for _, body in _pages(out, feed):
