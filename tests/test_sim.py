@@ -793,8 +793,29 @@ def test_noise_rates_within_documented_ranges(
     tickets = [t for p in plans for t in p.tickets if t.wismo]
     rates["wismo_untagged"] = share(tickets, lambda t: not t.tagged)
     rates["wismo_no_order_number"] = share(tickets, lambda t: t.link == "none")
-    versions = [json.dumps(t, sort_keys=True) for t in _records(out, "carrier_trackers")]
+    delivered = [s for s in shipped if s.delivered_at is not None]
+
+    def late_upload(s: object) -> bool:
+        arrived = max(x.arrival for x in s.scans if x.status == "delivered")  # type: ignore[attr-defined]
+        return any(x.arrival > arrived for x in s.scans if x.status != "delivered")  # type: ignore[attr-defined]
+
+    rates["late_upload"] = share(delivered, late_upload)
+    rates["pickup_next_day"] = share(
+        shipped,
+        lambda s: (
+            datetime.fromtimestamp(s.shipped_at, s.warehouse.tz).date()
+            > datetime.fromtimestamp(s.label_at, s.warehouse.tz).date()
+        ),
+    )
+    trackers = _records(out, "carrier_trackers")
+    versions = [json.dumps(t, sort_keys=True) for t in trackers]
     rates["duplicate_webhook"] = 1 - len(set(versions)) / len(versions)
+    newest: dict[str, str] = {}
+    stale = 0
+    for tracker in trackers:  # in page order, as ingest reads them
+        stale += tracker["updated_at"] < newest.get(tracker["id"], "")
+        newest[tracker["id"]] = max(tracker["updated_at"], newest.get(tracker["id"], ""))
+    rates["stale_redelivery"] = stale / len(trackers)
     documented = {  # docs/feeds.md "What the simulated world is like"
         "status_update": (0.15, 0.25),
         "no_acceptance_scan": (0.02, 0.07),
@@ -804,6 +825,9 @@ def test_noise_rates_within_documented_ranges(
         "wismo_untagged": (0.15, 0.35),
         "wismo_no_order_number": (0.25, 0.45),
         "duplicate_webhook": (0.004, 0.02),
+        "stale_redelivery": (0.005, 0.025),  # older re-deliveries + late duplicates
+        "late_upload": (0.005, 0.03),
+        "pickup_next_day": (0.06, 0.30),
     }
     for kind, (low, high) in documented.items():
         assert low <= rates[kind] <= high, (kind, rates[kind])
