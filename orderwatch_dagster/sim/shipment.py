@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from orderwatch_dagster.sim.model import (
     DAY,
@@ -39,6 +40,9 @@ from orderwatch_dagster.sim.network import (
     nominal_transit,
     zone_days,
 )
+
+if TYPE_CHECKING:
+    from orderwatch_dagster.sim.world import World
 
 Location = tuple[str | None, str | None, str | None]
 
@@ -70,10 +74,9 @@ STORM_REVISION = 0.5  # on-time parcels with a weather scan whose estimate moves
 class ShipmentLife:
     """Plans one shipment into its ShipBob versions, FulfillmentOrder states and scans."""
 
-    def __init__(self, world: object, plan: OrderPlan, shipment: ShipmentPlan, rng: random.Random):
-        from orderwatch_dagster.sim.world import World
-
-        assert isinstance(world, World)
+    def __init__(
+        self, world: World, plan: OrderPlan, shipment: ShipmentPlan, rng: random.Random
+    ) -> None:
         self.world = world
         self.plan = plan
         self.shipment = shipment

@@ -10,6 +10,7 @@ requester's e-mail, sideloaded with `include=users`).
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from orderwatch_dagster.sim.model import (
     DAY,
@@ -22,14 +23,14 @@ from orderwatch_dagster.sim.model import (
     ri,
 )
 
+if TYPE_CHECKING:
+    from orderwatch_dagster.sim.world import World
+
 WISMO_TAGGED = 0.75
 TICKET_LINK = (("external_id", "field", "none"), (0.5, 0.65, 1.0))
 
 
-def settle(world: object, plan: OrderPlan, rng: random.Random) -> None:
-    from orderwatch_dagster.sim.world import World
-
-    assert isinstance(world, World)
+def settle(world: World, plan: OrderPlan, rng: random.Random) -> None:
     times = [s.delivered_at for s in plan.shipments]
     plan.delivered_at = None if None in times else max(t for t in times if t is not None)
     world.attribute(plan)

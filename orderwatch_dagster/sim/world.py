@@ -21,7 +21,7 @@ from orderwatch_dagster.sim.calendar import (
     order_day,
     promise_deadline,
 )
-from orderwatch_dagster.sim.config import MerchantConfig, Warehouse
+from orderwatch_dagster.sim.config import MerchantConfig
 from orderwatch_dagster.sim.model import (
     CARRIERS_BY_SERVICE,
     CUSTOMER_ID_BASE,
@@ -63,6 +63,9 @@ from orderwatch_dagster.sim.network import (
     day_counts,
     day_weights,
 )
+from orderwatch_dagster.sim.shipment import ShipmentLife
+from orderwatch_dagster.sim.support import settle
+from orderwatch_dagster.sim.truth import record_onsets
 
 __all__ = [
     "CUSTOMER_ID_BASE",
@@ -268,10 +271,6 @@ class World:
 
     # -- one order -------------------------------------------------------------------
     def plan(self, index: int) -> OrderPlan:
-        from orderwatch_dagster.sim.shipment import ShipmentLife
-        from orderwatch_dagster.sim.support import settle
-        from orderwatch_dagster.sim.truth import record_onsets
-
         rng = random.Random((self.seed << 40) ^ (index * 2_654_435_761) ^ 0x5EED)
         plan = self._order(index, rng)
         if rng.random() < 0.015:
@@ -401,7 +400,3 @@ class World:
             plan.failure_mode = "transit_delay"
             plan.root_cause_type = "carrier"
             plan.root_cause_entity = plan.shipments[0].carrier
-
-
-def warehouse_of(plan: OrderPlan, name: str) -> Warehouse:
-    return next(s.warehouse for s in plan.shipments if s.warehouse.name == name)
