@@ -199,6 +199,13 @@ class ShipmentLife:
             )
         )
         shipment.wms.sort(key=lambda event: event.at)
+        if late:  # once PendingLate, every later version before shipping says so
+            shipment.wms[:] = [
+                e._replace(efd_status="PendingLate")
+                if e.at > efd_end and e.status == "Processing"
+                else e
+                for e in shipment.wms
+            ]
         shipment.label_at, shipment.shipped_at = label, pickup
         fo = plan.fo_events[site.name]
         same_site = [s.shipped_at for s in plan.shipments if s.warehouse.name == site.name]
