@@ -178,7 +178,22 @@ def bench_dbt(days: int, per_day: int) -> str:
     )
 
 
+def bench_world(seeds: list[int], days: int, per_day: int) -> str:
+    from bench import world
+
+    results = {}
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="ow-bench-world-") as tmp:
+            args = [PY, "-m", "orderwatch_dagster.sim", "--days", str(days), "--orders-per-day"]
+            args += [str(per_day), "--seed", str(seed), "--out", f"{tmp}/landing", "--quiet"]
+            sim = run_measured(args, env={"ORDERWATCH_HOME": tmp})
+            results[seed] = world.evaluate(Path(tmp) / "landing")
+            print(f"world seed {seed}: simulated in {sim.seconds:.0f} s", flush=True)
+    return world.report(results, days, per_day)
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {
+    "world": lambda args: bench_world([7, 13], 30, 1000),
     "ingest": lambda args: bench_ingest(args.sizes, args.sim_rss_orders),
     "dbt": lambda args: bench_dbt(args.dbt_days, args.dbt_orders_per_day),
 }

@@ -294,13 +294,14 @@ class RawWorld:
             "state": "open",
             "created_at": iso(at),
             "updated_at": iso(at),
-            "order_id": oid,
+            "order_id": 60_000 + oid,  # Loop's own order id
+            "provider_order_id": str(oid),  # the storefront order
             "order_name": f"#{oid - 5000 + 1000}",
             "outcome": outcome,
             "tracking_number": tracking,
             "line_items": [],
         }
-        self.add("returns", payload, at, order_id=oid)
+        self.add("returns", payload, at, order_id=60_000 + oid)
 
 
 def shipped_path(

@@ -233,10 +233,13 @@ AFTERSHIP = {"meta": {"code": 200}, "data": {"tracking": {
     ]}}}  # fmt: skip
 
 RETURNS = [
-    {"id": 6001, "order_id": 5003, "order_name": "#1003", "state": "open",
+    # Loop: `order_id` is Loop's own order, the storefront's is `provider_order_id`
+    {"id": 6001, "order_id": 70003, "provider_order_id": "5003", "order_name": "#1003",
+     "state": "open",
      "outcome": "return_to_sender", "tracking_number": "9400TRK3", "carrier": "usps",
      "total": "59.90", "created_at": "2026-11-09T11:00:00Z", "updated_at": "2026-11-09T11:00:00Z"},
-    {"id": 6002, "order_id": 5001, "order_name": "#1001", "state": "closed", "outcome": "refund",
+    {"id": 6002, "order_id": 70001, "provider_order_id": 5001, "order_name": "#1001",
+     "state": "closed", "outcome": "refund",
      "created_at": "2026-11-20T11:00:00Z", "updated_at": "2026-11-21T11:00:00Z"},
 ]  # fmt: skip
 
@@ -453,6 +456,9 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
 
     returns = dict(fetch("select return_id, is_return_to_sender from staging.stg_returns__returns"))
     assert returns == {6001: True, 6002: False}
+    # linked by provider_order_id (a string or a number), never by Loop's own order_id
+    linked = dict(fetch("select return_id, order_id from staging.stg_returns__returns"))
+    assert linked == {6001: 5003, 6002: 5001}
     tickets = {
         row[0]: row[1:]
         for row in fetch("select ticket_id, order_name, is_wismo from staging.stg_support__tickets")

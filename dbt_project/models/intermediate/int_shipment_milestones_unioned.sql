@@ -205,7 +205,10 @@ warehouse_observations as (
         case
             when detail_key = 'picked' then 'picked'
             when detail_key = 'packed' then 'packed'
-            when status_key in ('labeledcreated', 'labelcreated', 'completed') then 'label_created'
+            -- ShipBob's status reference: Processing / Labeled (102); older API versions say
+            -- LabeledCreated
+            when detail_key = 'labeled'
+                or status_key in ('labeledcreated', 'labelcreated', 'completed') then 'label_created'
         end as progress_milestone,
         case
             when detail_key like '%stock%' or detail_key like '%inventory%' then 'inventory'

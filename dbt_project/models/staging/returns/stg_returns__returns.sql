@@ -10,7 +10,8 @@ renamed as (
 
     select
         cast(source.payload ->> 'id' as bigint) as return_id,
-        cast(source.payload ->> 'order_id' as bigint) as order_id,
+        -- Loop's `order_id` is Loop's own; the storefront order is `provider_order_id`
+        {{ text_to_bigint("(source.payload ->> 'provider_order_id')") }} as order_id,
         source.payload ->> 'order_name' as order_name,
         source.payload ->> 'state' as state,
         source.payload ->> 'outcome' as outcome,
