@@ -2,7 +2,7 @@
 
 The world (`build_raw_world`) is written in each vendor's own shape (docs/feeds.md), one raw row per
 record version, exactly as the ingest assets store them; each order exercises one behaviour of
-fct_order_milestones / int_order_rule_flags / order_state, asserted below.
+fct_order_milestones / order_state (the as-of layer at now), asserted below.
 """
 
 from __future__ import annotations
@@ -752,7 +752,7 @@ def test_as_of_defaults_to_now(duck_world: tuple[Path, Path], tmp_path: Path) ->
     shutil.copy(built, warehouse)
     before = datetime.now(UTC)
     done = run_dbt(
-        ["run", "--select", "int_order_rule_flags", "order_state"], dbt_env(tmp_path, warehouse)
+        ["run", "--select", "order_state"], dbt_env(tmp_path, warehouse)
     )
     assert_ok(done)
     as_of = {r["as_of"] for r in query(warehouse, "select distinct as_of from marts.order_state")}

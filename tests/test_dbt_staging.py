@@ -378,7 +378,8 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     orders = _rows(
         fetch,
         "select order_id, order_number, financial_status, payment_captured_at, is_cancelled, "
-        "service_code, promised_delivery_date from staging.stg_storefront__orders order by 1",
+        "service_code, promised_delivery_date from staging.stg_storefront__orders"
+        " where is_latest_version order by 1",
         ["order_id", "number", "financial", "captured", "cancelled", "service", "promised"],
     )
     assert [o["order_id"] for o in orders] == [5001, 5002, 5003, 5004]
@@ -394,14 +395,17 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     (tracking,) = fetch("select tracking_number from staging.stg_storefront__fulfillments")
     assert tracking[0] == "1ZTRK1"
 
-    tiers = dict(fetch("select customer_id, customer_tier from staging.stg_storefront__customers"))
+    tiers = dict(fetch(
+            "select customer_id, customer_tier from staging.stg_storefront__customers"
+            " where is_latest_version"
+        ))
     assert tiers == {9001: "standard", 9002: "vip"}
 
     holds = {
         row[0]: row[1:]
         for row in fetch(
             "select fulfillment_order_id, hold_reason, hold_reason_category, hold_count "
-            "from staging.stg_oms__fulfillment_orders"
+            "from staging.stg_oms__fulfillment_orders where is_latest_version"
         )
     }
     assert holds == {
@@ -412,7 +416,7 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
 
     (shipment,) = fetch(
         "select shipment_id, order_id, status, status_detail, tracking_number, warehouse_name "
-        "from staging.stg_wms__shipments"
+        "from staging.stg_wms__shipments where is_latest_version"
     )
     assert tuple(shipment) == (81001, 5001, "LabeledCreated", "LabelCreated", "1ZTRK1",
                                "Cicero (IL)")  # fmt: skip
@@ -427,7 +431,7 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
         row[0]: row[1:]
         for row in fetch(
             "select tracker_id, tracking_number, status, canonical_status, source_format "
-            "from staging.stg_carrier__trackers"
+            "from staging.stg_carrier__trackers where is_latest_version"
         )
     }
     assert trackers == {
@@ -450,12 +454,33 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     # the departed scan first appeared in the tracker's second version
     assert events[4][3] == parse_timestamp("2026-11-11T04:05:00Z")
     assert events[2][3] == parse_timestamp("2026-11-10T23:05:00Z")
+    # known_at: a scan of the tracker's first version from its own time, a scan that first
+    # showed in a later version from that version's update time
+    known = fetch(
+        "select event_at, first_observed_at, known_at from staging.stg_carrier__tracking_events"
+        " where tracker_id = 'trk_1' order by event_at"
+    )
+    assert [k[2] for k in known[:2]] == [k[0] for k in known[:2]]
+    assert known[2][2] == parse_timestamp("2026-11-11T04:05:00Z") > known[2][0]
+    # every version is kept: the older version of 5003 was valid until the newer one's time
+    versions = fetch(
+        "select known_at, valid_to, financial_status, is_latest_version"
+        " from staging.stg_storefront__orders where order_id = 5003 order by known_at"
+    )
+    assert len(versions) == 2 and versions[0][1] == versions[1][0]
+    assert [v[3] for v in versions] == [False, True] and versions[1][1] is None
 
-    returns = dict(fetch("select return_id, is_return_to_sender from staging.stg_returns__returns"))
+    returns = dict(fetch(
+            "select return_id, is_return_to_sender from staging.stg_returns__returns"
+            " where is_latest_version"
+        ))
     assert returns == {6001: True, 6002: False}
     tickets = {
         row[0]: row[1:]
-        for row in fetch("select ticket_id, order_name, is_wismo from staging.stg_support__tickets")
+        for row in fetch(
+            "select ticket_id, order_name, is_wismo from staging.stg_support__tickets"
+            " where is_latest_version"
+        )
     }
     assert tickets == {4001: ("#1001", True), 4002: ("#1002", False), 4003: ("#1003", True)}
 
@@ -538,6 +563,7 @@ def test_staging_exposes_load_times(duckdb_world: tuple[Path, dict]) -> None:
         shown = dict(
             con.execute(
                 "select order_id, ingested_at from staging.stg_storefront__orders"
+                " where is_latest_version"
             ).fetchall()
         )
         assert shown == {key: ingested for key, (_updated, ingested) in latest.items()}
@@ -613,7 +639,9 @@ def test_promises_agree_with_the_simulator(simulated_world: tuple[Path, dict]) -
                "computed_delivery_date", "promised_delivery_date", "promise_source"]  # fmt: skip
     with duckdb.connect(str(warehouse), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
-        (orders,) = con.execute("select count(*) from staging.stg_storefront__orders").fetchone()
+        (orders,) = con.execute(
+            "select count(*) from staging.stg_storefront__orders where is_latest_version"
+        ).fetchone()
         rows = con.execute(
             f"select {', '.join(columns)} from staging.int_order_promises"
         ).fetchall()

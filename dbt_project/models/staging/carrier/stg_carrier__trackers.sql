@@ -2,7 +2,7 @@ with
 
 source as (
 
-    {{ latest_versions(source('raw', 'carrier_trackers')) }}
+    {{ all_versions(source('raw', 'carrier_trackers')) }}
 
 ),
 
@@ -28,7 +28,10 @@ unified as (
             else source.payload ->> 'is_return' end as is_return_text,
         source.payload ->> 'created_at' as created_at_text,
         source._updated_at as updated_at,
-        source._ingested_at as ingested_at
+        source._ingested_at as ingested_at,
+        source._valid_to as valid_to,
+        source._version_number as version_number,
+        source._version_rank = 1 as is_latest_version
 
     from source
 
@@ -51,7 +54,13 @@ renamed as (
         source_format,
         {{ json_timestamp('created_at_text') }} as created_at,
         updated_at,
-        ingested_at
+        ingested_at,
+        -- this version's place in the tracker's history (macro all_versions): status and the
+        -- estimated delivery date are known from its update time until the next version's
+        updated_at as known_at,
+        valid_to,
+        version_number,
+        is_latest_version
 
     from unified
 
