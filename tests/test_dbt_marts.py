@@ -751,9 +751,7 @@ def test_as_of_defaults_to_now(duck_world: tuple[Path, Path], tmp_path: Path) ->
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copy(built, warehouse)
     before = datetime.now(UTC)
-    done = run_dbt(
-        ["run", "--select", "order_state"], dbt_env(tmp_path, warehouse)
-    )
+    done = run_dbt(["run", "--select", "order_state"], dbt_env(tmp_path, warehouse))
     assert_ok(done)
     as_of = {r["as_of"] for r in query(warehouse, "select distinct as_of from marts.order_state")}
     assert len(as_of) == 1

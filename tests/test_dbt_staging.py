@@ -395,10 +395,12 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     (tracking,) = fetch("select tracking_number from staging.stg_storefront__fulfillments")
     assert tracking[0] == "1ZTRK1"
 
-    tiers = dict(fetch(
+    tiers = dict(
+        fetch(
             "select customer_id, customer_tier from staging.stg_storefront__customers"
             " where is_latest_version"
-        ))
+        )
+    )
     assert tiers == {9001: "standard", 9002: "vip"}
 
     holds = {
@@ -470,10 +472,12 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     assert len(versions) == 2 and versions[0][1] == versions[1][0]
     assert [v[3] for v in versions] == [False, True] and versions[1][1] is None
 
-    returns = dict(fetch(
+    returns = dict(
+        fetch(
             "select return_id, is_return_to_sender from staging.stg_returns__returns"
             " where is_latest_version"
-        ))
+        )
+    )
     assert returns == {6001: True, 6002: False}
     tickets = {
         row[0]: row[1:]
