@@ -257,7 +257,8 @@ TICKETS = [
 ]
 
 PAGES: dict[str, list[Any]] = {
-    "storefront_orders": [{"orders": ORDERS_V1}, {"orders": ORDERS_V2}],
+    # the newer version of 5003 is loaded first, the older one arrives after it
+    "storefront_orders": [{"orders": ORDERS_V2}, {"orders": ORDERS_V1}],
     "storefront_customers": [{"customers": CUSTOMERS_V1}, {"customers": CUSTOMERS_V2}],
     "oms_fulfillment_orders": [{"fulfillment_orders": FULFILLMENT_ORDERS}],
     # ShipBob answers bare arrays; the second page repeats version 2 (a redelivered webhook)
@@ -384,7 +385,8 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     )
     assert [o["order_id"] for o in orders] == [5001, 5002, 5003, 5004]
     by_id = {o["order_id"]: o for o in orders}
-    assert by_id[5003]["financial"] == "paid"  # the later version won
+    # the older version of 5003 arrived after the newer one: the newer (vendor time) still wins
+    assert by_id[5003]["financial"] == "paid"
     assert by_id[5003]["captured"] == parse_timestamp("2026-11-02T11:30:00-05:00")
     assert by_id[5001]["promised"] == date(2026, 11, 18) and by_id[5002]["promised"] is None
     assert by_id[5004]["cancelled"] and not by_id[5001]["cancelled"]
