@@ -152,7 +152,8 @@ order_terms as (
         orders.promised_delivery_date as storefront_delivery_date,
         orders.destination_province_code,
         regions.region as seed_region,
-        regions.time_zone as seed_time_zone
+        regions.time_zone as seed_time_zone,
+        warehouse_regions.time_zone as warehouse_time_zone
     from orders
     cross join default_service
     left join service_levels on orders.service_code = service_levels.service_code
@@ -162,6 +163,7 @@ order_terms as (
         on orders.order_id = first_fulfillment_orders.order_id
         and orders.as_of = first_fulfillment_orders.as_of
     left join warehouses on first_fulfillment_orders.warehouse_name = warehouses.location_name
+    left join regions as warehouse_regions on warehouses.origin_state = warehouse_regions.province_code
     left join regions
         on orders.destination_province_code = regions.province_code
         and coalesce(orders.destination_country_code, 'US') = 'US'
@@ -444,6 +446,7 @@ tracker_latest as (
             trackers.carrier,
             trackers.canonical_status,
             trackers.est_delivery_date,
+            trackers.known_at,
             row_number() over (
                 partition by shipments.as_of, shipments.shipment_id
                 order by trackers.updated_at desc, trackers.tracker_id desc
@@ -477,6 +480,7 @@ parcels as (
         latest_event.status_detail as last_event_status_detail,
         tracker_latest.canonical_status as tracker_status,
         tracker_latest.est_delivery_date,
+        tracker_latest.known_at as tracker_known_at,
         steps.delivered_at,
         steps.returned_at,
         -- terminal: the carrier's part is over, so silence is not a gap
@@ -501,6 +505,18 @@ parcels as (
     section of models/marts/_marts__models.yml). -#}
 {% macro as_of_rules() -%}
 {%- set shop_tz = var('shop_time_zone') -%}
+-- the first ShipBob version known by the moment that reported each shipment late: the time the
+-- 3PL first said so, not the update time of the version valid now
+late_reports as (
+    select orders.as_of, versions.order_id, min(versions.known_at) as reported_late_at
+    from {{ ref('stg_wms__shipments') }} as versions
+    inner join orders
+        on versions.order_id = orders.order_id
+        and versions.known_at <= orders.as_of
+    where versions.estimated_fulfillment_date_status in ('PendingLate', 'FulfilledLate')
+    group by orders.as_of, versions.order_id
+),
+
 -- ship-late: every shipment shipped (the furthest-behind one decides) by ship-by + grace, or
 -- the 3PL itself reports the shipment late (ShipBob estimated_fulfillment_date_status
 -- PendingLate / FulfilledLate): the earliest warning of a warehouse backlog.
@@ -511,12 +527,6 @@ shipping as (
         count(*) as shipment_count,
         count(shipped_at) as shipped_count,
         max(shipped_at) as last_shipped_at,
-        min(
-            case
-                when fulfillment_date_status in ('PendingLate', 'FulfilledLate')
-                    then wms_updated_at
-            end
-        ) as reported_late_at,
         bool_or(fulfillment_date_status = 'PendingLate' and shipped_at is null)
             as is_pending_late
     from parcels
@@ -536,11 +546,13 @@ base as (
             when shipping.shipment_count > 0 and shipping.shipped_count = shipping.shipment_count
                 then shipping.last_shipped_at
         end as shipped_at,
-        shipping.reported_late_at,
+        late_reports.reported_late_at,
         coalesce(shipping.is_pending_late, false) as is_pending_late
     from promises
     inner join orders on promises.as_of = orders.as_of and promises.order_id = orders.order_id
     left join shipping on promises.as_of = shipping.as_of and promises.order_id = shipping.order_id
+    left join late_reports
+        on promises.as_of = late_reports.as_of and promises.order_id = late_reports.order_id
 ),
 
 ship_late_checks as (
@@ -571,54 +583,37 @@ ship_late as (
     from ship_late_checks
 ),
 
--- no-first-scan: label created, no carrier acceptance within N business hours. The deadline
--- counts whole business days of the shop calendar (a label made on a weekend starts counting
--- at the next business day's midnight), then the remaining hours.
+-- no-first-scan: label created, no carrier acceptance within N business hours of the shop
+-- calendar: the deadline is where the business-hour clock reaches the label's clock + N (a
+-- label made on a weekend starts counting at the next business day's midnight; a remainder
+-- never lands on a weekend or holiday).
 labels as (
     select
         parcels.as_of,
         parcels.order_id,
         parcels.shipment_id,
-        parcels.label_created_at,
         parcels.accepted_at,
         parcels.is_carrier_terminal,
-        {{ to_local_timestamp('parcels.label_created_at', "'" ~ shop_tz ~ "'") }} as label_local
+        {{ business_clock('parcels.label_created_at', 'label_day') }}
+        + {{ var('no_first_scan_business_hours') }} as deadline_clock
     from parcels
+    inner join calendar as label_day
+        on {{ shop_local_date('parcels.label_created_at') }} = label_day.calendar_date
     where parcels.label_created_at is not null
-),
-
-label_starts as (
-    select
-        labels.*,
-        calendar.next_business_day_index as start_index,
-        case
-            when calendar.is_business_day then labels.label_local
-            else cast(start_day.calendar_date as timestamp)
-        end as start_local
-    from labels
-    inner join calendar on cast(labels.label_local as date) = calendar.calendar_date
-    inner join calendar as start_day
-        on start_day.business_day_index = calendar.next_business_day_index
-        and start_day.is_business_day
 ),
 
 label_deadlines as (
     select
-        label_starts.as_of,
-        label_starts.order_id,
-        label_starts.shipment_id,
-        label_starts.accepted_at,
-        label_starts.is_carrier_terminal,
-        (
-            cast(target_day.calendar_date as timestamp)
-            + (label_starts.start_local - cast(cast(label_starts.start_local as date) as timestamp))
-            + interval '{{ var("no_first_scan_business_hours") % 24 }} hours'
-        ) at time zone '{{ shop_tz }}' as scan_deadline
-    from label_starts
-    inner join calendar as target_day
-        on target_day.business_day_index
-        = label_starts.start_index + {{ (var('no_first_scan_business_hours') // 24) | int }}
-        and target_day.is_business_day
+        labels.as_of,
+        labels.order_id,
+        labels.shipment_id,
+        labels.accepted_at,
+        labels.is_carrier_terminal,
+        {{ business_clock_instant('labels.deadline_clock', 'deadline_day') }} as scan_deadline
+    from labels
+    inner join calendar as deadline_day
+        on deadline_day.is_business_day
+        and deadline_day.business_day_index = cast(floor(labels.deadline_clock / 24.0) as integer) + 1
 ),
 
 no_first_scan as (
@@ -641,7 +636,7 @@ no_first_scan as (
     group by as_of, order_id
 ),
 
--- scan gaps (business hours) between the physical scans known at the moment, up to the first
+-- scan gaps (carrier hours: Monday to Saturday except holidays) between the physical scans known at the moment, up to the first
 -- delivery known then; the lane's threshold is the one of the day the gap started
 -- (int_lane_scan_gaps_aggregated: from gaps known strictly before that day)
 delivered_scans as (
@@ -694,10 +689,10 @@ closed_gap_checks as (
         gaps.as_of,
         parcel_lanes.order_id,
         {{ hours_between('gaps.previous_scan_at', 'gaps.scan_at') }} as gap_hours,
-        {{ business_clock('gaps.scan_at', 'scan_day') }}
-        - {{ business_clock('gaps.previous_scan_at', 'previous_day') }} as gap_business_hours,
+        {{ carrier_clock('gaps.scan_at', 'scan_day') }}
+        - {{ carrier_clock('gaps.previous_scan_at', 'previous_day') }} as gap_business_hours,
         gaps.previous_scan_at,
-        {{ business_clock('gaps.previous_scan_at', 'previous_day') }} as previous_scan_business_clock,
+        {{ carrier_clock('gaps.previous_scan_at', 'previous_day') }} as previous_scan_business_clock,
         coalesce(thresholds.threshold_hours, overall.threshold_hours, {{ var('scan_gap_floor_hours') }})
             as threshold_hours
     from gaps
@@ -731,7 +726,7 @@ closed_gaps as (
         min(
             case
                 when closed_gap_breaches.is_breach
-                    then {{ business_clock_instant('closed_gap_breaches.breach_clock', 'breach_day') }}
+                    then {{ carrier_clock_instant('closed_gap_breaches.breach_clock', 'breach_day') }}
             end
         ) as first_gap_breach_at,
         min(
@@ -743,8 +738,8 @@ closed_gaps as (
     from closed_gap_breaches
     left join calendar as breach_day
         on closed_gap_breaches.is_breach
-        and breach_day.is_business_day
-        and breach_day.business_day_index
+        and breach_day.is_carrier_day
+        and breach_day.carrier_day_index
         = cast(floor(closed_gap_breaches.breach_clock / 24.0) as integer) + 1
     group by closed_gap_breaches.as_of, closed_gap_breaches.order_id
 ),
@@ -773,16 +768,16 @@ order_thresholds as (
     group by as_of, order_id
 ),
 
--- silence since the last scan of a parcel still with the carrier, in business hours
+-- silence since the last scan of a parcel still with the carrier, in carrier hours
 open_gap_checks as (
     select
         parcel_thresholds.as_of,
         parcel_thresholds.order_id,
         parcel_thresholds.last_scan_at,
         parcel_thresholds.threshold_hours,
-        {{ business_clock('parcel_thresholds.as_of', 'as_of_day') }}
-        - {{ business_clock('parcel_thresholds.last_scan_at', 'last_day') }} as open_business_hours,
-        {{ business_clock('parcel_thresholds.last_scan_at', 'last_day') }}
+        {{ carrier_clock('parcel_thresholds.as_of', 'as_of_day') }}
+        - {{ carrier_clock('parcel_thresholds.last_scan_at', 'last_day') }} as open_business_hours,
+        {{ carrier_clock('parcel_thresholds.last_scan_at', 'last_day') }}
         + parcel_thresholds.threshold_hours as breach_clock
     from parcel_thresholds
     inner join calendar as last_day
@@ -801,7 +796,7 @@ open_gaps as (
         min(
             case
                 when open_gap_checks.open_business_hours > open_gap_checks.threshold_hours
-                    then {{ business_clock_instant('open_gap_checks.breach_clock', 'breach_day') }}
+                    then {{ carrier_clock_instant('open_gap_checks.breach_clock', 'breach_day') }}
             end
         ) as open_gap_breach_at,
         min(
@@ -814,8 +809,8 @@ open_gaps as (
     from open_gap_checks
     left join calendar as breach_day
         on open_gap_checks.open_business_hours > open_gap_checks.threshold_hours
-        and breach_day.is_business_day
-        and breach_day.business_day_index
+        and breach_day.is_carrier_day
+        and breach_day.carrier_day_index
         = cast(floor(open_gap_checks.breach_clock / 24.0) as integer) + 1
     group by open_gap_checks.as_of, open_gap_checks.order_id
 ),
@@ -827,6 +822,7 @@ exception_events as (
     select
         parcels.as_of,
         parcels.order_id,
+        parcels.shipment_id,
         known_events.event_at,
         case
             when known_events.canonical_status in
@@ -844,7 +840,9 @@ exception_events as (
             'weather_delay', 'delayed', 'transit_exception', 'delivery_exception', 'damaged',
             'missorted', 'refused', 'address_correction', 'failure', 'held'
         )
-        or lower(coalesce(known_events.status, '')) in ('failure', 'error', 'exception', 'attemptfail')
+        -- vendor failure statuses; EasyPost `error` is a tracking-system error (canonical
+        -- unknown), not a parcel problem
+        or lower(coalesce(known_events.status, '')) in ('failure', 'exception', 'attemptfail')
 ),
 
 first_exceptions as (
@@ -860,18 +858,29 @@ first_exceptions as (
     where exception_rank = 1
 ),
 
+-- an exception stays active while its parcel is with the carrier (a delayed parcel keeps
+-- moving, late), until delivery or return, or until a tracker version known after it
+-- estimates delivery within the promise again
+parcel_exceptions as (
+    select as_of, shipment_id, min(event_at) as first_exception_at
+    from exception_events
+    group by as_of, shipment_id
+),
+
 active_exceptions as (
-    select as_of, order_id, count(*) as active_parcels
+    select parcels.as_of, parcels.order_id, count(*) as active_parcels
     from parcels
-    where not is_carrier_terminal
-        and (
-            last_event_status in ('delivery_failed', 'address_issue', 'lost', 'available_for_pickup')
-            or lower(coalesce(last_event_status_detail, '')) in (
-                'weather_delay', 'delayed', 'transit_exception', 'delivery_exception',
-                'damaged', 'missorted', 'refused', 'address_correction', 'failure', 'held'
-            )
+    inner join parcel_exceptions
+        on parcels.as_of = parcel_exceptions.as_of
+        and parcels.shipment_id = parcel_exceptions.shipment_id
+    inner join promises on parcels.as_of = promises.as_of and parcels.order_id = promises.order_id
+    where not parcels.is_carrier_terminal
+        and not coalesce(
+            parcels.tracker_known_at > parcel_exceptions.first_exception_at
+            and parcels.est_delivery_date <= promises.promised_deliver_by,
+            false
         )
-    group by as_of, order_id
+    group by parcels.as_of, parcels.order_id
 ),
 
 carrier_exception as (
@@ -896,6 +905,21 @@ carrier_exception as (
     left join active_exceptions
         on base.as_of = active_exceptions.as_of and base.order_id = active_exceptions.order_id
     left join reached on base.as_of = reached.as_of and base.order_id = reached.order_id
+),
+
+-- an explicit lost scan: lost from its time, active while the parcel is still not found
+lost_scans as (
+    select as_of, order_id, min(event_at) as lost_scan_at
+    from exception_events
+    where exception_reason = 'lost'
+    group by as_of, order_id
+),
+
+lost_parcels as (
+    select as_of, order_id, count(*) as lost_parcels
+    from parcels
+    where last_event_status = 'lost' and not is_carrier_terminal
+    group by as_of, order_id
 ),
 
 -- fulfillment holds: the OMS holds and the 3PL's holds valid at the moment
@@ -969,10 +993,12 @@ flags as (
         fulfillment_hold.fulfillment_hold_active,
         fulfillment_hold.fulfillment_hold_detected_at,
         fulfillment_hold.fulfillment_hold_category,
-        coalesce(closed_gaps.first_lost_breach_at, open_gaps.open_lost_breach_at) is not null
-            or coalesce(carrier_exception.carrier_exception_reason, '') = 'lost' as lost_occurred,
-        open_gaps.open_lost_breach_at is not null as lost_active,
-        coalesce(closed_gaps.first_lost_breach_at, open_gaps.open_lost_breach_at) as lost_detected_at,
+        coalesce(closed_gaps.first_lost_breach_at, open_gaps.open_lost_breach_at, lost_scans.lost_scan_at)
+            is not null as lost_occurred,
+        open_gaps.open_lost_breach_at is not null or lost_parcels.order_id is not null as lost_active,
+        {{ earliest_of([
+            'closed_gaps.first_lost_breach_at', 'open_gaps.open_lost_breach_at', 'lost_scans.lost_scan_at'
+        ]) }} as lost_detected_at,
         coalesce(delivery.delivered_at > base.promised_deliver_by, false)
         or (
             delivery.delivered_at is null
@@ -1001,6 +1027,8 @@ flags as (
     left join order_thresholds
         on base.as_of = order_thresholds.as_of and base.order_id = order_thresholds.order_id
     left join delivery on base.as_of = delivery.as_of and base.order_id = delivery.order_id
+    left join lost_scans on base.as_of = lost_scans.as_of and base.order_id = lost_scans.order_id
+    left join lost_parcels on base.as_of = lost_parcels.as_of and base.order_id = lost_parcels.order_id
 )
 {%- endmacro %}
 
@@ -1011,7 +1039,11 @@ parcel_rollup as (
     select
         as_of,
         order_id,
-        max(last_scan_at) as last_scan_at,
+        -- the furthest-behind parcel still with the carrier (a stalled parcel of a split order
+        -- is not hidden by its moving sibling), else the latest scan of all
+        coalesce(
+            min(case when not is_carrier_terminal then last_scan_at end), max(last_scan_at)
+        ) as last_scan_at,
         min(carrier) as carrier,
         min(warehouse_name) as warehouse_name,
         count(distinct carrier) as carrier_count,
@@ -1169,4 +1201,20 @@ final as (
         joined.as_of
     from joined
 )
+{%- endmacro %}
+
+
+{#- The earliest non-null of a list of timestamptz expressions (least() skips nulls on
+    PostgreSQL, not on DuckDB), as nested CASEs. -#}
+{% macro earliest_of(expressions) -%}
+    {%- if expressions | length == 1 -%}
+        {{ expressions[0] }}
+    {%- else -%}
+        {%- set rest = earliest_of(expressions[1:]) -%}
+        (case
+            when {{ expressions[0] }} is null then {{ rest }}
+            when ({{ rest }}) is null or {{ expressions[0] }} < {{ rest }} then {{ expressions[0] }}
+            else {{ rest }}
+        end)
+    {%- endif -%}
 {%- endmacro %}

@@ -4,7 +4,7 @@
     snapshot: the columns named in `keys` pass through). `terms_cte` columns: order_id,
     placed_at, placed_local, service_code, transit_business_days, cutoff_local_time,
     customer_tier, warehouse_name, warehouse_handling_business_days, storefront_delivery_date,
-    destination_province_code, seed_region, seed_time_zone. Needs a `calendar` CTE
+    destination_province_code, seed_region, seed_time_zone, warehouse_time_zone. Needs a `calendar` CTE
     (int_business_days_enumerated). Defines `out_cte`. Used by int_order_promises (latest
     knowledge) and the as-of layer (macros/as_of.sql: tier and routing as known then). -#}
 {% macro promise_window_ctes(terms_cte, out_cte, keys=[]) -%}
@@ -19,8 +19,8 @@
                 warehouse_handling_business_days, {{ var('default_handling_business_days', 1) }}
             )
         end as integer) as handling_business_days,
-        -- strictly after the cut-off counts from the next day (sim/calendar.py order_day)
-        cast(placed_local as time) > cutoff_local_time as is_after_cutoff
+        -- at or after the cut-off counts from the next day (seed service_levels)
+        cast(placed_local as time) >= cutoff_local_time as is_after_cutoff
     from {{ terms_cte }}
 
 ),
@@ -77,7 +77,10 @@
         transit_business_days,
         is_after_cutoff,
         ship_date,
-        {{ end_of_local_day('ship_date', shop_tz) }} as promised_ship_by,
+        -- the end of the ship date where the warehouse works (ShipBob's estimated fulfillment
+        -- date is a warehouse-local day); the shop's zone until routed
+        {{ end_of_local_day('ship_date', 'coalesce(warehouse_time_zone, ' ~ shop_tz ~ ')') }}
+            as promised_ship_by,
         computed_delivery_date,
         coalesce(storefront_delivery_date, computed_delivery_date) as promised_delivery_date,
         {{ end_of_local_day(

@@ -72,9 +72,9 @@ select
     case when gaps.previous_known_at > gaps.known_at then gaps.previous_known_at else gaps.known_at end
         as gap_known_at,
     {{ hours_between('gaps.previous_scan_at', 'gaps.scan_at') }} as gap_hours,
-    {{ business_clock('gaps.previous_scan_at', 'previous_day') }} as previous_scan_business_clock,
-    {{ business_clock('gaps.scan_at', 'scan_day') }}
-    - {{ business_clock('gaps.previous_scan_at', 'previous_day') }} as gap_business_hours
+    {{ carrier_clock('gaps.previous_scan_at', 'previous_day') }} as previous_scan_business_clock,
+    {{ carrier_clock('gaps.scan_at', 'scan_day') }}
+    - {{ carrier_clock('gaps.previous_scan_at', 'previous_day') }} as gap_business_hours
 from gaps
 inner join parcels on gaps.tracking_number = parcels.tracking_number
 inner join calendar as previous_day

@@ -85,7 +85,8 @@ order_terms as (
         orders.promised_delivery_date as storefront_delivery_date,
         orders.destination_province_code,
         regions.region as seed_region,
-        regions.time_zone as seed_time_zone
+        regions.time_zone as seed_time_zone,
+        warehouse_regions.time_zone as warehouse_time_zone
 
     from orders
     cross join default_service
@@ -93,6 +94,7 @@ order_terms as (
     left join customers on orders.customer_id = customers.customer_id
     left join first_fulfillment_orders on orders.order_id = first_fulfillment_orders.order_id
     left join warehouses on first_fulfillment_orders.warehouse_name = warehouses.location_name
+    left join regions as warehouse_regions on warehouses.origin_state = warehouse_regions.province_code
     left join regions
         on orders.destination_province_code = regions.province_code
         and coalesce(orders.destination_country_code, 'US') = 'US'
