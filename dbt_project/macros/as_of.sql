@@ -65,6 +65,41 @@ regions as (
     select * from {{ ref('destination_regions') }}
 ),
 
+-- when each order's closure (cancelled, every parcel delivered, returned to sender) became
+-- known: snapshots stop var snapshot_closed_retention_hours after it (the grid's last moment,
+-- "now", keeps every order), so a closed order does not repeat its final state at every moment
+closures as (
+    select order_id, min(closed_known_at) as closed_known_at
+    from (
+        select order_id, cancelled_at as closed_known_at
+        from {{ ref('stg_storefront__orders') }}
+        where is_latest_version and cancelled_at is not null
+
+        union all
+
+        select order_id, max(delivered_known_at)
+        from (
+            select order_id, shipment_id, min(known_at) as delivered_known_at
+            from {{ ref('int_shipment_milestones_unioned') }}
+            where milestone = 'delivered' and shipment_id is not null
+            group by order_id, shipment_id
+        ) as shipment_deliveries
+        group by order_id
+
+        union all
+
+        select order_id, min(known_at)
+        from {{ ref('int_shipment_milestones_unioned') }}
+        where milestone = 'return_to_sender'
+        group by order_id
+    ) as closed
+    group by order_id
+),
+
+last_moment as (
+    select max(as_of) as as_of from grid
+),
+
 -- an order exists from its placement; checkout fields come with it (latest version: they do
 -- not change after checkout), state fields below come from the versions of their time
 orders as (
@@ -87,7 +122,14 @@ orders as (
         latest.promised_delivery_date
     from {{ ref('stg_storefront__orders') }} as latest
     inner join grid on latest.placed_at <= grid.as_of
+    cross join last_moment
+    left join closures on latest.order_id = closures.order_id
     where latest.is_latest_version and latest.order_id is not null
+        and (
+            grid.as_of = last_moment.as_of
+            or closures.closed_known_at is null
+            or grid.as_of <= {{ add_hours('closures.closed_known_at', var('snapshot_closed_retention_hours', 24)) }}
+        )
 ),
 
 customers as (

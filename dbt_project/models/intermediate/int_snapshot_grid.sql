@@ -36,7 +36,7 @@ candidates as (
 {%- elif grid.get('relation') %}
     select cast(as_of as timestamptz) as as_of from {{ grid['relation'] }}
 {%- elif grid.get('daily_at') %}
-    select (cast(calendar_date as timestamp) + cast('{{ grid["daily_at"] }}' as time)) at time zone {{ shop_tz }}
+    select cast(cast(calendar_date as varchar) || ' {{ grid["daily_at"] }}' as timestamp) at time zone {{ shop_tz }}
         as as_of
     from days
 {%- else %}

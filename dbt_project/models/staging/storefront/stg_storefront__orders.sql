@@ -1,3 +1,6 @@
+-- A table, not a view: every version is kept and the as-of layer joins it many times.
+{{ config(materialized='table') }}
+
 with
 
 source as (
