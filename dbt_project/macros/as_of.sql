@@ -221,33 +221,22 @@ catalogue as (
 ),
 
 -- per moment x shipment x milestone: the decisive candidate known then (earliest; latest for
--- in_transit, the latest in-transit scan)
+-- in_transit): int_shipment_milestones_unioned gives each candidate the interval in which it
+-- was the decisive one
 observed as (
-    select *
-    from (
-        select
-            orders.as_of,
-            candidates.order_id,
-            candidates.shipment_id,
-            candidates.milestone,
-            candidates.actual_at,
-            candidates.evidence_id,
-            candidates.evidence_message,
-            candidates.detail,
-            row_number() over (
-                partition by orders.as_of, candidates.order_id, candidates.shipment_id, candidates.milestone
-                order by
-                    case when candidates.milestone = 'in_transit' then candidates.actual_at end desc,
-                    candidates.actual_at,
-                    candidates.evidence_id,
-                    candidates.evidence_message
-            ) as candidate_rank
-        from {{ ref('int_shipment_milestones_unioned') }} as candidates
-        inner join orders
-            on candidates.order_id = orders.order_id
-            and candidates.known_at <= orders.as_of
-    ) as ranked
-    where candidate_rank = 1
+    select
+        orders.as_of,
+        candidates.order_id,
+        candidates.shipment_id,
+        candidates.milestone,
+        candidates.actual_at,
+        candidates.evidence_id,
+        candidates.evidence_message,
+        candidates.detail
+    from {{ ref('int_shipment_milestones_unioned') }} as candidates
+    inner join orders
+        on candidates.order_id = orders.order_id
+        and {{ valid_at('candidates', 'orders.as_of') }}
 ),
 
 shipment_progress as (

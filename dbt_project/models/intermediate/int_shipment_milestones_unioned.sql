@@ -440,8 +440,36 @@ unioned as (
     select * from return_events
 )
 
+-- Decisive candidates over time: per (order, shipment, milestone), in the order they became
+-- known, keep a candidate only when it beats every one known before it (earlier; later for
+-- in_transit, the latest in-transit scan). Each kept candidate is THE decisive one from its
+-- known_at until the next kept one's (valid_to): the as-of layer joins on that interval.
+ordered as (
+    select
+        unioned.*,
+        min(actual_at) over (
+            partition by order_id, shipment_id, milestone
+            order by known_at, actual_at, evidence_id, evidence_message
+            rows between unbounded preceding and 1 preceding
+        ) as earlier_known_first_at,
+        max(actual_at) over (
+            partition by order_id, shipment_id, milestone
+            order by known_at, actual_at, evidence_id, evidence_message
+            rows between unbounded preceding and 1 preceding
+        ) as earlier_known_last_at
+    from unioned
+    where actual_at is not null
+),
+
+records as (
+    select *
+    from ordered
+    where (milestone = 'in_transit' and (earlier_known_last_at is null or actual_at > earlier_known_last_at))
+        or (milestone <> 'in_transit' and (earlier_known_first_at is null or actual_at < earlier_known_first_at))
+)
+
 select
-    unioned.order_id,
+    records.order_id,
     shipment_id,
     milestone,
     actual_at,
@@ -450,8 +478,11 @@ select
     evidence_message,
     detail,
     source_updated_at,
-    unioned.known_at,
+    records.known_at,
+    lead(records.known_at) over (
+        partition by records.order_id, shipment_id, milestone
+        order by records.known_at, actual_at, evidence_id, evidence_message
+    ) as valid_to,
     order_loads.source_ingested_at
-from unioned
-left join order_loads on unioned.order_id = order_loads.order_id
-where unioned.actual_at is not null
+from records
+left join order_loads on records.order_id = order_loads.order_id
