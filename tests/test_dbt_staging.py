@@ -325,6 +325,7 @@ def build(work: Path, env: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 # -- expected promise windows (worked out by hand from the seeds' calendar) ----------------------
 NY, LA = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles")
+CHICAGO = ZoneInfo("America/Chicago")
 
 
 def _end_of_day(day: date, zone: ZoneInfo) -> datetime:
@@ -342,7 +343,8 @@ PROMISES: dict[int, dict[str, Any]] = {
     5002: {"ship_date": date(2026, 10, 30), "computed_delivery_date": date(2026, 11, 3),
            "promised_delivery_date": date(2026, 11, 3), "promise_source": "computed",
            "handling_business_days": 0, "customer_tier": "vip", "is_after_cutoff": False,
-           "promised_ship_by": datetime(2026, 10, 31, 3, 59, 59, 999999, tzinfo=UTC),
+           # ships from Dallas: the end of Fri 10-30 in Central time (CDT)
+           "promised_ship_by": datetime(2026, 10, 31, 4, 59, 59, 999999, tzinfo=UTC),
            "promised_deliver_by": datetime(2026, 11, 4, 4, 59, 59, 999999, tzinfo=UTC)},
     # overnight 11:30 < 12:00 -> Mon 11-02; +1 handling (Moreno Valley) -> Tue; +1 -> Wed
     5003: {"ship_date": date(2026, 11, 3), "computed_delivery_date": date(2026, 11, 4),
@@ -506,9 +508,12 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     for order_id, expected in PROMISES.items():
         got = {k: promises[order_id][k] for k in expected}
         assert got == expected, order_id
+    warehouse_zones = {"Cicero (IL)": CHICAGO, "Dallas (TX)": CHICAGO, "Moreno Valley (CA)": LA}
     for row in promises.values():
-        # promised_ship_by is the end of ship_date in the shop's zone, whatever the offset
-        assert row["promised_ship_by"] == _end_of_day(row["ship_date"], NY)
+        # promised_ship_by is the end of ship_date where the warehouse works (the shop's zone
+        # before the order is routed), whatever the offset
+        zone = warehouse_zones.get(row["warehouse_name"], NY)
+        assert row["promised_ship_by"] == _end_of_day(row["ship_date"], zone)
     check_against_simulator(promises)
 
 
