@@ -1,7 +1,9 @@
 -- The moments of the as-of layer (marts.order_state_snapshots), never after "now" (var as_of),
 -- from the first order's placement; "now" itself is always one of them. var snapshot_grid:
---   {every_hours: 6}                         every 6 h on the hour (UTC), the default
+--   {every_hours: 6}                         every 6 h on the hour (UTC)
 --   {daily_at: "15:00"}                      each day at that local time (var shop_time_zone)
+--   add {days: N} to either: only the last N days before now (dbt_project.yml: every 6 h over
+--   the last 7 days, which the hourly pipeline can afford; a training set asks for more)
 --   {moments: ["2026-10-05T15:00:00Z", ...]} exactly these moments
 --   {relation: "<schema>.<table>"}           the `as_of` column of a table the caller wrote
 {%- set grid = var('snapshot_grid', {}) or {} %}
@@ -57,6 +59,9 @@ from candidates
 cross join bounds
 cross join now_moment
 where candidates.as_of >= bounds.first_at and candidates.as_of < now_moment.as_of
+{%- if grid.get('days') %}
+    and candidates.as_of >= now_moment.as_of - interval '{{ grid["days"] | int }} days'
+{%- endif %}
 
 union
 
