@@ -438,7 +438,7 @@ unioned as (
     select * from carrier_events
     union all
     select * from return_events
-)
+),
 
 -- Decisive candidates over time: per (order, shipment, milestone), in the order they became
 -- known, keep a candidate only when it beats every one known before it (earlier; later for
