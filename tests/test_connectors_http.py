@@ -463,7 +463,7 @@ def test_pagination_loop_is_detected(http_server: ScriptedHTTPServer) -> None:
 def test_env_var_resource_in_a_materialization(
     http_server: ScriptedHTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The resource as the data engineer wires it: dg.EnvVar key, resolved at launch."""
+    """The resource as a deployment wires it: dg.EnvVar key, resolved at launch."""
     http_server.route(
         "/admin/api/2025-07/customers.json",
         Reply(body={"customers": [{"id": 1, "updated_at": _stamp(1)}]}),

@@ -20,7 +20,8 @@ from orderwatch_dagster.lib import settings
 
 
 class OrderwatchDbtTranslator(DagsterDbtTranslator):
-    """Models keyed by schema (["staging", ...], ["marts", ...]), grouped by dbt folder.
+    """Models keyed by their schema (dbt_project.yml: ["staging", ...], ["intermediate", ...],
+    ["marts", ...]), grouped by dbt folder; seeds are ["staging", <seed>].
 
     Sources keep dagster-dbt's default key [source_name, table] = ["raw", <feed>], which is
     exactly the ingest assets' key, so the graph shows feed → staging → marts lineage.
@@ -82,4 +83,9 @@ def orderwatch_dbt_models(
     context.log.info(f"dbt build as of {as_of.isoformat()}")
     # The warehouse names its dbt target and connection (defs/resources.py).
     with _environment(warehouse.dbt_environment()):
-        yield from dbt.cli(args, context=context).stream()
+        # Column names and types of each built model, read from the warehouse once it is built
+        # (dagster-dbt waits for the dbt process on DuckDB), become the materialization's
+        # `dagster/column_schema`: the UI shows real types without declaring them in the yml.
+        yield from (
+            dbt.cli(args, context=context).stream().fetch_column_metadata(with_column_lineage=False)
+        )
