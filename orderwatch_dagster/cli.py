@@ -46,7 +46,6 @@ def run_demo(job_name: str) -> int:
 
     from orderwatch_dagster.definitions import defs
     from orderwatch_dagster.lib import settings
-    from orderwatch_dagster.lib.summary import warehouse_summary
 
     # DAGSTER_HOME (set by make) keeps the run history, so the demo's runs show in `make ui`.
     # The console shows warnings only; dbt's line-per-node output goes to a log file.
@@ -65,9 +64,23 @@ def run_demo(job_name: str) -> int:
             if event.is_step_success or event.is_step_failure:
                 outcome = "ok" if event.is_step_success else "FAILED"
                 print(f"  {event.step_key:<60} {outcome}")
-    print(warehouse_summary(settings.warehouse_path()))
+    print(demo_summary())
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1
+
+
+def demo_summary() -> str:
+    """What the warehouse the code location binds holds (ORDERWATCH_WAREHOUSE_ENGINE,
+    ORDERWATCH_WAREHOUSE): the same `Warehouse` the run wrote to, not a path guessed here."""
+    from orderwatch_dagster.defs.resources import DuckDBWarehouse, warehouse_from_environment
+    from orderwatch_dagster.lib.summary import warehouse_summary
+
+    warehouse = warehouse_from_environment()
+    if isinstance(warehouse, DuckDBWarehouse):
+        return warehouse_summary(warehouse.database_path())
+    # lib/summary.py reads a DuckDB file; on PostgreSQL the run's materializations carry the
+    # row counts (`make ui`).
+    return f"warehouse {type(warehouse).__name__} (summary: see the run's materializations)"
 
 
 def run_replay(feeds: list[str], reasons: list[str]) -> int:
@@ -75,11 +88,18 @@ def run_replay(feeds: list[str], reasons: list[str]) -> int:
     import dagster as dg
 
     from orderwatch_dagster.definitions import defs
+    from orderwatch_dagster.defs.ingest.factory import unknown_reasons
     from orderwatch_dagster.lib.feeds import FEEDS
+    from orderwatch_dagster.lib.records import QuarantineReason
 
     unknown = sorted(set(feeds) - set(FEEDS))
     if unknown:
         print(f"unknown feed(s) {', '.join(unknown)}; feeds: {', '.join(FEEDS)}", file=sys.stderr)
+        return 2
+    unknown = unknown_reasons(reasons)
+    if unknown:
+        known = ", ".join(reason.value for reason in QuarantineReason)
+        print(f"unknown reason(s) {', '.join(unknown)}; reasons: {known}", file=sys.stderr)
         return 2
     definitions = defs()
     keys = {dg.AssetKey(["raw", feed]) for feed in feeds or FEEDS}

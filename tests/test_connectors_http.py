@@ -142,6 +142,7 @@ def test_shopify_customers_and_fulfillment_orders(http_server: ScriptedHTTPServe
     customers = list(ShopifyConnector(**settings).pages("storefront_customers", None))
     assert _keys("storefront_customers", customers) == ["7"]
     assert http_server.requests[0].param("updated_at_min") is None  # no cursor: full list
+    assert http_server.requests[0].param("status") is None  # orders only
 
     fo_pages = list(
         ShopifyFulfillmentOrdersConnector(**settings).pages("oms_fulfillment_orders", SINCE)

@@ -84,3 +84,12 @@ def test_mart_columns_users_read_have_descriptions(definitions: dg.Definitions) 
         described = mart_column_descriptions(definitions, model)
         assert len(described) >= 18, model
         assert [name for name, text in described.items() if not text.strip()] == [], model
+
+
+def test_a_deprecated_dagster_api_fails_the_test_that_uses_it() -> None:
+    """pyproject.toml's filterwarnings turns Dagster's deprecation warnings into errors, so a
+    test that loads or runs a deprecated API fails instead of passing quietly."""
+    from dagster_shared.utils.warnings import deprecation_warning
+
+    with pytest.raises(DeprecationWarning, match=r"is deprecated and will be removed in 2\.0"):
+        deprecation_warning("Function `probe`", "2.0")

@@ -116,6 +116,7 @@ class FeedConnector(dg.ConfigurableResource):
                 str(cls.default_page_size),
                 "Records per page",
                 integer=True,
+                minimum=1,
             ),
             EnvSetting(cls.env_var, "api_key", None, cls.key_description, secret=True),
         )
@@ -258,7 +259,10 @@ def iso_utc(moment: datetime) -> str:
 def bind_connectors(connector: type[FeedConnector]) -> dg.Definitions:
     """One `<feed>_source` resource per registry feed of the connector's source, configured from
     the environment now (`FeedConnector.settings`, defs/configuration.py)."""
-    fields = resource_fields(connector.settings())
+    settings = connector.settings()
+    # The key is needed exactly when the system is read over HTTP (known from the settings).
+    transport = next(s for s in settings if s.field == "transport").value()
+    fields = resource_fields(settings, bind_secrets=transport == "http")
     return dg.Definitions(
         resources={connector_key(feed): connector(**fields) for feed in connector.feeds()}
     )

@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from orderwatch_dagster.defs.ingest.connector import FeedConnector, connector_key
-from orderwatch_dagster.defs.resources import Warehouse
+from orderwatch_dagster.defs.resources import ENGINE, Warehouse
 from orderwatch_dagster.lib.feeds import FeedSpec, feed_spec
 from orderwatch_dagster.lib.ingest import (
     IngestResult,
@@ -21,6 +21,7 @@ from orderwatch_dagster.lib.ingest import (
     ingest_feed,
     replay_quarantine,
 )
+from orderwatch_dagster.lib.records import QuarantineReason
 from orderwatch_dagster.lib.settings import now
 from orderwatch_dagster.lib.warehouse import ReplayStats
 
@@ -29,8 +30,13 @@ class IngestConfig(dg.Config):
     """Per-run options of a raw asset (launchpad, or `orderwatch replay-quarantine`)."""
 
     replay_quarantine: bool = False  # first re-parse the feed's quarantined records
-    # only these quarantine reasons (empty: all)
+    # only these quarantine reasons (empty: all); each one of lib/records.py QuarantineReason
     replay_reasons: list[str] = Field(default_factory=list)
+
+
+def unknown_reasons(reasons: list[str]) -> list[str]:
+    """The reasons that are no `QuarantineReason`: a typo would replay nothing, silently."""
+    return sorted(set(reasons) - {reason.value for reason in QuarantineReason})
 
 
 def _description(spec: FeedSpec) -> str:
@@ -136,6 +142,10 @@ def build_ingest_asset(feed: str) -> dg.AssetsDefinition:
         **sources: FeedConnector,
     ) -> dg.MaterializeResult:
         replayed = None
+        unknown = unknown_reasons(config.replay_reasons)
+        if unknown:
+            known = ", ".join(reason.value for reason in QuarantineReason)
+            raise dg.Failure(f"{feed}: unknown quarantine reason(s) {', '.join(unknown)}; {known}")
         if config.replay_quarantine:
             replayed = replay_quarantine(
                 spec, warehouse.connect, now=now(), reasons=config.replay_reasons
@@ -155,7 +165,7 @@ def build_ingest_asset(feed: str) -> dg.AssetsDefinition:
     return dg.asset(
         key=["raw", feed],
         group_name="ingest",
-        kinds={"duckdb"},
+        kinds={str(ENGINE.value())},  # the warehouse engine bound when the definitions load
         description=_description(spec),
         metadata={"feed": feed, "vendor": spec.vendor, "source_system": spec.source},
     )(_named_resource(ingest, source_key, FeedConnector))

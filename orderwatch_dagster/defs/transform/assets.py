@@ -83,9 +83,33 @@ def orderwatch_dbt_models(
     context.log.info(f"dbt build as of {as_of.isoformat()}")
     # The warehouse names its dbt target and connection (defs/resources.py).
     with _environment(warehouse.dbt_environment()):
-        # Column names and types of each built model, read from the warehouse once it is built
-        # (dagster-dbt waits for the dbt process on DuckDB), become the materialization's
-        # `dagster/column_schema`: the UI shows real types without declaring them in the yml.
-        yield from (
-            dbt.cli(args, context=context).stream().fetch_column_metadata(with_column_lineage=False)
-        )
+        invocation = dbt.cli(args, context=context)
+        try:
+            # Column names and types of each built model, read from the warehouse once it is
+            # built (dagster-dbt waits for the dbt process on DuckDB), become the
+            # materialization's `dagster/column_schema`: the UI shows real types without
+            # declaring them in the yml.
+            yield from invocation.stream().fetch_column_metadata(with_column_lineage=False)
+        finally:
+            _release_adapter(invocation.adapter)
+
+
+def _release_adapter(adapter: Any) -> None:
+    """Close the in-process connection dagster-dbt opened to read the columns.
+
+    dbt-duckdb keeps one DuckDB instance per process, opened with dbt's settings; while it
+    lives, this process (the in-process executor's next steps) cannot open the same file with
+    its own. PostgreSQL connections are simply returned.
+    """
+    if adapter is None:
+        return
+    adapter.cleanup_connections()
+    if adapter.type() == "duckdb":
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+        try:
+            environment = DuckDBConnectionManager.env()
+        except Exception:  # dbt-duckdb's "requested before creation": nothing was opened
+            return
+        environment.close()
+        DuckDBConnectionManager.close_all_connections()
