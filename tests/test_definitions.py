@@ -87,9 +87,7 @@ def test_mart_columns_users_read_have_descriptions(definitions: dg.Definitions) 
 
 
 def test_a_deprecated_dagster_api_fails_the_test_that_uses_it() -> None:
-    """pyproject.toml's filterwarnings turns Dagster's deprecation warnings into errors, so a
-    test that loads or runs a deprecated API fails instead of passing quietly."""
-    from dagster_shared.utils.warnings import deprecation_warning
-
-    with pytest.raises(DeprecationWarning, match=r"is deprecated and will be removed in 2\.0"):
-        deprecation_warning("Function `probe`", "2.0")
+    """pyproject.toml's filterwarnings turns a deprecation warning raised for this project's
+    code into an error, so a test that reaches a deprecated Dagster API fails."""
+    with pytest.raises(DeprecationWarning, match=r"AutoMaterializePolicy\.eager` is deprecated"):
+        dg.AutoMaterializePolicy.eager()
