@@ -1,5 +1,6 @@
 """`orderwatch` command line: `simulate` (the embedded world), `demo` (run the pipeline),
-`replay-quarantine` (re-read quarantined records after a parser fix)."""
+`replay-quarantine` (re-read quarantined records after a parser fix), `reset-cursor` (drop or
+set a feed's cursor)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument(
         "--reason", action="append", default=[], help="only this quarantine reason (repeatable)"
     )
+    reset = sub.add_parser(
+        "reset-cursor",
+        help="drop a feed's cursor (the next run reads its source in full) or set it (--to)",
+    )
+    reset.add_argument("--feed", required=True, help="the feed")
+    reset.add_argument("--to", help="ISO timestamp to set the cursor to (default: drop it)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "simulate":
         from orderwatch_dagster.sim.cli import main as simulate_main
@@ -38,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "replay-quarantine":
         return run_replay(args.feed, args.reason)
+    if args.command == "reset-cursor":
+        return run_reset_cursor(args.feed, args.to)
     return run_demo(args.job)
 
 
@@ -128,6 +137,30 @@ def run_replay(feeds: list[str], reasons: list[str]) -> int:
         print(replayed.value if replayed is not None else "  (nothing replayed)")
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1
+
+
+def run_reset_cursor(feed: str, to: str | None) -> int:
+    """Set `feed`'s cursor in the bound warehouse (ORDERWATCH_WAREHOUSE_ENGINE, ...)."""
+    from orderwatch_dagster.defs.resources import warehouse_from_environment
+    from orderwatch_dagster.lib.feeds import FEEDS
+    from orderwatch_dagster.lib.ingest_guards import reset_cursor
+    from orderwatch_dagster.lib.settings import parse_timestamp
+
+    if feed not in FEEDS:
+        print(f"unknown feed {feed}; feeds: {', '.join(FEEDS)}", file=sys.stderr)
+        return 2
+    try:
+        moment = parse_timestamp(to) if to else None
+    except ValueError:
+        print(f"--to {to!r}: expected an ISO timestamp", file=sys.stderr)
+        return 2
+    with warehouse_from_environment().connect() as session:
+        session.ensure_schema()
+        before = session.get_cursor(feed)
+        reset_cursor(session, feed, moment)
+    shown = moment.isoformat() if moment else "none (the next run reads the source in full)"
+    print(f"{feed}: cursor {before.isoformat() if before else 'none'} -> {shown}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +17,7 @@ from orderwatch_dagster.defs.ingest.connector import FeedConnector
 from orderwatch_dagster.defs.ingest.returns.resources import LoopConnector
 from orderwatch_dagster.defs.resources import WAREHOUSE_SETTINGS, DuckDBWarehouse, PostgresWarehouse
 from orderwatch_dagster.lib.feeds import FEEDS, sources
-from orderwatch_dagster.lib.settings import GENERAL_SETTINGS, EnvSetting, write_clock
+from orderwatch_dagster.lib.settings import GENERAL_SETTINGS, EnvSetting
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 PROFILES = Path(__file__).resolve().parents[1] / "dbt_project" / "profiles.yml"
@@ -130,8 +129,7 @@ def test_bad_values_fail_when_the_definitions_load_naming_the_variable(
 def test_one_feed_switched_to_http_by_environment_variables_alone(
     clean_environment: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = clean_environment
-    write_clock(datetime(2026, 10, 6, tzinfo=UTC), home / "clock")
+    monkeypatch.setenv("ORDERWATCH_AS_OF", "2026-10-06T00:00:00Z")  # HTTP refuses a clock file
     trackers = [easypost_tracker(f"trk_{i:03d}", f"2026-10-05T1{i}:00:00Z") for i in range(3)]
     with ScriptedHTTPServer() as server:
         server.route("/v2/trackers", easypost_trackers_reply(trackers, api_key=KEY))
@@ -166,7 +164,7 @@ def test_a_key_set_only_at_launch_is_bound_when_the_definitions_load(
 ) -> None:
     """A code server without the key, the key injected into the run only: the HTTP feed still
     authenticates, because the key is bound by name once the transport is `http`."""
-    write_clock(datetime(2026, 10, 6, tzinfo=UTC), clean_environment / "clock")
+    monkeypatch.setenv("ORDERWATCH_AS_OF", "2026-10-06T00:00:00Z")
     trackers = [easypost_tracker("trk_001", "2026-10-05T10:00:00Z")]
     with ScriptedHTTPServer() as server:
         server.route("/v2/trackers", easypost_trackers_reply(trackers, api_key=KEY))

@@ -22,7 +22,7 @@ from orderwatch_dagster.lib.ingest import (
     replay_quarantine,
 )
 from orderwatch_dagster.lib.records import QuarantineReason
-from orderwatch_dagster.lib.settings import now
+from orderwatch_dagster.lib.settings import AS_OF, clock_path, now
 from orderwatch_dagster.lib.warehouse import ReplayStats
 
 
@@ -69,6 +69,7 @@ def _metadata(result: IngestResult, replayed: ReplayStats | None) -> dict[str, A
         "pages_unreadable": result.unreadable_pages,
         "cursor": result.cursor.isoformat() if result.cursor else "",
         "cursor_held": result.cursor_held,
+        "cursor_check": result.cursor_check,
         "updated_since": result.updated_since.isoformat() if result.updated_since else "",
         "unknown_enum_values": sum(total.unknown_enums.values()),
         "unknown_enums": _md_table(
@@ -81,7 +82,7 @@ def _metadata(result: IngestResult, replayed: ReplayStats | None) -> dict[str, A
     }
     if replayed is not None:
         metadata["replay"] = _md_table(
-            ("replayed", "released", "loaded", "duplicate", "still quarantined"),
+            ("replayed", "released", "loaded", "duplicate", "still quarantined", "superseded"),
             [
                 (
                     replayed.replayed,
@@ -89,6 +90,7 @@ def _metadata(result: IngestResult, replayed: ReplayStats | None) -> dict[str, A
                     replayed.loaded,
                     replayed.duplicate,
                     replayed.still_quarantined,
+                    replayed.superseded,
                 )
             ],
         )
@@ -113,6 +115,19 @@ def _warn(context: dg.AssetExecutionContext, feed: str, result: IngestResult) ->
         )
     if result.cursor_held:
         context.log.warning(f"{feed}: cursor not advanced: {result.cursor_held}")
+    if result.cursor_check:
+        context.log.warning(f"{feed}: {result.cursor_check}")
+
+
+def refuse_simulated_clock(feed: str, source: FeedConnector) -> None:
+    """A vendor API is read against the real "now": the simulator's clock file
+    (ORDERWATCH_HOME/clock) would quarantine every real record past it as `future_time`. An
+    explicit ORDERWATCH_AS_OF is a deliberate choice and is honoured."""
+    if source.transport == "http" and clock_path().is_file() and not AS_OF.read():
+        raise dg.Failure(
+            f"{feed}: transport 'http' while the simulator's clock file {clock_path()} fixes "
+            "'now'; remove the file (or set ORDERWATCH_AS_OF) before reading a vendor API"
+        )
 
 
 def _named_resource(fn: Callable[..., Any], name: str, annotation: type) -> Callable[..., Any]:
@@ -146,13 +161,15 @@ def build_ingest_asset(feed: str) -> dg.AssetsDefinition:
         if unknown:
             known = ", ".join(reason.value for reason in QuarantineReason)
             raise dg.Failure(f"{feed}: unknown quarantine reason(s) {', '.join(unknown)}; {known}")
+        source = sources[source_key]
+        refuse_simulated_clock(feed, source)
         if config.replay_quarantine:
             replayed = replay_quarantine(
                 spec, warehouse.connect, now=now(), reasons=config.replay_reasons
             )
             context.log.info(f"{feed}: replayed quarantine: {replayed}")
         try:
-            result = ingest_feed(spec, sources[source_key], warehouse.connect, now=now())
+            result = ingest_feed(spec, source, warehouse.connect, now=now())
         except SourceInterrupted as stop:
             _warn(context, feed, stop.result)
             raise dg.Failure(
