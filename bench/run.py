@@ -238,7 +238,7 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
                 moments = [
                     m
                     for (m,) in con.execute(
-                        "select as_of from staging.int_snapshot_grid"
+                        "select as_of from intermediate.int_snapshot_grid"
                         " where as_of < ? and as_of >= ? - interval 7 day order by 1",
                         [clock, clock],
                     ).fetchall()

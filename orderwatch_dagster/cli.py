@@ -1,5 +1,6 @@
 """`orderwatch` command line: `simulate` (the embedded world), `demo` (run the pipeline),
-`replay-quarantine` (re-read quarantined records after a parser fix)."""
+`replay-quarantine` (re-read quarantined records after a parser fix), `reset-cursor` (drop or
+set a feed's cursor)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument(
         "--reason", action="append", default=[], help="only this quarantine reason (repeatable)"
     )
+    reset = sub.add_parser(
+        "reset-cursor",
+        help="drop a feed's cursor (the next run reads its source in full) or set it (--to)",
+    )
+    reset.add_argument("--feed", required=True, help="the feed")
+    reset.add_argument("--to", help="ISO timestamp to set the cursor to (default: drop it)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "simulate":
         from orderwatch_dagster.sim.cli import main as simulate_main
@@ -38,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "replay-quarantine":
         return run_replay(args.feed, args.reason)
+    if args.command == "reset-cursor":
+        return run_reset_cursor(args.feed, args.to)
     return run_demo(args.job)
 
 
@@ -46,7 +55,6 @@ def run_demo(job_name: str) -> int:
 
     from orderwatch_dagster.definitions import defs
     from orderwatch_dagster.lib import settings
-    from orderwatch_dagster.lib.summary import warehouse_summary
 
     # DAGSTER_HOME (set by make) keeps the run history, so the demo's runs show in `make ui`.
     # The console shows warnings only; dbt's line-per-node output goes to a log file.
@@ -65,9 +73,23 @@ def run_demo(job_name: str) -> int:
             if event.is_step_success or event.is_step_failure:
                 outcome = "ok" if event.is_step_success else "FAILED"
                 print(f"  {event.step_key:<60} {outcome}")
-    print(warehouse_summary(settings.warehouse_path()))
+    print(demo_summary())
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1
+
+
+def demo_summary() -> str:
+    """What the warehouse the code location binds holds (ORDERWATCH_WAREHOUSE_ENGINE,
+    ORDERWATCH_WAREHOUSE): the same `Warehouse` the run wrote to, not a path guessed here."""
+    from orderwatch_dagster.defs.resources import DuckDBWarehouse, warehouse_from_environment
+    from orderwatch_dagster.lib.summary import warehouse_summary
+
+    warehouse = warehouse_from_environment()
+    if isinstance(warehouse, DuckDBWarehouse):
+        return warehouse_summary(warehouse.database_path())
+    # lib/summary.py reads a DuckDB file; on PostgreSQL the run's materializations carry the
+    # row counts (`make ui`).
+    return f"warehouse {type(warehouse).__name__} (summary: see the run's materializations)"
 
 
 def run_replay(feeds: list[str], reasons: list[str]) -> int:
@@ -75,11 +97,18 @@ def run_replay(feeds: list[str], reasons: list[str]) -> int:
     import dagster as dg
 
     from orderwatch_dagster.definitions import defs
+    from orderwatch_dagster.defs.ingest.factory import unknown_reasons
     from orderwatch_dagster.lib.feeds import FEEDS
+    from orderwatch_dagster.lib.records import QuarantineReason
 
     unknown = sorted(set(feeds) - set(FEEDS))
     if unknown:
         print(f"unknown feed(s) {', '.join(unknown)}; feeds: {', '.join(FEEDS)}", file=sys.stderr)
+        return 2
+    unknown = unknown_reasons(reasons)
+    if unknown:
+        known = ", ".join(reason.value for reason in QuarantineReason)
+        print(f"unknown reason(s) {', '.join(unknown)}; reasons: {known}", file=sys.stderr)
         return 2
     definitions = defs()
     keys = {dg.AssetKey(["raw", feed]) for feed in feeds or FEEDS}
@@ -108,6 +137,30 @@ def run_replay(feeds: list[str], reasons: list[str]) -> int:
         print(replayed.value if replayed is not None else "  (nothing replayed)")
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1
+
+
+def run_reset_cursor(feed: str, to: str | None) -> int:
+    """Set `feed`'s cursor in the bound warehouse (ORDERWATCH_WAREHOUSE_ENGINE, ...)."""
+    from orderwatch_dagster.defs.resources import warehouse_from_environment
+    from orderwatch_dagster.lib.feeds import FEEDS
+    from orderwatch_dagster.lib.ingest_guards import reset_cursor
+    from orderwatch_dagster.lib.settings import parse_timestamp
+
+    if feed not in FEEDS:
+        print(f"unknown feed {feed}; feeds: {', '.join(FEEDS)}", file=sys.stderr)
+        return 2
+    try:
+        moment = parse_timestamp(to) if to else None
+    except ValueError:
+        print(f"--to {to!r}: expected an ISO timestamp", file=sys.stderr)
+        return 2
+    with warehouse_from_environment().connect() as session:
+        session.ensure_schema()
+        before = session.get_cursor(feed)
+        reset_cursor(session, feed, moment)
+    shown = moment.isoformat() if moment else "none (the next run reads the source in full)"
+    print(f"{feed}: cursor {before.isoformat() if before else 'none'} -> {shown}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from orderwatch_dagster.defs.ingest.returns.resources import LoopConnector
 from orderwatch_dagster.defs.ingest.storefront.resources import ShopifyConnector
 from orderwatch_dagster.defs.ingest.support.resources import ZendeskConnector
 from orderwatch_dagster.defs.ingest.wms.resources import ShipBobConnector
-from orderwatch_dagster.lib.feeds import FEED_FOLDERS
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS, LOOP_STATE
 from orderwatch_dagster.lib.parsers import parse_page
 
 SINCE = datetime(2026, 10, 5, 14, 0, 0, tzinfo=UTC)
@@ -142,6 +142,7 @@ def test_shopify_customers_and_fulfillment_orders(http_server: ScriptedHTTPServe
     customers = list(ShopifyConnector(**settings).pages("storefront_customers", None))
     assert _keys("storefront_customers", customers) == ["7"]
     assert http_server.requests[0].param("updated_at_min") is None  # no cursor: full list
+    assert http_server.requests[0].param("status") is None  # orders only
 
     fo_pages = list(
         ShopifyFulfillmentOrdersConnector(**settings).pages("oms_fulfillment_orders", SINCE)
@@ -328,14 +329,18 @@ def test_loop_next_page_url(http_server: ScriptedHTTPServer) -> None:
     )
     pages = list(connector.pages("returns", SINCE))
 
-    assert _keys("returns", pages) == ["30", "31", "32"]
+    # one paged stream per state of the vocabulary (Loop's default leaves some out)
+    states = sorted(LOOP_STATE)
+    assert _keys("returns", pages) == ["30", "31", "32"] * len(states)
     first = http_server.requests[0]
     assert first.param("paginate") == "true"
     assert first.param("from") == "2026-10-05 14:00:00"
     assert first.param("filter") == "updated_at"
     to = datetime.strptime(first.param("to") or "", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     assert to > SINCE
-    assert [r.param("cursor") for r in http_server.requests] == [None, "r1", "r2"]
+    assert [r.param("cursor") for r in http_server.requests] == [None, "r1", "r2"] * len(states)
+    firsts = [r for r in http_server.requests if r.param("cursor") is None]
+    assert [r.param("state") for r in firsts] == states
     assert all(r.headers["X-Authorization"] == KEY for r in http_server.requests)
 
 
@@ -463,7 +468,7 @@ def test_pagination_loop_is_detected(http_server: ScriptedHTTPServer) -> None:
 def test_env_var_resource_in_a_materialization(
     http_server: ScriptedHTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The resource as the data engineer wires it: dg.EnvVar key, resolved at launch."""
+    """The resource as a deployment wires it: dg.EnvVar key, resolved at launch."""
     http_server.route(
         "/admin/api/2025-07/customers.json",
         Reply(body={"customers": [{"id": 1, "updated_at": _stamp(1)}]}),
@@ -576,12 +581,13 @@ def test_loop_long_ranges_are_split_into_120_day_windows(http_server: ScriptedHT
         transport="http", base_url=f"{http_server.url}/api/v1", api_key=KEY, **FAST
     )
     since = datetime.now(UTC) - timedelta(days=200)
-    assert len(list(connector.pages("returns", since))) == 2
+    assert len(list(connector.pages("returns", since))) == 2 * len(LOOP_STATE)
 
     def when(text: str | None) -> datetime:
         return datetime.strptime(text or "", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
-    windows = [(when(r.param("from")), when(r.param("to"))) for r in http_server.requests]
+    windows = sorted({(when(r.param("from")), when(r.param("to"))) for r in http_server.requests})
+    assert len(windows) == 2
     assert windows[0][0] == since.replace(microsecond=0)
     assert windows[0][1] == windows[1][0]  # contiguous: nothing falls between two windows
     assert all(timedelta(0) < end - start <= timedelta(days=120) for start, end in windows)

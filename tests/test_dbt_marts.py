@@ -672,7 +672,9 @@ def test_incremental_picks_up_late_records_with_old_vendor_times(
     ).fetchone()
     # every row gets a sentinel: a row that loses it was rewritten by the incremental run
     con.execute("update marts.fct_order_milestones set evidence = 'sentinel'")
-    con.execute("update staging.int_shipment_milestones_unioned set evidence_message = 'sentinel'")
+    con.execute(
+        "update intermediate.int_shipment_milestones_unioned set evidence_message = 'sentinel'"
+    )
     before = {
         r[0]: r[1]
         for r in con.execute(
@@ -729,7 +731,7 @@ def test_incremental_picks_up_late_records_with_old_vendor_times(
     # only the two touched orders were rewritten, in both incremental models
     assert recomputed_orders(warehouse, "marts.fct_order_milestones", "evidence") == {5004, 5007}
     assert recomputed_orders(
-        warehouse, "staging.int_shipment_milestones_unioned", "evidence_message"
+        warehouse, "intermediate.int_shipment_milestones_unioned", "evidence_message"
     ) == {5004, 5007}
     (watermark,) = query(
         warehouse, "select max(source_ingested_at) as m from marts.fct_order_milestones"

@@ -507,7 +507,7 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     promises = {
         row["order_id"]: row
         for row in _rows(
-            fetch, f"select {', '.join(columns)} from staging.int_order_promises", columns
+            fetch, f"select {', '.join(columns)} from intermediate.int_order_promises", columns
         )
     }
     assert sorted(promises) == [5001, 5002, 5003, 5004]
@@ -660,7 +660,7 @@ def test_promises_agree_with_the_simulator(simulated_world: tuple[Path, dict]) -
             "select count(*) from staging.stg_storefront__orders where is_latest_version"
         ).fetchone()
         rows = con.execute(
-            f"select {', '.join(columns)} from staging.int_order_promises"
+            f"select {', '.join(columns)} from intermediate.int_order_promises"
         ).fetchall()
     promises = {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
     assert len(promises) == orders > 300

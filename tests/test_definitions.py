@@ -51,3 +51,43 @@ def test_pipeline_job_and_hourly_schedule(definitions: dg.Definitions) -> None:
     schedule = definitions.resolve_schedule_def("orderwatch_hourly_schedule")
     assert schedule.cron_schedule == "5 * * * *"
     assert schedule.job_name == "orderwatch_pipeline_job"
+
+
+def test_dbt_models_are_keyed_by_their_schema(definitions: dg.Definitions) -> None:
+    """dbt_project.yml builds each folder into its own schema; the key's first part is it."""
+    keys = definitions.get_repository_def().asset_graph.get_all_asset_keys()
+    by_prefix = {
+        prefix: {k.path[-1] for k in keys if k.path[0] == schema and k.path[-1].startswith(prefix)}
+        for prefix, schema in (("int_", "intermediate"), ("stg_", "staging"))
+    }
+    assert "int_order_promises" in by_prefix["int_"] and "int_order_rule_flags" in by_prefix["int_"]
+    assert "stg_storefront__orders" in by_prefix["stg_"]
+    misplaced = [
+        k.to_user_string()
+        for k in keys
+        if k.path[-1].startswith("int_") != (k.path[0] == "intermediate")
+    ]
+    assert misplaced == []
+
+
+MART_COLUMNS_READ = ("order_state", "fct_order_milestones")
+
+
+def mart_column_descriptions(definitions: dg.Definitions, model: str) -> dict[str, str]:
+    node = definitions.get_repository_def().asset_graph.get(dg.AssetKey(["marts", model]))
+    schema = node.metadata["dagster/column_schema"]
+    return {column.name: column.description or "" for column in schema.columns}
+
+
+def test_mart_columns_users_read_have_descriptions(definitions: dg.Definitions) -> None:
+    for model in MART_COLUMNS_READ:
+        described = mart_column_descriptions(definitions, model)
+        assert len(described) >= 18, model
+        assert [name for name, text in described.items() if not text.strip()] == [], model
+
+
+def test_a_deprecated_dagster_api_fails_the_test_that_uses_it() -> None:
+    """pyproject.toml's filterwarnings turns a deprecation warning raised for this project's
+    code into an error, so a test that reaches a deprecated Dagster API fails."""
+    with pytest.raises(DeprecationWarning, match=r"AutoMaterializePolicy\.eager` is deprecated"):
+        dg.AutoMaterializePolicy.eager()

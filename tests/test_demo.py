@@ -11,7 +11,7 @@ import pytest
 from digests import digest
 
 from orderwatch_dagster.cli import main
-from orderwatch_dagster.lib.feeds import FEED_FOLDERS
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS, feed_spec
 from orderwatch_dagster.lib.summary import warehouse_summary
 
 SIM_ARGS = ["simulate", "--days", "3", "--orders-per-day", "40", "--seed", "5", "--quiet"]
@@ -68,6 +68,45 @@ def test_demo_twice_is_idempotent(
     # both runs are in DAGSTER_HOME's history, as `make ui` will show them
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
+        assert_mart_columns_typed_and_described(instance)
     assert [run.job_name for run in runs] == ["orderwatch_pipeline_job"] * 2
     assert all(run.is_success for run in runs)
     assert "rule" in warehouse_summary(warehouse)
+
+
+def assert_mart_columns_typed_and_described(instance: dg.DagsterInstance) -> None:
+    """The marts users read: each built column has a type from the warehouse (the
+    materialization's column schema) and a description (the definitions' column schema)."""
+    from orderwatch_dagster.definitions import defs
+
+    graph = defs().get_repository_def().asset_graph
+    for model in ("order_state", "fct_order_milestones"):
+        key = dg.AssetKey(["marts", model])
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None and event.asset_materialization is not None, model
+        built = event.asset_materialization.metadata["dagster/column_schema"].value
+        types = {column.name: column.type for column in built.columns}
+        assert len(types) >= 18 and "?" not in types.values(), (model, types)
+        declared = graph.get(key).metadata["dagster/column_schema"]
+        described = {c.name for c in declared.columns if (c.description or "").strip()}
+        assert set(types) - described == set(), model
+
+
+def test_demo_summary_reads_the_bound_warehouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORDERWATCH_WAREHOUSE elsewhere than ORDERWATCH_HOME: the summary reads the file the run
+    wrote, not the default path."""
+    from orderwatch_dagster.cli import demo_summary
+    from orderwatch_dagster.defs.resources import DuckDBWarehouse
+
+    custom = tmp_path / "elsewhere" / "wh.duckdb"
+    custom.parent.mkdir()
+    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ORDERWATCH_WAREHOUSE", str(custom))
+    monkeypatch.delenv("ORDERWATCH_WAREHOUSE_ENGINE", raising=False)
+    with DuckDBWarehouse(path=str(custom)).connect() as session:
+        session.ensure_feed("returns", feed_spec("returns").key_columns)
+    summary = demo_summary()
+    assert summary.startswith(f"warehouse {custom}")
+    assert "returns" in summary and "no warehouse" not in summary

@@ -51,9 +51,10 @@ def grading_moments(warehouse: Path) -> list[datetime]:
         return [
             m
             for (m,) in con.execute(
-                "select as_of from staging.int_snapshot_grid"
+                "select as_of from intermediate.int_snapshot_grid"
                 " where extract(hour from as_of) = 18"
-                " and as_of >= (select max(as_of) from staging.int_snapshot_grid) - interval 7 day"
+                " and as_of >= (select max(as_of) from intermediate.int_snapshot_grid)"
+                " - interval 7 day"
                 " order by 1"
             ).fetchall()
         ]

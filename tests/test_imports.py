@@ -36,18 +36,31 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[str
                 yield base, alias.name
 
 
+def _ancestors(module: str) -> list[str]:
+    """`a.b.c` -> `a.b`, `a` (the packages whose `__init__` runs before it)."""
+    parts = module.split(".")
+    return [".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1)]
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
-    """Module -> the modules of the same package it imports."""
+    """Module -> the modules of the same package it imports.
+
+    Importing `x.y.z` also runs the `__init__` of `x.y` and `x`: those are edges too, except to
+    the importer's own ancestors (already initialising when the importer runs).
+    """
     paths = {_module_name(root, path): path for path in root.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in paths}
     for name, path in paths.items():
         tree = ast.parse(path.read_text(), filename=str(path))
+        own = {name, *_ancestors(name)}
         for target, item in _imports(tree, name, path.name == "__init__.py"):
             submodule = f"{target}.{item}" if item else None
-            if submodule in paths:
-                graph[name].add(submodule)
-            elif target in paths:
-                graph[name].add(target)
+            imported = submodule if submodule in paths else target
+            if imported not in paths:
+                continue
+            for module in (imported, *_ancestors(imported)):
+                if module in paths and module not in own:
+                    graph[name].add(module)
     return graph
 
 
@@ -115,3 +128,49 @@ def test_a_cycle_is_found_even_through_a_function_level_import(tmp_path: Path) -
     (package / "sub" / "b.py").write_text("def f():\n    from .. import a\n    return a\n")
     (package / "c.py").write_text("import pkg.a\n")
     assert cycles(import_graph(package)) == [["pkg.a", "pkg.sub.b"]]
+
+
+def test_a_cycle_through_a_package_init_is_found(tmp_path: Path) -> None:
+    """`pkg.a` imports `pkg.sub.b`, which runs `pkg/sub/__init__.py`, which imports `pkg.a`."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from pkg import a\n")
+    (package / "a.py").write_text("from pkg.sub.b import f\n")
+    (package / "sub" / "b.py").write_text("def f():\n    return 1\n")
+    assert cycles(import_graph(package)) == [["pkg.a", "pkg.sub"]]
+
+
+def feed_name_comparisons(root: Path, feeds: set[str]) -> list[str]:
+    """`x == "<feed>"` (or `!=`, `in (...)`) anywhere under `root`: feed-specific behaviour
+    belongs on the feed's spec or in its connector's tables, not in a branch on its name."""
+    hits = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Compare):
+                continue
+            operands = [node.left, *node.comparators]
+            names = {
+                c.value
+                for operand in operands
+                for c in ast.walk(operand)
+                if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            }
+            if names & feeds:
+                hits.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return hits
+
+
+def test_ingest_code_never_branches_on_a_feed_name() -> None:
+    from orderwatch_dagster.lib.feeds import FEEDS
+
+    feeds = set(FEEDS)
+    for folder in (PACKAGE / "defs" / "ingest", PACKAGE / "lib"):
+        assert feed_name_comparisons(folder, feeds) == []
+
+
+def test_a_branch_on_a_feed_name_is_found(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text('def f(feed):\n    return feed == "returns"\n')
+    assert feed_name_comparisons(package, {"returns"}) == ["pkg/a.py:2"]

@@ -23,7 +23,7 @@ from orderwatch_dagster.defs.ingest.factory import build_ingest_asset, build_qua
 from orderwatch_dagster.defs.resources import DuckDBWarehouse, Warehouse
 from orderwatch_dagster.lib.feeds import FEED_FOLDERS, sources
 from orderwatch_dagster.lib.records import QuarantineReason
-from orderwatch_dagster.lib.settings import parse_timestamp, write_clock
+from orderwatch_dagster.lib.settings import parse_timestamp
 
 ALL_ASSETS = [build_ingest_asset(feed) for feed in FEED_FOLDERS]
 ALL_CHECKS = [build_quarantine_check(feed) for feed in FEED_FOLDERS]
@@ -69,14 +69,19 @@ def shopify_order(order_id: int, updated: str, **extra: Any) -> dict[str, Any]:
     return order
 
 
-def easypost_tracker(tracker_id: str, updated: str, status: str = "in_transit") -> dict[str, Any]:
+def easypost_tracker(
+    tracker_id: str,
+    updated: str,
+    status: str = "in_transit",
+    created: str = "2026-10-05T12:00:00Z",
+) -> dict[str, Any]:
     return {
         "id": tracker_id,
         "object": "Tracker",
         "tracking_code": f"1Z{tracker_id[-6:].upper()}",
         "status": status,
         "status_detail": "arrived_at_facility",
-        "created_at": "2026-10-05T12:00:00Z",
+        "created_at": created,
         "updated_at": updated,
         "carrier": "UPS",
         "tracking_details": [
@@ -157,8 +162,9 @@ CLOCK = datetime(2026, 11, 1, tzinfo=UTC)  # "now" of these tests: after every h
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
-    write_clock(CLOCK, tmp_path / "clock")  # not the wall clock: the pages are from 2026
+    # not the wall clock (the pages are from 2026); an explicit "now", since a clock file is
+    # the simulator's and HTTP ingest refuses it (defs/ingest/factory.py)
+    monkeypatch.setenv("ORDERWATCH_AS_OF", CLOCK.isoformat())
     return tmp_path
 
 
@@ -521,7 +527,8 @@ def test_simulated_world_loads_every_feed_and_reingest_is_idempotent(
 def easypost_trackers_reply(
     trackers: list[dict[str, Any]], api_key: str, page_size: int = 2
 ) -> Callable[[RecordedRequest], Reply]:
-    """EasyPost's GET /v2/trackers: basic auth (key as user), start_datetime, before_id paging."""
+    """EasyPost's GET /v2/trackers: basic auth (key as user), before_id paging, and
+    start_datetime filtering on *creation* time, as EasyPost does."""
     expected = "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
 
     def answer(request: RecordedRequest) -> Reply:
@@ -530,7 +537,7 @@ def easypost_trackers_reply(
         items = sorted(trackers, key=lambda t: t["id"], reverse=True)
         since = request.param("start_datetime")
         if since is not None:
-            items = [t for t in items if parse_timestamp(t["updated_at"]) >= parse_timestamp(since)]
+            items = [t for t in items if parse_timestamp(t["created_at"]) >= parse_timestamp(since)]
         before = request.param("before_id")
         if before is not None:
             items = [t for t in items if t["id"] < before]
@@ -556,17 +563,20 @@ def test_http_ingest_sets_cursor_and_sends_updated_since(
 
     first = metadata_by_feed(materialize(asset, resources, instance))["carrier_trackers"]
     assert (first["pages_read"], first["rows_loaded"]) == (3, 5)  # 2 + 2 + 1 per page
-    assert [r.param("start_datetime") for r in server.requests] == [None] * 3
+    # EasyPost filters by creation time: every poll asks for the lookback window (30 days
+    # before "now", defs/ingest/carrier/resources.py), not for the update cursor.
+    assert [r.param("start_datetime") for r in server.requests] == ["2026-10-02T00:00:00Z"] * 3
     cursor = get_cursor(warehouse, "carrier_trackers")
     assert cursor == datetime(2026, 10, 5, 14, 30, tzinfo=UTC)
 
-    # A tracker changes at the source; the next run asks only for cursor - 1h onwards.
+    # A tracker changes at the source; the next run asks for the same creation window again.
     trackers[4] = easypost_tracker("trk_004", "2026-10-05T15:10:00Z", status="delivered")
     server.requests.clear()
     second = metadata_by_feed(materialize(asset, resources, instance))["carrier_trackers"]
-    assert {r.param("start_datetime") for r in server.requests} == {"2026-10-05T13:30:00Z"}
-    # trk_003 (13:30) is in the 1h overlap and already stored: read again, a duplicate
-    assert (second["rows_read"], second["rows_loaded"], second["rows_duplicate"]) == (2, 1, 1)
+    assert {r.param("start_datetime") for r in server.requests} == {"2026-10-02T00:00:00Z"}
+    assert second["updated_since"] == "2026-10-05T13:30:00+00:00"  # the cursor - 1h, as before
+    # the four unchanged trackers are read again, as duplicates
+    assert (second["rows_read"], second["rows_loaded"], second["rows_duplicate"]) == (5, 1, 4)
     assert get_cursor(warehouse, "carrier_trackers") == datetime(2026, 10, 5, 15, 10, tzinfo=UTC)
     assert query(warehouse, "SELECT count(*) FROM raw.carrier_trackers WHERE _key = 'trk_004'") == [
         (2,)

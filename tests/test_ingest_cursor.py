@@ -30,7 +30,6 @@ from orderwatch_dagster.defs.ingest.storefront.resources import ShopifyConnector
 from orderwatch_dagster.defs.resources import DuckDBWarehouse
 from orderwatch_dagster.lib import feeds
 from orderwatch_dagster.lib.ingest import CURSOR_OVERLAP, FUTURE_TOLERANCE
-from orderwatch_dagster.lib.settings import write_clock
 
 CLOCK = datetime(2026, 10, 6, tzinfo=UTC)  # "now" of these tests (the clock file)
 KEY = "sk-cursor-test-key"
@@ -41,8 +40,9 @@ SHOPIFY_BASE = "/admin/api/2025-07"
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DuckDBWarehouse:
     monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
-    write_clock(CLOCK, tmp_path / "clock")
+    # not the wall clock (the pages are from 2026); an explicit "now", since a clock file is
+    # the simulator's and HTTP ingest refuses it (defs/ingest/factory.py)
+    monkeypatch.setenv("ORDERWATCH_AS_OF", CLOCK.isoformat())
     return DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
 
 
@@ -123,7 +123,9 @@ def test_unreadable_http_page_is_quarantined_and_the_cursor_does_not_pass_it(
     server.requests.clear()
     pages["trk_c1"] = Reply(body=_trackers_page(later, more=False))
     done = metadata_by_feed(materialize(asset, resources, dg.DagsterInstance.ephemeral()))
-    assert {r.param("start_datetime") for r in server.requests} == {"2026-10-05T09:00:00Z"}
+    assert done["carrier_trackers"]["updated_since"] == "2026-10-05T09:00:00+00:00"
+    # EasyPost is asked by creation time: the lookback window before "now" (30 days)
+    assert {r.param("start_datetime") for r in server.requests} == {"2026-09-06T00:00:00Z"}
     assert done["carrier_trackers"]["cursor_held"] == ""
     assert get_cursor(warehouse, "carrier_trackers") == datetime(2026, 10, 5, 16, tzinfo=UTC)
 

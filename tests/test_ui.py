@@ -1,6 +1,6 @@
 """The Dagster UI, rendered by a real dagster-webserver and read in headless Chromium.
 
-What a data engineer opens first: the `ingest` group with one raw asset per feed, the marts
+What the UI shows first: the `ingest` group with one raw asset per feed, the marts
 (order_state and its lineage) and the pipeline job with its schedule. The expected names come
 from the feed contract (FEED_FOLDERS) and from the webserver's own GraphQL API, so the test
 checks that the browser shows what the code location defines.

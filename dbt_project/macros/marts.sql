@@ -1,4 +1,4 @@
-{#- Helpers of the marts (dbt engineer B): "now", hour arithmetic, the milestone catalogue. -#}
+{#- Helpers of the marts: "now", hour arithmetic, the milestone catalogue. -#}
 
 {#- "Now" for as-of-dependent models: var as_of (ISO timestamp, passed by the Dagster wiring from
     orderwatch_dagster.lib.settings.now()), else the warehouse's current timestamp. -#}

@@ -118,25 +118,46 @@ DUCKDB_SETTINGS: tuple[EnvSetting, ...] = (
 )
 POSTGRES_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("ORDERWATCH_PG_HOST", "host", "127.0.0.1", "PostgreSQL host"),
-    EnvSetting("ORDERWATCH_PG_PORT", "port", "5432", "PostgreSQL port", integer=True),
+    EnvSetting("ORDERWATCH_PG_PORT", "port", "5432", "PostgreSQL port", integer=True, minimum=1),
     EnvSetting("ORDERWATCH_PG_USER", "user", "postgres", "PostgreSQL user"),
     EnvSetting("ORDERWATCH_PG_DATABASE", "database", "orderwatch", "PostgreSQL database"),
     EnvSetting(
         "ORDERWATCH_PG_PASSWORD",
         "password",
         None,
-        "PostgreSQL password (trust auth: unset)",
+        "PostgreSQL password (sent when ORDERWATCH_PG_AUTH is `password`)",
         secret=True,
     ),
 )
-WAREHOUSE_SETTINGS: tuple[EnvSetting, ...] = (ENGINE, *DUCKDB_SETTINGS, *POSTGRES_SETTINGS)
+PG_AUTH = EnvSetting(
+    "ORDERWATCH_PG_AUTH",
+    "auth",
+    "password",
+    "`password`: send ORDERWATCH_PG_PASSWORD (resolved at launch); `trust`: send none",
+    choices=("password", "trust"),
+)
+DBT_TARGET = EnvSetting(
+    "ORDERWATCH_DBT_TARGET",
+    "dbt_target",
+    "duckdb",
+    "dbt's output in dbt_project/profiles.yml; the dbt asset sets it from the engine",
+    choices=("duckdb", "postgres"),
+)
+WAREHOUSE_SETTINGS: tuple[EnvSetting, ...] = (
+    ENGINE,
+    *DUCKDB_SETTINGS,
+    *POSTGRES_SETTINGS,
+    PG_AUTH,
+    DBT_TARGET,
+)
 
 
 def warehouse_from_environment() -> Warehouse:
     """The warehouse the variables above describe (README "Configuration")."""
     if ENGINE.value() == "postgres":
-        return PostgresWarehouse(**resource_fields(POSTGRES_SETTINGS))
-    return DuckDBWarehouse(**resource_fields(DUCKDB_SETTINGS))
+        fields = resource_fields(POSTGRES_SETTINGS, bind_secrets=PG_AUTH.value() == "password")
+        return PostgresWarehouse(**fields)
+    return DuckDBWarehouse(**resource_fields(DUCKDB_SETTINGS, bind_secrets=False))
 
 
 @dg.definitions

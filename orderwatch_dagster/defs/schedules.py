@@ -9,7 +9,8 @@ orderwatch_pipeline_job = dg.define_asset_job(
     description="Ingest every feed and rebuild the dbt marts (the hourly heartbeat).",
 )
 
-# Stopped by default: a data engineer turns it on once the feeds point at real systems.
+# Stopped by default: turn it on (UI or `dagster schedule start`) once the feeds point at real
+# systems.
 orderwatch_hourly_schedule = dg.ScheduleDefinition(
     name="orderwatch_hourly_schedule",
     job=orderwatch_pipeline_job,

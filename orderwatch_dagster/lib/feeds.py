@@ -1,7 +1,7 @@
 """The feed registry: every feed, the vendor shape it carries and what the raw loader lifts out.
 
 `FEEDS` is the only list of feeds. A feed name is its landing folder, its raw table
-(`raw.<feed>`), its raw asset (`["raw", <feed>]`, generated in defs/ingest/definitions.py) and
+(`raw.<feed>`), its raw asset (`["raw", <feed>]`, generated in defs/ingest/assets.py) and
 its connector resource key (`<feed>_source`, bound by `defs/ingest/<source>/definitions.py`).
 docs/feeds.md is the human half of this contract. Adding a feed: docs/architecture.md
 "How to add a feed". tests/test_feed_registry.py fails when dbt's raw sources or the staging

@@ -8,10 +8,12 @@ in headers or basic auth and never appear in a message or a log line.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -27,6 +29,18 @@ class ConnectorError(RuntimeError):
 
 class ConnectorAuthError(ConnectorError):
     """HTTP 401/403: the API key is missing, wrong or lacks a scope. Never retried."""
+
+
+class TruncatedBody(ConnectorError):
+    """The body stopped short of its Content-Length (or its chunking broke) on every try.
+
+    Carries the bytes that did arrive, so the caller can quarantine the page whole.
+    """
+
+    def __init__(self, message: str, url: str, partial: bytes) -> None:
+        super().__init__(message)
+        self.url = url
+        self.partial = partial
 
 
 def build_session(max_retries: int, backoff_factor: float) -> requests.Session:
@@ -62,17 +76,65 @@ def get(
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     auth: tuple[str, str] | None = None,
+    max_retries: int = 0,
+    backoff_factor: float = 0.0,
 ) -> requests.Response:
-    """GET one page; a 2xx response or a ConnectorError naming the URL and the last status."""
+    """GET one page; a 2xx response with its whole body, or a ConnectorError naming the URL and
+    the last status.
+
+    urllib3's Retry covers the request and the response head; the body is read afterwards,
+    outside it. A body cut short in transit (fewer bytes than Content-Length, a broken chunk, a
+    reset connection) is read again here, up to `max_retries` more times (GET is idempotent);
+    after that `TruncatedBody` carries what arrived.
+    """
+    partial, where = b"", url
+    for attempt in range(max_retries + 1):
+        if attempt:
+            time.sleep(backoff_factor * 2 ** (attempt - 1))
+        response = _request(session, url, feed, env_var, timeout, params, headers, auth)
+        chunks: list[bytes] = []
+        try:
+            # read1 hands over what arrived before a failure (iter_content would drop it)
+            while chunk := response.raw.read1(65536, decode_content=True):
+                chunks.append(chunk)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            partial, where = b"".join(chunks), response.url
+            log.info("%s: body of %s cut short (try %d): %s", feed, where, attempt + 1, exc)
+            response.close()
+            continue
+        response._content = b"".join(chunks)  # the whole body, where requests keeps it
+        return response
+    raise TruncatedBody(
+        f"{feed}: GET {where}: the body was cut short on {max_retries + 1} tries "
+        f"({len(partial)} bytes arrived the last time)",
+        where,
+        partial,
+    )
+
+
+def _request(
+    session: requests.Session,
+    url: str,
+    feed: str,
+    env_var: str,
+    timeout: float,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+    auth: tuple[str, str] | None,
+) -> requests.Response:
+    """The response head (body not read yet): a 2xx, or a ConnectorError."""
     log.info("%s: GET %s", feed, url)
     try:
-        response = session.get(url, params=params, headers=headers, auth=auth, timeout=timeout)
+        response = session.get(
+            url, params=params, headers=headers, auth=auth, timeout=timeout, stream=True
+        )
     except requests.RequestException as exc:
         # Exhausted connect/read retries surface here (MaxRetryError wrapped by requests).
         raise ConnectorError(
             f"{feed}: GET {url} failed after retries: {type(exc).__name__}: {_reason(exc)}"
         ) from None
     if response.status_code in (401, 403):
+        response.close()
         raise ConnectorAuthError(
             f"{feed}: HTTP {response.status_code} from {response.url}: "
             f"check the API key (env {env_var})"

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from orderwatch_dagster.lib.feeds import FeedSpec
+from orderwatch_dagster.lib.ingest_guards import check_cursor, superseded_by_later_loads
 from orderwatch_dagster.lib.parsers import parse_element, parse_page
 from orderwatch_dagster.lib.records import ParsedPage, Rejected
 from orderwatch_dagster.lib.warehouse_batch import (
@@ -61,6 +62,10 @@ class PageSource(Protocol):
 
     def pages(self, feed: str, updated_since: datetime | None) -> Iterable[SourcePage]: ...
 
+    def cursor_source(self, feed: str) -> str:
+        """Which source a cursor belongs to (transport + API root): lib/ingest_guards.py."""
+        ...
+
 
 @dataclass
 class IngestResult:
@@ -70,6 +75,7 @@ class IngestResult:
     updated_since: datetime | None = None
     cursor: datetime | None = None  # after the run
     cursor_held: str = ""  # why the cursor did not move ("" when it advanced normally)
+    cursor_check: str = ""  # what lib/ingest_guards.py changed before the run ("" nothing)
     row_count: int = 0
 
 
@@ -82,13 +88,18 @@ class SourceInterrupted(Exception):
 
 
 def _ndjson_hint(page: SourcePage) -> bool | None:
-    return True if page.name.lower().endswith(".ndjson") else None
+    name = page.name.lower()
+    if name.startswith(("http://", "https://")):
+        return False  # an API body is one JSON document (no vendor list API here sends NDJSON)
+    return True if name.endswith(".ndjson") else None
 
 
 class _Run:
     """The pages of one run, parsed and loaded in batches."""
 
-    def __init__(self, spec: FeedSpec, connect: Connect, not_after: datetime) -> None:
+    def __init__(
+        self, spec: FeedSpec, source: PageSource, connect: Connect, not_after: datetime
+    ) -> None:
         self.spec = spec
         self.connect = connect
         self.not_after = not_after
@@ -98,10 +109,12 @@ class _Run:
         self.run_max: datetime | None = None  # max update time of every record read
         with connect() as session:
             session.ensure_feed(spec.name, spec.key_columns)
+            checked = check_cursor(session, spec.name, source.cursor_source(spec.name), not_after)
             cursor = session.get_cursor(spec.name)
             self.seen = session.seen_pages(spec.name)
             self.unreadable = session.unreadable_pages(spec.name)
         self.result.updated_since = cursor - CURSOR_OVERLAP if cursor is not None else None
+        self.result.cursor_check = checked.describe()
 
     def take(self, page: SourcePage) -> None:
         identity = (page.name, page.content_hash)
@@ -156,7 +169,7 @@ def ingest_feed(
     Raises SourceInterrupted (from the source's error) after storing what was read when the
     source fails mid-stream.
     """
-    run = _Run(spec, connect, not_after=now + FUTURE_TOLERANCE)
+    run = _Run(spec, source, connect, not_after=now + FUTURE_TOLERANCE)
     pages = iter(source.pages(spec.name, run.result.updated_since))
     error: Exception | None = None
     while True:
@@ -197,10 +210,16 @@ def replay_quarantine(
 ) -> ReplayStats:
     """Re-parse the feed's quarantined records with the current parser and store what loads.
 
-    Records that load leave raw._quarantine; the rest stay (with the current reason).
+    Records that load leave raw._quarantine; the rest stay (with the current reason). A
+    `future_time` record whose key has a version ingested after it was quarantined stays too,
+    counted as `superseded`: loading it would put an older state on top of the newer one.
     """
     with connect() as session:
         session.ensure_feed(spec.name, spec.key_columns)
         rows = session.quarantined(spec.name, reasons)
         outcomes = [(row, _reparse(spec, row, now + FUTURE_TOLERANCE)) for row in rows]
-        return session.replay(spec.name, spec.key_columns, outcomes)
+        skip = superseded_by_later_loads(session, spec.name, outcomes)
+        kept = [o for o in outcomes if (o[0].content_hash, o[0].record_index) not in skip]
+        stats = session.replay(spec.name, spec.key_columns, kept)
+        stats.superseded = len(skip)
+        return stats

@@ -27,6 +27,7 @@ class EnvSetting:
     secret: bool = False
     choices: tuple[str, ...] = ()  # the accepted values, when there is a fixed set
     integer: bool = False
+    minimum: int | None = None  # the smallest accepted whole number (integer settings)
 
     def read(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The value set in the environment (blank counts as unset), else the default."""
@@ -43,6 +44,8 @@ class EnvSetting:
         if self.integer:
             if not text.isdigit():
                 raise ValueError(f"{self.name}={text!r}: expected a whole number")
+            if self.minimum is not None and int(text) < self.minimum:
+                raise ValueError(f"{self.name}={text!r}: expected at least {self.minimum}")
             return int(text)
         return text
 

@@ -74,6 +74,7 @@ class ReplayStats:
     loaded: int = 0  # new record versions inserted
     duplicate: int = 0  # versions that were already stored
     still_quarantined: int = 0  # rows (old or new) still rejected after the re-parse
+    superseded: int = 0  # future_time rows left quarantined: a later load has the newer state
 
 
 class WarehouseSession(ABC):

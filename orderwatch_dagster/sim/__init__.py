@@ -1,4 +1,5 @@
-"""The embedded default world: `orderwatch simulate` (docs/architecture.md).
+"""The embedded default world: `orderwatch simulate` (docs/architecture.md "Folders on disk,
+and the clock").
 
     python -m orderwatch_dagster.sim --days 14 --orders-per-day 200 --seed 7      # one shot
     python -m orderwatch_dagster.sim ... --until 2026-10-05T13:00:00Z              # continue

@@ -13,7 +13,7 @@ Each source folder binds its connector in its own `defs/ingest/<source>/definiti
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ import requests
 from orderwatch_dagster.defs.configuration import resource_fields
 from orderwatch_dagster.lib import http
 from orderwatch_dagster.lib.feeds import feeds_of
-from orderwatch_dagster.lib.http import ConnectorAuthError, ConnectorError
+from orderwatch_dagster.lib.http import ConnectorAuthError, ConnectorError, TruncatedBody
 from orderwatch_dagster.lib.settings import EnvSetting, landing_dir
 
 __all__ = [
@@ -116,6 +116,7 @@ class FeedConnector(dg.ConfigurableResource):
                 str(cls.default_page_size),
                 "Records per page",
                 integer=True,
+                minimum=1,
             ),
             EnvSetting(cls.env_var, "api_key", None, cls.key_description, secret=True),
         )
@@ -141,6 +142,14 @@ class FeedConnector(dg.ConfigurableResource):
                 raise ConnectorError(f"{feed}: transport 'http' needs base_url")
             return self._http_pages(feed, updated_since)
         raise ValueError(f"transport must be 'file' or 'http', not {self.transport!r}")
+
+    def cursor_source(self, feed: str) -> str:
+        """The source a stored cursor belongs to: `file`, or `http <API root>` (the base URL
+        with its placeholders filled). A cursor stored under another one is dropped before a
+        run (lib/ingest_guards.py), so switching a feed to HTTP reads the vendor in full once."""
+        if self.transport == "http" and self.base_url:
+            return f"http {self._base_url().rstrip('/')}"
+        return self.transport
 
     # -- file drop -------------------------------------------------------------------------
 
@@ -216,7 +225,26 @@ class FeedConnector(dg.ConfigurableResource):
             params=params,
             headers=self._auth_headers(),
             auth=self._basic_auth(),
+            max_retries=self.max_retries,
+            backoff_factor=self.backoff_factor,
         )
+
+    def _get_or_yield_partial(
+        self,
+        session: requests.Session,
+        feed: str,
+        url: str,
+        params: dict[str, Any] | None = None,
+    ) -> Generator[Page, None, requests.Response]:
+        """`_get`; a body cut short on every try (lib/http.py `TruncatedBody`) is yielded as a
+        page of the bytes that arrived, which the parser quarantines whole (`bad_json`), and then
+        the error is raised: the run fails, the cursor holds, nothing is silently lost. The
+        response is the generator's return value."""
+        try:
+            return self._get(session, feed, url, params)
+        except TruncatedBody as cut:
+            yield Page.of(cut.url, cut.url, cut.partial)
+            raise
 
     def _follow(
         self,
@@ -237,7 +265,7 @@ class FeedConnector(dg.ConfigurableResource):
         request: tuple[str, dict[str, Any] | None] | None = (url, params)
         try:
             while request is not None:
-                response = self._get(active, feed, *request)
+                response = yield from self._get_or_yield_partial(active, feed, *request)
                 if response.url in seen:
                     raise ConnectorError(f"{feed}: pagination loops back to {response.url}")
                 seen.add(response.url)
@@ -258,7 +286,10 @@ def iso_utc(moment: datetime) -> str:
 def bind_connectors(connector: type[FeedConnector]) -> dg.Definitions:
     """One `<feed>_source` resource per registry feed of the connector's source, configured from
     the environment now (`FeedConnector.settings`, defs/configuration.py)."""
-    fields = resource_fields(connector.settings())
+    settings = connector.settings()
+    # The key is needed exactly when the system is read over HTTP (known from the settings).
+    transport = next(s for s in settings if s.field == "transport").value()
+    fields = resource_fields(settings, bind_secrets=transport == "http")
     return dg.Definitions(
         resources={connector_key(feed): connector(**fields) for feed in connector.feeds()}
     )

@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from orderwatch_dagster.defs.ingest.connector import FeedConnector, connector_key
-from orderwatch_dagster.defs.resources import Warehouse
+from orderwatch_dagster.defs.resources import ENGINE, Warehouse
 from orderwatch_dagster.lib.feeds import FeedSpec, feed_spec
 from orderwatch_dagster.lib.ingest import (
     IngestResult,
@@ -21,7 +21,8 @@ from orderwatch_dagster.lib.ingest import (
     ingest_feed,
     replay_quarantine,
 )
-from orderwatch_dagster.lib.settings import now
+from orderwatch_dagster.lib.records import QuarantineReason
+from orderwatch_dagster.lib.settings import AS_OF, clock_path, now
 from orderwatch_dagster.lib.warehouse import ReplayStats
 
 
@@ -29,8 +30,13 @@ class IngestConfig(dg.Config):
     """Per-run options of a raw asset (launchpad, or `orderwatch replay-quarantine`)."""
 
     replay_quarantine: bool = False  # first re-parse the feed's quarantined records
-    # only these quarantine reasons (empty: all)
+    # only these quarantine reasons (empty: all); each one of lib/records.py QuarantineReason
     replay_reasons: list[str] = Field(default_factory=list)
+
+
+def unknown_reasons(reasons: list[str]) -> list[str]:
+    """The reasons that are no `QuarantineReason`: a typo would replay nothing, silently."""
+    return sorted(set(reasons) - {reason.value for reason in QuarantineReason})
 
 
 def _description(spec: FeedSpec) -> str:
@@ -63,6 +69,7 @@ def _metadata(result: IngestResult, replayed: ReplayStats | None) -> dict[str, A
         "pages_unreadable": result.unreadable_pages,
         "cursor": result.cursor.isoformat() if result.cursor else "",
         "cursor_held": result.cursor_held,
+        "cursor_check": result.cursor_check,
         "updated_since": result.updated_since.isoformat() if result.updated_since else "",
         "unknown_enum_values": sum(total.unknown_enums.values()),
         "unknown_enums": _md_table(
@@ -75,7 +82,7 @@ def _metadata(result: IngestResult, replayed: ReplayStats | None) -> dict[str, A
     }
     if replayed is not None:
         metadata["replay"] = _md_table(
-            ("replayed", "released", "loaded", "duplicate", "still quarantined"),
+            ("replayed", "released", "loaded", "duplicate", "still quarantined", "superseded"),
             [
                 (
                     replayed.replayed,
@@ -83,6 +90,7 @@ def _metadata(result: IngestResult, replayed: ReplayStats | None) -> dict[str, A
                     replayed.loaded,
                     replayed.duplicate,
                     replayed.still_quarantined,
+                    replayed.superseded,
                 )
             ],
         )
@@ -107,6 +115,19 @@ def _warn(context: dg.AssetExecutionContext, feed: str, result: IngestResult) ->
         )
     if result.cursor_held:
         context.log.warning(f"{feed}: cursor not advanced: {result.cursor_held}")
+    if result.cursor_check:
+        context.log.warning(f"{feed}: {result.cursor_check}")
+
+
+def refuse_simulated_clock(feed: str, source: FeedConnector) -> None:
+    """A vendor API is read against the real "now": the simulator's clock file
+    (ORDERWATCH_HOME/clock) would quarantine every real record past it as `future_time`. An
+    explicit ORDERWATCH_AS_OF is a deliberate choice and is honoured."""
+    if source.transport == "http" and clock_path().is_file() and not AS_OF.read():
+        raise dg.Failure(
+            f"{feed}: transport 'http' while the simulator's clock file {clock_path()} fixes "
+            "'now'; remove the file (or set ORDERWATCH_AS_OF) before reading a vendor API"
+        )
 
 
 def _named_resource(fn: Callable[..., Any], name: str, annotation: type) -> Callable[..., Any]:
@@ -136,13 +157,19 @@ def build_ingest_asset(feed: str) -> dg.AssetsDefinition:
         **sources: FeedConnector,
     ) -> dg.MaterializeResult:
         replayed = None
+        unknown = unknown_reasons(config.replay_reasons)
+        if unknown:
+            known = ", ".join(reason.value for reason in QuarantineReason)
+            raise dg.Failure(f"{feed}: unknown quarantine reason(s) {', '.join(unknown)}; {known}")
+        source = sources[source_key]
+        refuse_simulated_clock(feed, source)
         if config.replay_quarantine:
             replayed = replay_quarantine(
                 spec, warehouse.connect, now=now(), reasons=config.replay_reasons
             )
             context.log.info(f"{feed}: replayed quarantine: {replayed}")
         try:
-            result = ingest_feed(spec, sources[source_key], warehouse.connect, now=now())
+            result = ingest_feed(spec, source, warehouse.connect, now=now())
         except SourceInterrupted as stop:
             _warn(context, feed, stop.result)
             raise dg.Failure(
@@ -155,7 +182,7 @@ def build_ingest_asset(feed: str) -> dg.AssetsDefinition:
     return dg.asset(
         key=["raw", feed],
         group_name="ingest",
-        kinds={"duckdb"},
+        kinds={str(ENGINE.value())},  # the warehouse engine bound when the definitions load
         description=_description(spec),
         metadata={"feed": feed, "vendor": spec.vendor, "source_system": spec.source},
     )(_named_resource(ingest, source_key, FeedConnector))

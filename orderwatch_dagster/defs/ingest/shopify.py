@@ -57,7 +57,8 @@ class ShopifyAdminConnector(FeedConnector):
         return {"X-Shopify-Access-Token": self.api_key or ""}
 
     def _list_params(self, updated_since: datetime | None) -> dict[str, Any]:
-        """An orders-style list: every status (the default is open only), changed since."""
+        """The page size and the updated-at filter every Shopify list takes; each connector adds
+        its own filters (e.g. `status=any`, since orders default to open only)."""
         params: dict[str, Any] = {"limit": min(self.page_size, SHOPIFY_MAX_LIMIT)}
         if updated_since is not None:
             params["updated_at_min"] = iso_utc(updated_since)

@@ -20,7 +20,8 @@ from orderwatch_dagster.lib import settings
 
 
 class OrderwatchDbtTranslator(DagsterDbtTranslator):
-    """Models keyed by schema (["staging", ...], ["marts", ...]), grouped by dbt folder.
+    """Models keyed by their schema (dbt_project.yml: ["staging", ...], ["intermediate", ...],
+    ["marts", ...]), grouped by dbt folder; seeds are ["staging", <seed>].
 
     Sources keep dagster-dbt's default key [source_name, table] = ["raw", <feed>], which is
     exactly the ingest assets' key, so the graph shows feed → staging → marts lineage.
@@ -90,4 +91,33 @@ def orderwatch_dbt_models(
     context.log.info(f"dbt build as of {as_of.isoformat()}")
     # The warehouse names its dbt target and connection (defs/resources.py).
     with _environment(warehouse.dbt_environment()):
-        yield from dbt.cli(args, context=context).stream()
+        invocation = dbt.cli(args, context=context)
+        try:
+            # Column names and types of each built model, read from the warehouse once it is
+            # built (dagster-dbt waits for the dbt process on DuckDB), become the
+            # materialization's `dagster/column_schema`: the UI shows real types without
+            # declaring them in the yml.
+            yield from invocation.stream().fetch_column_metadata(with_column_lineage=False)
+        finally:
+            _release_adapter(invocation.adapter)
+
+
+def _release_adapter(adapter: Any) -> None:
+    """Close the in-process connection dagster-dbt opened to read the columns.
+
+    dbt-duckdb keeps one DuckDB instance per process, opened with dbt's settings; while it
+    lives, this process (the in-process executor's next steps) cannot open the same file with
+    its own. PostgreSQL connections are simply returned.
+    """
+    if adapter is None:
+        return
+    adapter.cleanup_connections()
+    if adapter.type() == "duckdb":
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+        try:
+            environment = DuckDBConnectionManager.env()
+        except Exception:  # dbt-duckdb's "requested before creation": nothing was opened
+            return
+        environment.close()
+        DuckDBConnectionManager.close_all_connections()

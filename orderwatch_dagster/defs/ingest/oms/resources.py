@@ -21,6 +21,13 @@ class ShopifyFulfillmentOrdersConnector(ShopifyAdminConnector):
     updated-at filter, so this lists the orders changed since `updated_since`
     (`orders.json?status=any&updated_at_min=...&fields=id`, Link-paged) and yields one page per
     order from `orders/<id>/fulfillment_orders.json` (`{"fulfillment_orders": [...]}`).
+
+    Gap (not verified against Shopify either way): a FulfillmentOrder change that does not touch
+    its order's `updated_at` (a hold, a move) would not be listed. The GraphQL Admin API has the
+    shop-wide list this needs, `fulfillmentOrders(query: "updated_at:>...", includeClosed: true)`
+    (shopify.dev changelog, 2024-04), but its pages are GraphQL-shaped (camelCase fields, GIDs):
+    reading them means a new envelope and field hooks for this feed (lib/feed_hooks.py) and
+    staging that accepts both shapes.
     """
 
     source: ClassVar[str] = "oms"
@@ -40,10 +47,13 @@ class ShopifyFulfillmentOrdersConnector(ShopifyAdminConnector):
                 orders = json.loads(order_page.body)["orders"]
                 ids = [int(order["id"]) for order in orders]
             except (ValueError, KeyError, TypeError) as exc:
+                # Yielded as a page of this feed, the parser quarantines it whole (no
+                # fulfillment_orders envelope) with its body; then the run fails, cursor held.
+                yield order_page
                 raise ConnectorError(
                     f"{feed}: order list {order_page.name} is not a Shopify orders page: {exc}"
                 ) from None
             for order_id in ids:
                 url = self._url(f"orders/{order_id}/fulfillment_orders.json")
-                response = self._get(session, feed, url)
+                response = yield from self._get_or_yield_partial(session, feed, url)
                 yield Page.of(response.url, response.url, response.content)

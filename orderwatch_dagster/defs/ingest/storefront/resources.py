@@ -18,13 +18,14 @@ class ShopifyConnector(ShopifyAdminConnector):
     """
 
     source: ClassVar[str] = "storefront"
-    endpoints: ClassVar[dict[str, str]] = {
-        "storefront_orders": "orders.json",
-        "storefront_customers": "customers.json",
+    # Per feed: the list endpoint and the filters it needs beyond "changed since". Orders list
+    # only open orders unless asked for `status=any`; closed and cancelled ones matter too.
+    endpoints: ClassVar[dict[str, tuple[str, dict[str, str]]]] = {
+        "storefront_orders": ("orders.json", {"status": "any"}),
+        "storefront_customers": ("customers.json", {}),
     }
 
     def _http_pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
-        params: dict[str, Any] = self._list_params(updated_since)
-        if feed == "storefront_orders":
-            params["status"] = "any"  # default is open only; closed/cancelled orders matter too
-        return self._follow(feed, self._url(self.endpoints[feed]), params, shopify_next)
+        path, filters = self.endpoints[feed]
+        params: dict[str, Any] = {**self._list_params(updated_since), **filters}
+        return self._follow(feed, self._url(path), params, shopify_next)

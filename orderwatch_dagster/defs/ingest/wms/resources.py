@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 
 from orderwatch_dagster.defs.ingest.connector import FeedConnector, Page, iso_utc
+from orderwatch_dagster.lib.http import json_body
 
 SHIPBOB_MAX_LIMIT = 250
 
@@ -20,8 +21,11 @@ class ShipBobConnector(FeedConnector):
     HTTP: `base_url` = `https://api.shipbob.com/1.0` (or a dated version such as `/2025-07`,
     sandbox `https://sandbox-api.shipbob.com/...`); a Personal Access Token as
     `Authorization: Bearer`, from env `SHIPBOB_ACCESS_TOKEN`. `updated_since` ->
-    `LastUpdateStartDate`. Paging: `Page`/`Limit` query parameters; the response headers
-    `Next-Page` (preferred) or `Page-Number`/`Total-Pages` say whether there is more.
+    `LastUpdateStartDate`. Paging: `Page`/`Limit` query parameters. The response headers
+    `Next-Page` (preferred) or `Page-Number`/`Total-Pages` say whether there is more when
+    present; ShipBob's dated OpenAPI descriptions declare none of them, so without them the next
+    page is asked for while a page comes back full (`Limit` orders), and the stream ends at the
+    first shorter page (possibly one empty request). Not verified against a live account.
     """
 
     source: ClassVar[str] = "wms"
@@ -57,8 +61,15 @@ class ShipBobConnector(FeedConnector):
                 return self._next_page_url(next_page), None
             number = response.headers.get("Page-Number", "")
             total = response.headers.get("Total-Pages", "")
-            if number.isdigit() and total.isdigit() and int(number) < int(total):
-                return url, {**params, "Page": int(number) + 1}
+            if number.isdigit() and total.isdigit():
+                return (
+                    (url, {**params, "Page": int(number) + 1}) if int(number) < int(total) else None
+                )
+            # No paging headers: a full page may have a successor.
+            body = json_body(response, feed)
+            page = int(parse_qs(urlsplit(response.url).query).get("Page", ["1"])[0])
+            if isinstance(body, list) and len(body) >= params["Limit"]:
+                return url, {**params, "Page": page + 1}
             return None
 
         return self._follow(feed, url, params, next_request)
