@@ -1,6 +1,6 @@
 """One pipeline stage in its own process (so the benchmark can read its peak RSS).
 
-python -m bench.stage ingest|dbt [--full-refresh]   (on ORDERWATCH_HOME)
+python -m bench.stage ingest [--feeds a,b] | dbt [--full-refresh]   (on ORDERWATCH_HOME)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("stage", choices=["ingest", "dbt"])
     parser.add_argument("--full-refresh", action="store_true")
+    parser.add_argument("--feeds", help="ingest only these raw assets (comma-separated)")
     args = parser.parse_args(argv)
 
     definitions = defs()
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     graph = definitions.get_repository_def().asset_graph
     raw_keys = {dg.AssetKey(["raw", feed]) for feed in FEED_FOLDERS}
     if args.stage == "ingest":
-        selection = raw_keys
+        feeds = args.feeds.split(",") if args.feeds else FEED_FOLDERS
+        selection = {dg.AssetKey(["raw", feed]) for feed in feeds}
         run_config = None
     else:
         selection = {key for key in graph.materializable_asset_keys if key not in raw_keys}
