@@ -116,7 +116,11 @@ class _Run:
             return
         self.seen.add(identity)
         parsed = parse_page(
-            self.spec.name, page.body, ndjson=_ndjson_hint(page), not_after=self.not_after
+            self.spec.name,
+            page.body,
+            ndjson=_ndjson_hint(page),
+            not_after=self.not_after,
+            payloads=False,
         )
         self.result.unreadable_pages += int(any(r.index is None for r in parsed.rejected))
         if parsed.records:

@@ -99,9 +99,10 @@ def _decode(body: bytes | str) -> tuple[str, bool]:
 class _Parse:
     """One page's parse: the spec, the upper bound on update times, and the page being filled."""
 
-    def __init__(self, spec: FeedSpec, not_after: datetime | None) -> None:
+    def __init__(self, spec: FeedSpec, not_after: datetime | None, keep: bool = True) -> None:
         self.spec = spec
         self.not_after = not_after
+        self.keep = keep  # keep each record's payload object (else only its canonical text)
         self.page = ParsedPage()
         self.enum_paths = _enum_paths(spec)
 
@@ -170,7 +171,7 @@ class _Parse:
             key=str(keys[spec.key_field]),
             updated_at=updated_at,
             keys=keys,
-            payload=payload,
+            payload=payload if self.keep else {},
             payload_text=canonical.decode("utf-8", "surrogatepass"),
             record_hash=hashlib.sha256(canonical).hexdigest(),
             format=fmt,
@@ -240,22 +241,25 @@ def parse_page(
     *,
     ndjson: bool | None = None,
     not_after: datetime | None = None,
+    payloads: bool = True,
 ) -> ParsedPage:
     """Split one page of `feed` into records using the vendor's envelope.
 
     `ndjson=None` detects NDJSON (one JSON object per line) when the page is not one JSON
     document; `True` forces line mode (a `.ndjson` file of a single line). A record whose
-    update time is after `not_after` is quarantined as FUTURE_TIME.
+    update time is after `not_after` is quarantined as FUTURE_TIME. `payloads=False` leaves
+    `Record.payload` empty (the loader stores `payload_text`): a batch then holds text, not
+    Python objects several times its size.
     """
     spec = feed_spec(feed)  # an unknown feed is a programming error
     if not ndjson:
         fast, document = _fast_load(body)
         if fast:
             try:
-                return _split(_Parse(spec, not_after), document, body)
+                return _split(_Parse(spec, not_after, payloads), document, body)
             except _Inexact:
                 pass  # read again below, exactly
-    run = _Parse(spec, not_after)
+    run = _Parse(spec, not_after, payloads)
     text, utf8_ok = _decode(body)
     if not utf8_ok:
         return run.reject_page(QuarantineReason.BAD_JSON, "page is not valid UTF-8", text)
