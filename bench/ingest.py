@@ -64,6 +64,7 @@ class WorldFigures:
     smallest_feed: str
     rows_loaded: int
     peak_rss_mb: float
+    startup_profile: dict[str, float]  # the smallest feed's run, by phase (bench/stage.py)
 
     @property
     def ingest_s(self) -> float:
@@ -144,7 +145,7 @@ def measure_world(label: str, landing: Path) -> WorldFigures:
     smallest = min((size, feed) for feed, size in sizes.items() if size)[1]
     base, base_result = baseline(landing)
     with tempfile.TemporaryDirectory(prefix="ow-bench-ingest-") as tmp:
-        small, _ = _materialize(_fresh_home(landing, Path(tmp), "smallest"), [smallest])
+        small, small_result = _materialize(_fresh_home(landing, Path(tmp), "smallest"), [smallest])
         every, result = _materialize(_fresh_home(landing, Path(tmp), "all"), None)
     return WorldFigures(
         label=label,
@@ -159,6 +160,7 @@ def measure_world(label: str, landing: Path) -> WorldFigures:
         smallest_feed=smallest,
         rows_loaded=int(result["rows_loaded"]),  # type: ignore[call-overload]
         peak_rss_mb=every.peak_rss_mb,
+        startup_profile=dict(small_result["profile"]),  # type: ignore[call-overload]
     )
 
 
@@ -172,6 +174,14 @@ HEADER = (
 
 def report(figures: list[WorldFigures], notes: list[str]) -> str:
     rows = "\n".join(f.row() for f in figures)
+    profile = ""
+    if figures:
+        last = figures[-1]
+        profile = (
+            f"\n\nStart-up profile ({last.label}: `{last.smallest_feed}` alone, "
+            f"{last.smallest_s:.1f} s process wall time):\n\n| phase | s |\n|---|---:|\n"
+            + "\n".join(f"| {phase} | {s:.1f} |" for phase, s in last.startup_profile.items())
+        )
     smallest = ", ".join(sorted({f.smallest_feed for f in figures}))
     baseline_rss = ", ".join(f"{f.baseline_rss_mb:,.0f}" for f in figures)
     return (
@@ -184,6 +194,7 @@ def report(figures: list[WorldFigures], notes: list[str]) -> str:
         "≥ 25 MB/s, peak RSS ≤ 1 GB.\n\n"
         + HEADER
         + rows
+        + profile
         + f"\n\nBaseline process peak RSS MB: {baseline_rss}.\n"
         + "".join(f"\n{note}\n" for note in notes)
     )

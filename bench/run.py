@@ -54,7 +54,7 @@ def bench_ingest(sizes: list[int], sim_rss_orders: int, worlds: list[Path]) -> s
 
     figures, notes = [], []
     for world in worlds:  # landing folders written elsewhere
-        figures.append(measure_world(world.name, world))
+        figures.append(measure_world(str(world), world))
         print(figures[-1].row(), flush=True)
     for orders in [] if worlds else sizes:
         days = 10
