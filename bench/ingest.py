@@ -10,7 +10,7 @@ On the same landing pages, in the same run:
   landing folder is the world's; the start-up figure is the latter run.
 
 The list keys come from the registry (lib/feeds.py), so a feed added there is benchmarked too.
-`--world DIR` benchmarks a landing folder written by something else (a world this project has
+`--landing DIR` benchmarks a landing folder written by something else (a world this project has
 not seen) instead of simulating.
 """
 
