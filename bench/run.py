@@ -49,48 +49,37 @@ def stage(home: Path, *args: str) -> tuple[Measurement, dict[str, object]]:
     return measured, json.loads(measured.output.strip().splitlines()[-1])
 
 
-def bench_ingest(sizes: list[int], sim_rss_orders: int) -> str:
-    rows = []
-    for orders in sizes:
+def bench_ingest(sizes: list[int], sim_rss_orders: int, worlds: list[Path]) -> str:
+    from bench.ingest import measure_world, report
+
+    figures, notes = [], []
+    for world in worlds:  # landing folders written elsewhere
+        figures.append(measure_world(str(world), world))
+        print(figures[-1].row(), flush=True)
+    for orders in [] if worlds else sizes:
         days = 10
         per_day = orders // days
         with tempfile.TemporaryDirectory(prefix="ow-bench-") as tmp:
             home = Path(tmp)
             sim = simulate(home, days, per_day)
-            landing_mb = _du_mb(home / "landing")
-            ingest, result = stage(home, "ingest")
-            rows.append(
-                f"| {days * per_day:,} | {days}×{per_day:,} | {sim.seconds:.1f} | "
-                f"{days * per_day / sim.seconds:,.0f} | {sim.peak_rss_mb:,.0f} | "
-                f"{landing_mb:,.0f} | "
-                f"{ingest.seconds:.1f} | {days * per_day / ingest.seconds:,.0f} | "
-                f"{result['rows_loaded']:,} | {ingest.peak_rss_mb:,.0f} |"
+            figures.append(measure_world(f"simulated {days}×{per_day:,}, seed 7", home / "landing"))
+            print(figures[-1].row(), flush=True)
+            notes.append(
+                f"Simulating {days * per_day:,} orders: {sim.seconds:.1f} s, "
+                f"peak RSS {sim.peak_rss_mb:,.0f} MB."
             )
-            print(rows[-1], flush=True)
-    big = ""
     if sim_rss_orders:
         days = 30
         per_day = -(-sim_rss_orders // days)
         with tempfile.TemporaryDirectory(prefix="ow-bench-1m-") as tmp:
             sim = simulate(Path(tmp), days, per_day)
             landing_mb = _du_mb(Path(tmp) / "landing")
-        big = (
-            f"\nSimulator at {days * per_day:,} orders ({days} days × {per_day:,}/day): "
+        notes.append(
+            f"Simulator at {days * per_day:,} orders ({days} days × {per_day:,}/day): "
             f"**peak RSS {sim.peak_rss_mb:,.0f} MB** (target ≤ 2,048 MB), {sim.seconds:.0f} s "
-            f"({days * per_day / sim.seconds:,.0f} orders/s), {landing_mb:,.0f} MB of pages.\n"
+            f"({days * per_day / sim.seconds:,.0f} orders/s), {landing_mb:,.0f} MB of pages."
         )
-        print(big, flush=True)
-    header = (
-        "| orders | days × per day | simulate s | simulate orders/s | simulate peak RSS MB | "
-        "landing MB | ingest s | ingest orders/s | record versions loaded | ingest peak RSS MB |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    return (
-        "# Simulate + ingest\n\n"
-        "Each stage runs in its own process; peak RSS is that process's own (wait4). Ingest = the "
-        "seven `raw/*` assets via the code location's job, in-process executor, DuckDB warehouse, "
-        "file-drop transport.\n\n" + header + "\n".join(rows) + "\n" + big
-    )
+    return report(figures, notes)
 
 
 DBT_TARGET = Path(__file__).resolve().parents[1] / "dbt_project" / "target"
@@ -279,7 +268,7 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {
     "world": lambda args: bench_world([7, 13], 30, 1000),
-    "ingest": lambda args: bench_ingest(args.sizes, args.sim_rss_orders),
+    "ingest": lambda args: bench_ingest(args.sizes, args.sim_rss_orders, args.landing),
     "dbt": lambda args: bench_dbt(args.dbt_days, args.dbt_orders_per_day),
     "rules": lambda args: bench_rules(
         args.rules_seeds, args.dbt_days, args.dbt_orders_per_day, args.rules_home
@@ -293,7 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000]
     )
-    parser.add_argument("--sim-rss-orders", type=int, default=1_000_000)
+    # The simulator's own 1M-order memory check (~10 min): opt-in
+    parser.add_argument("--sim-rss-orders", type=int, default=0)
+    parser.add_argument(
+        "--landing",
+        type=Path,
+        action="append",
+        default=[],
+        help="ingest section: benchmark this landing folder instead of simulating (repeatable)",
+    )
     parser.add_argument("--dbt-days", type=int, default=30)
     parser.add_argument("--dbt-orders-per-day", type=int, default=1000)
     parser.add_argument(

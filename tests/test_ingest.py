@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib
 import json
 import os
@@ -583,6 +584,41 @@ def test_http_ingest_sets_cursor_and_sends_updated_since(
     ]
     sources = query(warehouse, "SELECT DISTINCT _source FROM raw.carrier_trackers")
     assert all(source.startswith(base_url) for (source,) in sources)
+
+
+def test_http_bodies_are_spooled_and_the_archive_reads_as_file_drops_with_the_same_verdicts(
+    landing: Path, warehouse: DuckDBWarehouse, instance: Any, server: ScriptedHTTPServer
+) -> None:
+    trackers = [
+        easypost_tracker(f"trk_{i:03d}", f"2026-10-05T{10 + i:02d}:30:00Z") for i in range(5)
+    ]
+    trackers[2]["updated_at"] = "soon"  # quarantined over HTTP and from the archive alike
+    server.route("/v2/trackers", easypost_trackers_reply(trackers, api_key="sekret"))
+    connector = EasyPostConnector(
+        transport="http", base_url=server.url + "/v2", api_key="sekret", backoff_factor=0
+    )
+    asset = [ASSETS["carrier_trackers"]]
+    resources = {"warehouse": warehouse, "carrier_trackers_source": connector}
+    over_http = metadata_by_feed(materialize(asset, resources, instance))["carrier_trackers"]
+    assert (over_http["pages_read"], over_http["rows_loaded"]) == (3, 4)
+
+    # Every response body is in the landing folder exactly as the ledger saw it.
+    spooled = sorted((landing / "carrier_trackers" / "http").rglob("*.json"))
+    ledger = query(warehouse, "SELECT content_hash FROM raw._ingest_files")
+    assert sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in spooled) == sorted(
+        content_hash for (content_hash,) in ledger
+    )
+    verdicts = "SELECT reason, record_index, original_text FROM raw._quarantine"
+    quarantined = query(warehouse, verdicts)
+
+    # Read as file drops, the archive yields nothing new: the same versions, the same verdicts.
+    files = {"warehouse": warehouse, "carrier_trackers_source": EasyPostConnector()}
+    from_files = metadata_by_feed(materialize(asset, files, instance))["carrier_trackers"]
+    assert (from_files["pages_read"], from_files["rows_loaded"]) == (3, 0)
+    assert from_files["rows_duplicate"] == 4 and from_files["rows_quarantined"] == 1
+    assert [row[:2] for row in quarantined] == [("unparseable_time", 0)]
+    assert json.loads(quarantined[0][2]) == trackers[2]
+    assert query(warehouse, verdicts) == quarantined
 
 
 def test_http_401_fails_the_asset_with_the_connector_message(

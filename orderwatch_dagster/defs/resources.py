@@ -23,6 +23,15 @@ from orderwatch_dagster.defs.configuration import resource_fields
 from orderwatch_dagster.lib.settings import EnvSetting, warehouse_path
 from orderwatch_dagster.lib.warehouse import WarehouseSession, open_duckdb, open_postgres
 
+# DuckDB's own defaults are 80% of RAM and one thread per core. Set deliberately instead: the
+# sessions of the code location (ingest: parsed batches beside DuckDB's buffers) stay under 1 GB
+# at 100k orders (bench/results/ingest.md); dbt's builds (joins and window functions over every
+# version) get more, and spill to disk beyond it. dbt_project/profiles.yml repeats the dbt pair.
+DUCKDB_MEMORY_LIMIT = "512MB"
+DUCKDB_THREADS = 2
+DBT_DUCKDB_MEMORY_LIMIT = "2GB"
+DBT_DUCKDB_THREADS = 2
+
 
 class Warehouse(dg.ConfigurableResource, ABC):
     """Where the raw layer and the dbt models live."""
@@ -51,6 +60,14 @@ class DuckDBWarehouse(Warehouse):
     lock_timeout_s: float = Field(
         default=120.0, description="How long to wait for another process's write lock"
     )
+    memory_limit: str = Field(
+        default=DUCKDB_MEMORY_LIMIT, description="DuckDB memory_limit of these sessions (ingest)"
+    )
+    threads: int = Field(default=DUCKDB_THREADS, description="DuckDB threads of these sessions")
+    dbt_memory_limit: str = Field(
+        default=DBT_DUCKDB_MEMORY_LIMIT, description="DuckDB memory_limit of dbt's builds"
+    )
+    dbt_threads: int = Field(default=DBT_DUCKDB_THREADS, description="DuckDB threads of dbt")
 
     dbt_target: ClassVar[str] = "duckdb"
 
@@ -59,11 +76,21 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self) -> Iterator[WarehouseSession]:
-        with open_duckdb(self.database_path(), lock_timeout_s=self.lock_timeout_s) as session:
+        with open_duckdb(
+            self.database_path(),
+            lock_timeout_s=self.lock_timeout_s,
+            memory_limit=self.memory_limit,
+            threads=self.threads,
+        ) as session:
             yield session
 
     def dbt_connection(self) -> dict[str, str]:
-        return {"ORDERWATCH_WAREHOUSE": str(self.database_path())}
+        # dbt_project/profiles.yml reads these (its own defaults repeat DBT_DUCKDB_*).
+        return {
+            "ORDERWATCH_WAREHOUSE": str(self.database_path()),
+            "ORDERWATCH_DBT_DUCKDB_MEMORY_LIMIT": self.dbt_memory_limit,
+            "ORDERWATCH_DBT_DUCKDB_THREADS": str(self.dbt_threads),
+        }
 
 
 class PostgresWarehouse(Warehouse):
@@ -114,6 +141,32 @@ DUCKDB_SETTINGS: tuple[EnvSetting, ...] = (
         "path",
         None,
         "DuckDB file; unset: ORDERWATCH_HOME/warehouse.duckdb (dbt's profile reads it too)",
+    ),
+    EnvSetting(
+        "ORDERWATCH_DUCKDB_MEMORY_LIMIT",
+        "memory_limit",
+        DUCKDB_MEMORY_LIMIT,
+        "DuckDB `memory_limit` of the code location's sessions (ingest, checks)",
+    ),
+    EnvSetting(
+        "ORDERWATCH_DUCKDB_THREADS",
+        "threads",
+        str(DUCKDB_THREADS),
+        "DuckDB `threads` of the code location's sessions",
+        integer=True,
+    ),
+    EnvSetting(
+        "ORDERWATCH_DBT_DUCKDB_MEMORY_LIMIT",
+        "dbt_memory_limit",
+        DBT_DUCKDB_MEMORY_LIMIT,
+        "DuckDB `memory_limit` of dbt's builds (dbt_project/profiles.yml)",
+    ),
+    EnvSetting(
+        "ORDERWATCH_DBT_DUCKDB_THREADS",
+        "dbt_threads",
+        str(DBT_DUCKDB_THREADS),
+        "DuckDB `threads` of dbt's builds (dbt_project/profiles.yml)",
+        integer=True,
     ),
 )
 POSTGRES_SETTINGS: tuple[EnvSetting, ...] = (

@@ -19,6 +19,7 @@ catches records a source committed late). It moves only when the whole stream wa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,7 +48,9 @@ CURSOR_OVERLAP = timedelta(hours=1)
 FUTURE_TOLERANCE = timedelta(minutes=15)
 # Pages are loaded in batches (one transaction each): few round trips, and the DuckDB file is
 # held only while a batch is written, so dbt or another ingest process can get the lock between.
-BATCH_RECORDS = 20_000
+# One batch is written (by a writer thread: DuckDB works without the GIL) while the next is
+# parsed, so at most two batches are in memory.
+BATCH_RECORDS = 10_000
 BATCH_PAGES = 500
 
 Connect = Callable[[], AbstractContextManager[WarehouseSession]]
@@ -107,6 +110,8 @@ class _Run:
         self.pending: list[tuple[SourcePage, ParsedPage]] = []
         self.pending_records = 0
         self.run_max: datetime | None = None  # max update time of every record read
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"ingest-{spec.name}")
+        self.writing: Future[LoadStats] | None = None  # the batch being written
         with connect() as session:
             session.ensure_feed(spec.name, spec.key_columns)
             checked = check_cursor(session, spec.name, source.cursor_source(spec.name), not_after)
@@ -124,26 +129,38 @@ class _Run:
             return
         self.seen.add(identity)
         parsed = parse_page(
-            self.spec.name, page.body, ndjson=_ndjson_hint(page), not_after=self.not_after
+            self.spec.name,
+            page.body,
+            ndjson=_ndjson_hint(page),
+            not_after=self.not_after,
+            payloads=False,
         )
         self.result.unreadable_pages += int(any(r.index is None for r in parsed.rejected))
-        for record in parsed.records:
-            self.run_max = max_time(self.run_max, record.updated_at)
+        if parsed.records:
+            self.run_max = max_time(self.run_max, max(r.updated_at for r in parsed.records))
         self.pending.append((page, parsed))
         self.pending_records += parsed.read
         if self.pending_records >= BATCH_RECORDS or len(self.pending) >= BATCH_PAGES:
-            with self.connect() as session:
-                self._load(session, None)
+            self._wait()
+            batch, self.pending, self.pending_records = self.pending, [], 0
+            self.writing = self.writer.submit(self._load, batch)
 
-    def _load(self, session: WarehouseSession, cursor_to: datetime | None) -> None:
-        stats = session.load_pages(
-            self.spec.name, self.spec.key_columns, self.pending, advance_cursor_to=cursor_to
-        )
-        self.result.stats.add(stats)
-        self.pending, self.pending_records = [], 0
+    def _load(self, batch: list[tuple[SourcePage, ParsedPage]]) -> LoadStats:
+        with self.connect() as session:
+            return session.load_pages(self.spec.name, self.spec.key_columns, batch)
+
+    def _wait(self) -> None:
+        """Let the batch being written finish (its error, if any, is raised here)."""
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            self.result.stats.add(writing.result())
 
     def finish(self, error: Exception | None) -> IngestResult:
         """Store the last batch; move the cursor only after a complete, readable stream."""
+        try:
+            self._wait()
+        finally:
+            self.writer.shutdown()
         if error is not None:
             self.result.cursor_held = f"the source failed mid-stream: {error}"
         elif self.result.unreadable_pages:
@@ -154,7 +171,11 @@ class _Run:
         with self.connect() as session:
             # The last batch and the cursor commit together: the cursor never gets ahead of
             # what is stored.
-            self._load(session, cursor_to)
+            stats = session.load_pages(
+                self.spec.name, self.spec.key_columns, self.pending, advance_cursor_to=cursor_to
+            )
+            self.result.stats.add(stats)
+            self.pending, self.pending_records = [], 0
             self.result.cursor = session.get_cursor(self.spec.name)
             self.result.row_count = session.row_count(self.spec.name)
         self.result.stats.check()
@@ -172,15 +193,19 @@ def ingest_feed(
     run = _Run(spec, source, connect, not_after=now + FUTURE_TOLERANCE)
     pages = iter(source.pages(spec.name, run.result.updated_since))
     error: Exception | None = None
-    while True:
-        try:
-            page = next(pages)
-        except StopIteration:
-            break
-        except Exception as failure:  # only the source's own errors: loads fail loudly below
-            error = failure
-            break
-        run.take(page)
+    try:
+        while True:
+            try:
+                page = next(pages)
+            except StopIteration:
+                break
+            except Exception as failure:  # only the source's own errors: loads fail loudly
+                error = failure
+                break
+            run.take(page)
+    except BaseException:
+        run.writer.shutdown()  # a load failed (raised by take): let the writer thread end
+        raise
     result = run.finish(error)
     if error is not None:
         raise SourceInterrupted(result) from error

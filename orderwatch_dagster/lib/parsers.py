@@ -14,7 +14,10 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
+from functools import cache
 from typing import Any
+
+import orjson
 
 from orderwatch_dagster.lib.feeds import FeedSpec, feed_spec
 from orderwatch_dagster.lib.records import (
@@ -29,14 +32,58 @@ from orderwatch_dagster.lib.records import (
 __all__ = ["canonical_json", "parse_element", "parse_page"]
 
 
+_SORTED = orjson.OPT_SORT_KEYS
+_BOM = b"\xef\xbb\xbf"
+
+
+class _Inexact(Exception):
+    """orjson reads an integer beyond 64 bits as a float (it would alter the record): such a
+    float is written with an exponent `e+`, so a payload whose canonical text holds `e+` is read
+    again by the standard library (a string holding `e+` only costs that re-read)."""
+
+
+def _canonical_bytes(payload: Any, *, exact: bool = False) -> bytes:
+    """Sorted keys, compact separators, UTF-8 kept: the bytes `record_hash` is computed over.
+
+    orjson writes what the standard library writes except for float exponents (`0.00001`, not
+    `1e-05`), integers beyond 64 bits (it refuses them) and NaN/Infinity (`null`). `exact`
+    marks payloads the standard library read (it admits NaN): their NaN stays in the text, so
+    the loader quarantines the record (lib/warehouse_batch.py `strict_records`).
+    """
+    if exact:
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if "NaN" in text or "Infinity" in text:
+            return text.encode("utf-8", "surrogatepass")
+    try:
+        return orjson.dumps(payload, option=_SORTED)
+    except TypeError:  # an integer beyond 64 bits
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8", "surrogatepass")
+
+
 def canonical_json(payload: Any) -> str:
-    """Sorted keys, compact separators, UTF-8 kept: the text `record_hash` is computed over."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The text `record_hash` is computed over (see `_canonical_bytes`)."""
+    return _canonical_bytes(payload).decode("utf-8")
 
 
 def _as_received(element: Any) -> str:
     # Elements of a JSON page have no byte range of their own; re-serialise in received order.
-    return json.dumps(element, ensure_ascii=False)
+    try:
+        return orjson.dumps(element).decode("utf-8")
+    except TypeError:
+        return json.dumps(element, ensure_ascii=False)
+
+
+def _fast_load(body: bytes | str) -> tuple[bool, Any]:
+    """(True, document) when orjson reads the page exactly, else (False, None): the page then
+    takes the standard-library path, which gives the same verdicts with its own messages."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    try:
+        return True, orjson.loads(raw)
+    except (orjson.JSONDecodeError, UnicodeEncodeError):
+        return False, None
 
 
 def _decode(body: bytes | str) -> tuple[str, bool]:
@@ -52,25 +99,35 @@ def _decode(body: bytes | str) -> tuple[str, bool]:
 class _Parse:
     """One page's parse: the spec, the upper bound on update times, and the page being filled."""
 
-    def __init__(self, spec: FeedSpec, not_after: datetime | None) -> None:
+    def __init__(self, spec: FeedSpec, not_after: datetime | None, keep: bool = True) -> None:
         self.spec = spec
         self.not_after = not_after
+        self.keep = keep  # keep each record's payload object (else only its canonical text)
         self.page = ParsedPage()
+        self.enum_paths = _enum_paths(spec)
 
     def reject_page(self, reason: QuarantineReason, detail: str, text: str) -> ParsedPage:
         self.page.rejected.append(Rejected(self.spec.name, reason, detail, text))
         return self.page
 
-    def add(self, index: int | None, element: Any, original: str | None) -> None:
+    def add(
+        self, index: int | None, element: Any, original: str | None, exact: bool = False
+    ) -> None:
         try:
-            self.page.records.append(self.record(element))
+            try:
+                record = self.record(element, exact)
+            except _Inexact:
+                if original is None:
+                    raise  # a whole page: parse_page reads it again
+                record = self.record(self.unwrap(json.loads(original)), True)
+            self.page.records.append(record)
         except Reject as reject:
             text = original if original is not None else _as_received(element)
             self.page.rejected.append(
                 Rejected(self.spec.name, reject.reason, reject.detail, text, index)
             )
 
-    def record(self, element: Any) -> Record:
+    def record(self, element: Any, exact: bool) -> Record:
         spec = self.spec
         if not isinstance(element, dict):
             raise Reject(
@@ -104,16 +161,19 @@ class _Parse:
                 " (now + tolerance)",
             )
 
-        _count_enums(spec, fmt, payload, self.page.unknown_enums)
-        text = canonical_json(payload)
+        if self.enum_paths:
+            _count_enums(self.enum_paths, fmt, payload, self.page.unknown_enums)
+        canonical = _canonical_bytes(payload, exact=exact)
+        if not exact and b"e+" in canonical:
+            raise _Inexact
         return Record(
             feed=spec.name,
             key=str(keys[spec.key_field]),
             updated_at=updated_at,
             keys=keys,
-            payload=payload,
-            payload_text=text,
-            record_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            payload=payload if self.keep else {},
+            payload_text=canonical.decode("utf-8", "surrogatepass"),
+            record_hash=hashlib.sha256(canonical).hexdigest(),
             format=fmt,
         )
 
@@ -160,17 +220,19 @@ class _Parse:
             f"top-level keys {sorted(document)[:10]}",
         )
 
-    def ndjson(self, text: str) -> Iterator[tuple[int, Any, str]]:
+    def ndjson(self, text: str) -> Iterator[tuple[int, Any, str, bool]]:
+        """(index, element, line, read by the standard library) per non-blank line."""
         for index, line in enumerate(text.splitlines()):
             if not line.strip():
                 continue
+            fast, element = _fast_load(line)
             try:
-                element = json.loads(line)
+                element = element if fast else json.loads(line)
             except json.JSONDecodeError as exc:
                 reason, detail = QuarantineReason.BAD_JSON, f"line {index + 1}: {exc}"
                 self.page.rejected.append(Rejected(self.spec.name, reason, detail, line, index))
                 continue
-            yield index, self.unwrap(element), line
+            yield index, self.unwrap(element), line, not fast
 
 
 def parse_page(
@@ -179,19 +241,30 @@ def parse_page(
     *,
     ndjson: bool | None = None,
     not_after: datetime | None = None,
+    payloads: bool = True,
 ) -> ParsedPage:
     """Split one page of `feed` into records using the vendor's envelope.
 
     `ndjson=None` detects NDJSON (one JSON object per line) when the page is not one JSON
     document; `True` forces line mode (a `.ndjson` file of a single line). A record whose
-    update time is after `not_after` is quarantined as FUTURE_TIME.
+    update time is after `not_after` is quarantined as FUTURE_TIME. `payloads=False` leaves
+    `Record.payload` empty (the loader stores `payload_text`): a batch then holds text, not
+    Python objects several times its size.
     """
-    run = _Parse(feed_spec(feed), not_after)  # an unknown feed is a programming error
+    spec = feed_spec(feed)  # an unknown feed is a programming error
+    if not ndjson:
+        fast, document = _fast_load(body)
+        if fast:
+            try:
+                return _split(_Parse(spec, not_after, payloads), document, body)
+            except _Inexact:
+                pass  # read again below, exactly
+    run = _Parse(spec, not_after, payloads)
     text, utf8_ok = _decode(body)
     if not utf8_ok:
         return run.reject_page(QuarantineReason.BAD_JSON, "page is not valid UTF-8", text)
     if ndjson:
-        elements: list[tuple[int | None, Any, str | None]] = list(run.ndjson(text))
+        elements = list(run.ndjson(text))
     else:
         try:
             document = json.loads(text)
@@ -200,12 +273,21 @@ def parse_page(
                 return run.reject_page(QuarantineReason.BAD_JSON, f"not JSON: {exc}", text)
             elements = list(run.ndjson(text))
         else:
-            try:
-                elements = [(i, e, None) for i, e in enumerate(run.elements(document))]
-            except Reject as reject:
-                return run.reject_page(reject.reason, reject.detail, text)
-    for index, element, line in elements:
-        run.add(index, element, line)
+            return _split(run, document, text, exact=True)
+    for index, element, line, exact in elements:
+        run.add(index, element, line, exact)
+    return run.page
+
+
+def _split(run: _Parse, document: Any, body: bytes | str, *, exact: bool = False) -> ParsedPage:
+    """The records of one JSON document (a page read whole)."""
+    try:
+        elements = run.elements(document)
+    except Reject as reject:
+        text = body if isinstance(body, str) else _decode(body)[0]
+        return run.reject_page(reject.reason, reject.detail, text)
+    for index, element in enumerate(elements):
+        run.add(index, element, None, exact)
     return run.page
 
 
@@ -214,14 +296,15 @@ def parse_element(
 ) -> ParsedPage:
     """One element as quarantined (its JSON text): for replaying a record on its own."""
     run = _Parse(feed_spec(feed), not_after)
+    fast, element = _fast_load(text)
     try:
-        element = json.loads(text)
+        element = element if fast else json.loads(text)
     except json.JSONDecodeError as exc:
         run.page.rejected.append(
             Rejected(feed, QuarantineReason.BAD_JSON, f"not JSON: {exc}", text, index)
         )
         return run.page
-    run.add(index, run.unwrap(element), text)
+    run.add(index, run.unwrap(element), text, not fast)
     return run.page
 
 
@@ -253,28 +336,49 @@ def _typed(name: str, sql_type: str, value: Any, *, strict: bool = False) -> Any
     raise Reject(QuarantineReason.WRONG_TYPE, f"{name!r} should be a string, got {value!r}")
 
 
-def _values_at(payload: Any, path: str) -> Iterator[Any]:
-    head, _, rest = path.partition(".")
-    if head.endswith("[]"):
-        items = payload.get(head[:-2]) if isinstance(payload, dict) else None
-        if isinstance(items, list):
-            for item in items:
-                yield from _values_at(item, rest) if rest else iter([item])
-        return
-    if not isinstance(payload, dict) or head not in payload:
-        return
-    if rest:
-        yield from _values_at(payload[head], rest)
-    else:
-        yield payload[head]
+EnumPath = tuple[str, tuple[tuple[str, bool], ...], frozenset[str], str]
+
+
+@cache
+def _enum_paths(spec: FeedSpec) -> tuple[EnumPath, ...]:
+    """(format, path steps, vocabulary, path text) per enum field; a step is (key, is_list)."""
+    paths = []
+    for enum in spec.enums:
+        steps = tuple(
+            (part[:-2], True) if part.endswith("[]") else (part, False)
+            for part in enum.path.split(".")
+        )
+        paths.append((enum.format, steps, enum.values, enum.path))
+    return tuple(paths)
+
+
+def _values_at(payload: Any, steps: tuple[tuple[str, bool], ...]) -> list[Any]:
+    """The values at a path; `[]` steps fan out over a list's elements."""
+    level = [payload]
+    for key, is_list in steps:
+        found: list[Any] = []
+        for node in level:
+            if not isinstance(node, dict) or key not in node:
+                continue
+            value = node[key]
+            if is_list:
+                if isinstance(value, list):
+                    found.extend(value)
+            else:
+                found.append(value)
+        level = found
+    return level
 
 
 def _count_enums(
-    spec: FeedSpec, fmt: str, payload: dict[str, Any], unknown: Counter[tuple[str, str]]
+    paths: tuple[EnumPath, ...],
+    fmt: str,
+    payload: dict[str, Any],
+    unknown: Counter[tuple[str, str]],
 ) -> None:
-    for enum in spec.enums:
-        if enum.format != fmt:
+    for enum_format, steps, values, path in paths:
+        if enum_format != fmt:
             continue
-        for value in _values_at(payload, enum.path):
-            if value is not None and value not in enum.values:
-                unknown[(enum.path, str(value))] += 1
+        for value in _values_at(payload, steps):
+            if value is not None and value not in values:
+                unknown[(path, str(value))] += 1

@@ -1,15 +1,21 @@
-"""The raw layer on DuckDB (the embedded default): bulk writes scan pandas frames, no row loops."""
+"""The raw layer on DuckDB (the embedded default): bulk writes scan pandas frames, no row loops.
+
+Versions already stored are skipped through the UNIQUE index (ON CONFLICT DO NOTHING), not an
+anti-join: an anti-join scans the whole table for every batch, quadratic in the feed's size.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from orderwatch_dagster.lib.records import KeyColumn, Record
@@ -28,28 +34,34 @@ _LEDGER_COLUMNS = (
 )
 
 
+def _text(values: list[Any]) -> np.ndarray:
+    # Plain object arrays: DuckDB scans Python str objects directly (no pandas string dtype).
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
 def _record_frame(
     key_columns: Sequence[KeyColumn], rows: list[tuple[int, Record, str]]
 ) -> pd.DataFrame:
     """The batch as a typed frame for DuckDB to scan (no row-by-row inserts)."""
+    records = [r for _, r, _ in rows]
     data: dict[str, Any] = {
-        "_key": pd.array([r.key for _, r, _ in rows], dtype="string"),
-        "_updated_at": pd.to_datetime([r.updated_at for _, r, _ in rows], utc=True),
+        "_key": _text([r.key for r in records]),
+        "_updated_at": pd.to_datetime([r.updated_at for r in records], utc=True),
     }
     for column in key_columns:
-        values = [r.keys.get(column.name) for _, r, _ in rows]
+        values = [r.keys.get(column.name) for r in records]
         if column.sql_type == "BIGINT":
             data[column.name] = pd.array(values, dtype="Int64")
         elif column.sql_type == "TIMESTAMPTZ":
             data[column.name] = pd.to_datetime(values, utc=True)
         else:
-            data[column.name] = pd.array(
-                [None if v is None else str(v) for v in values], dtype="string"
-            )
-    data["payload"] = pd.array([r.payload_text for _, r, _ in rows], dtype="string")
-    data["_record_hash"] = pd.array([r.record_hash for _, r, _ in rows], dtype="string")
-    data["_format"] = pd.array([r.format for _, r, _ in rows], dtype="string")
-    data["_source"] = pd.array([source for _, _, source in rows], dtype="string")
+            data[column.name] = _text([None if v is None else str(v) for v in values])
+    data["payload"] = _text([r.payload_text for r in records])
+    data["_record_hash"] = _text([r.record_hash for r in records])
+    data["_format"] = _text([r.format for r in records])
+    data["_source"] = _text([source for _, _, source in rows])
     return pd.DataFrame(data)
 
 
@@ -60,6 +72,7 @@ class DuckDBSession(WarehouseSession):
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
+        self.wrote = False  # a transaction ran: checkpoint before closing
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         self.con.execute(sql, params)
@@ -69,6 +82,7 @@ class DuckDBSession(WarehouseSession):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        self.wrote = True
         self.con.begin()
         try:
             yield
@@ -100,10 +114,7 @@ class DuckDBSession(WarehouseSession):
                 SELECT {", ".join(select)}, CAST(f.payload AS JSON), f._record_hash, f._format,
                        f._source, CAST(? AS TIMESTAMPTZ)
                 FROM _ow_records f
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM raw.{feed} r
-                    WHERE r._key = f._key AND r._record_hash = f._record_hash
-                )
+                ON CONFLICT (_key, _record_hash) DO NOTHING
                 RETURNING _key, _record_hash""",
                 [versions.ingested_at],
             ).fetchall()
@@ -113,19 +124,16 @@ class DuckDBSession(WarehouseSession):
         if not rows:
             return 0
         with self._scan("_ow_quarantine", pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))):
-            result = self.con.execute(
+            inserted = self.con.execute(
                 """INSERT INTO raw._quarantine
                 SELECT q.feed, q.source, CAST(q.record_index AS INTEGER), q.reason, q.detail,
                        q.original_text, q.content_hash, CAST(? AS TIMESTAMPTZ)
                 FROM _ow_quarantine q
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM raw._quarantine x
-                    WHERE x.feed = q.feed AND x.content_hash = q.content_hash
-                      AND x.record_index = q.record_index
-                )""",
+                ON CONFLICT (feed, content_hash, record_index) DO NOTHING
+                RETURNING 1""",
                 [at],
-            ).fetchone()
-        return int(result[0]) if result else 0
+            ).fetchall()
+        return len(inserted)
 
     def _insert_ledger(self, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -151,17 +159,33 @@ class DuckDBSession(WarehouseSession):
         )
 
 
+_MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def _memory_size(text: str) -> str:
+    """A DuckDB memory size (`512MB`, `1GB`); anything else is a configuration error."""
+    if not _MEMORY_SIZE.match(text.strip()):
+        raise ValueError(f"DuckDB memory_limit {text!r}: expected a size such as 512MB or 2GB")
+    return text.strip()
+
+
 def _is_lock_error(error: Exception) -> bool:
     text = str(error).lower()
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
 @contextmanager
-def open_duckdb(path: Path | str, *, lock_timeout_s: float = 120.0) -> Iterator[DuckDBSession]:
+def open_duckdb(
+    path: Path | str,
+    *,
+    lock_timeout_s: float = 120.0,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> Iterator[DuckDBSession]:
     """Open the warehouse file, waiting for another process's write lock (dbt, another asset).
 
     DuckDB allows one writer process per file, so callers keep sessions short and close
-    them promptly.
+    them promptly. `memory_limit` / `threads`: DuckDB's own settings (README "Configuration").
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +200,21 @@ def open_duckdb(path: Path | str, *, lock_timeout_s: float = 120.0) -> Iterator[
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+    session = DuckDBSession(con)
     try:
         con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back as UTC datetimes
-        yield DuckDBSession(con)
+        # SET, not connect(config=...): another connection of this process to the same file
+        # (opened without that config) would make connect() refuse.
+        if memory_limit:
+            con.execute(f"SET memory_limit = '{_memory_size(memory_limit)}'")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        yield session
+        if session.wrote:
+            # Checkpoint inside execute(), which releases the GIL (close() would do it holding
+            # it), so the next batch is parsed meanwhile (lib/ingest.py).
+            # (Another connection of this process mid-transaction: close() checkpoints later.)
+            with suppress(duckdb.TransactionException):
+                con.execute("CHECKPOINT")
     finally:
         con.close()

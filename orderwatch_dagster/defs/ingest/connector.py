@@ -4,6 +4,9 @@
 `<landing>/<feed>/`; `transport="http"` calls the vendor's list API with its own pagination,
 updated-at filter and auth (one subclass per vendor, in `defs/ingest/<source>/resources.py`).
 Either way a page is the exact body the vendor sends, so `lib.parsers.parse_page` reads both.
+Every HTTP response body is first spooled to `<landing>/<feed>/http/<date>/` (an archive of
+what the vendor sent, readable later by the file transport like any file drop); the page
+handed on is those bytes, named by its URL.
 
 Each source folder binds its connector in its own `defs/ingest/<source>/definitions.py` with
 `connector_definitions`, configured by the variables `FeedConnector.settings()` declares (README
@@ -81,6 +84,7 @@ class FeedConnector(dg.ConfigurableResource):
     max_retries: int = 5
     backoff_factor: float = 0.5
     page_size: int = 250
+    spool: bool = True  # archive every HTTP body under <landing>/<feed>/http/
 
     source: ClassVar[str]  # the source system (defs/ingest/<source>/); serves its feeds
     env_var: ClassVar[str] = "API_KEY"  # its key's variable, named in auth errors
@@ -140,7 +144,8 @@ class FeedConnector(dg.ConfigurableResource):
         if self.transport == "http":
             if not self.base_url:
                 raise ConnectorError(f"{feed}: transport 'http' needs base_url")
-            return self._http_pages(feed, updated_since)
+            pages = self._http_pages(feed, updated_since)
+            return self._spooled(feed, pages) if self.spool else pages
         raise ValueError(f"transport must be 'file' or 'http', not {self.transport!r}")
 
     def cursor_source(self, feed: str) -> str:
@@ -173,6 +178,22 @@ class FeedConnector(dg.ConfigurableResource):
             yield Page.of(path.relative_to(root).as_posix(), str(path.resolve()), path.read_bytes())
 
     # -- http --------------------------------------------------------------------------------
+
+    def _spooled(self, feed: str, pages: Iterator[Page]) -> Iterator[Page]:
+        """Write each page's exact body to the landing folder before handing it on."""
+        folder = self.landing_root() / feed / "http"
+        for page in pages:
+            stamp = datetime.now(UTC)
+            target = (
+                folder
+                / stamp.strftime("%Y-%m-%d")
+                / (f"{stamp.strftime('%H%M%S%f')}-{page.content_hash[:16]}.json")
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name("." + target.name)  # dotfiles are never read as pages
+            partial.write_bytes(page.body)
+            partial.replace(target)
+            yield page
 
     def _http_pages(self, feed: str, updated_since: datetime | None) -> Iterator[Page]:
         raise NotImplementedError(f"{type(self).__name__} has no HTTP transport")
