@@ -1,0 +1,484 @@
+"""One run of the action job, without Dagster: sync the ledger with marts.order_exceptions,
+decide per order (lib/decide.py), act, record, write packets and the ops-queue page.
+
+Safety, in the order it is checked: the kill-switch stops before anything is read; a replay
+("now" an explicit past moment) and dry-run decide and report but write and send nothing (a
+dry run still writes packets and the page, to preview them); a stale feed holds the exceptions
+that depend on it and raises an alert; more planned customer messages than the per-run cap
+stops all customer messages and alerts. Every message's intent (`sending`) is committed before
+the sink is called; a `sending` row found by a later run is a delivery interrupted by a crash:
+it becomes `uncertain` and goes to the human queue, never resent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from orderwatch_dagster.lib import ledger as lg
+from orderwatch_dagster.lib.decide import OrderPlan, PlannedMessage, plan_order
+from orderwatch_dagster.lib.exceptions import COLUMNS as EXCEPTION_COLUMNS
+from orderwatch_dagster.lib.outbound import DeliveryResult, Outbound, Outcome
+from orderwatch_dagster.lib.packets import (
+    OrderContext,
+    build_packet,
+    load_context,
+    mask_email,
+    mask_phone,
+    message_facts,
+    packet_name,
+    write_packet,
+)
+from orderwatch_dagster.lib.policy import HUMAN_KINDS, Policy
+from orderwatch_dagster.lib.tables import select_dicts, table_exists
+from orderwatch_dagster.lib.templating import render_message, render_page
+from orderwatch_dagster.lib.warehouse_session import WarehouseSession, ident
+
+Send = Callable[[Outbound], DeliveryResult]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Controls:
+    kill_switch: bool = False
+    dry_run: bool = False
+    replay: bool = False
+    max_messages: int | None = None  # None: the policy's messages.max_per_run
+    shop_name: str = "our shop"
+
+
+@dataclass
+class RunReport:
+    mode: str  # live | dry_run | replay | kill_switch
+    as_of: str
+    exceptions_open: int = 0
+    exceptions_by_type: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)  # kind → count (this run)
+    messages: Counter[str] = field(default_factory=Counter)  # outcome → count
+    held: Counter[str] = field(default_factory=Counter)  # why → count
+    would_send: int = 0
+    resolved: int = 0
+    uncertain_recovered: int = 0
+    alerts: list[str] = field(default_factory=list)
+    stale_feeds: dict[str, float] = field(default_factory=dict)
+    packets: int = 0
+    failure: str | None = None
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "as_of": self.as_of,
+            "exceptions_open": self.exceptions_open,
+            "exceptions_by_type": dict(sorted(self.exceptions_by_type.items())),
+            "actions": dict(sorted(self.actions.items())),
+            "messages": dict(sorted(self.messages.items())),
+            "held": dict(sorted(self.held.items())),
+            "would_send": self.would_send,
+            "resolved": self.resolved,
+            "uncertain_recovered": self.uncertain_recovered,
+            "alerts": list(self.alerts),
+            "stale_feeds": self.stale_feeds,
+            "packets": self.packets,
+        }
+
+
+def stale_feeds(session: WarehouseSession, policy: Policy, now: datetime) -> dict[str, float]:
+    """Feeds whose newest record (vendor update time) is older than the policy allows."""
+    out: dict[str, float] = {}
+    for feed, max_age in policy.feed_max_age_hours().items():
+        if not table_exists(session, "raw", feed):
+            continue
+        ((newest,),) = session.query(f"select max(_updated_at) from raw.{ident(feed)}")
+        if newest is None:
+            continue
+        age = (now - newest).total_seconds() / 3600.0
+        if age > max_age:
+            out[feed] = round(age, 1)
+    return out
+
+
+def read_exceptions(session: WarehouseSession) -> list[dict[str, Any]]:
+    if not table_exists(session, "marts", "order_exceptions"):
+        return []
+    sql = f"select {', '.join(EXCEPTION_COLUMNS)} from marts.order_exceptions"
+    return select_dicts(session, sql, EXCEPTION_COLUMNS)
+
+
+class _Run:
+    def __init__(
+        self,
+        session: WarehouseSession,
+        send: Send,
+        controls: Controls,
+        policy: Policy,
+        now: datetime,
+        run_id: str,
+        outbox: Path,
+        log: Log,
+    ) -> None:
+        self.s, self.send, self.c, self.policy = session, send, controls, policy
+        self.now, self.run_id, self.outbox, self.log = now, run_id, outbox, log
+        self.writes = not (controls.dry_run or controls.replay)
+        mode = "replay" if controls.replay else "dry_run" if controls.dry_run else "live"
+        self.report = RunReport(mode=mode, as_of=now.isoformat())
+        self.ledger: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.queue: dict[str, dict[str, Any]] = {}
+
+    # -- reading -------------------------------------------------------------------
+    def load(self) -> list[dict[str, Any]]:
+        if self.writes:
+            lg.ensure_ops(self.s)
+        if table_exists(self.s, "ops", "exception_ledger"):
+            self.ledger = lg.read_ledger(self.s)
+            self.messages = lg.read_messages(self.s)
+            self.queue = lg.read_queue(self.s)
+        return read_exceptions(self.s)
+
+    def alert(self, kind: str, detail: str) -> None:
+        self.report.alerts.append(f"{kind}: {detail}")
+        self.log(f"ALERT {kind}: {detail}")
+        if self.writes:
+            lg.write_alert(self.s, kind, detail, self.run_id, self.now)
+
+    # -- crash recovery and ledger sync ------------------------------------------------
+    def recover_interrupted(self) -> None:
+        for message in self.messages.values():
+            if message["status"] != "sending":
+                continue
+            self.report.uncertain_recovered += 1
+            if not self.writes:
+                continue
+            message.update(
+                status="uncertain",
+                detail="interrupted between delivery and record: not resent",
+                updated_at=self.now,
+            )
+            lg.write_message(self.s, message)
+            for eid in message["exception_ids"][:1]:
+                self._queue_item(
+                    eid,
+                    message,
+                    "human_review",
+                    "uncertain_delivery",
+                    f"message {message['template']} may or may not have reached the customer",
+                    message.get("policy_rule") or "",
+                )
+            self.alert("uncertain_delivery", f"{message['order_name']} {message['template']}")
+
+    def sync(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for exc in rows:
+            entry = self.ledger.get(exc["exception_id"])
+            if entry is None:
+                entry = {
+                    **{c: exc.get(c) for c in lg.LEDGER_COLUMNS if c in exc},
+                    "status": "open",
+                    "owner": "orderwatch",
+                    "actions": [],
+                    "opened_at": exc["started_at"],
+                    "packet_path": str(self._packet_path(exc["order_id"])),
+                    "updated_at": self.now,
+                }
+            if exc.get("ended_at") is not None and entry["status"] in lg.OPEN_STATUSES:
+                entry.update(status="resolved", resolved_at=exc["ended_at"], updated_at=self.now)
+                self.report.resolved += 1
+                self._close_queue_items(exc["exception_id"])
+            elif exc.get("ended_at") is None:
+                entry["severity"] = exc["severity"]
+            self.ledger[exc["exception_id"]] = entry
+            if self.writes:
+                lg.write_ledger(self.s, entry)
+
+    def _close_queue_items(self, eid: str) -> None:
+        for item in self.queue.values():
+            if item["exception_id"] == eid and item["status"] == "open":
+                item.update(status="done", updated_at=self.now)
+                if self.writes:
+                    lg.write_queue(self.s, item)
+
+    # -- acting --------------------------------------------------------------------------
+    def _packet_path(self, order_id: Any) -> Path:
+        return self.outbox / "packets" / f"{packet_name(order_id)}.json"
+
+    def _queue_item(
+        self,
+        eid: str,
+        ref: Mapping[str, Any],
+        kind: str,
+        target: str,
+        reason: str,
+        policy_rule: str,
+        action_key: str | None = None,
+        severity: str | None = None,
+    ) -> bool:
+        action_key = action_key or lg.key(eid, kind, target, ref.get("idempotency_key", ""))
+        if action_key in self.queue:
+            return False
+        item = {
+            "action_key": action_key,
+            "exception_id": eid,
+            "order_id": ref["order_id"],
+            "order_name": ref.get("order_name"),
+            "kind": kind,
+            "target": target,
+            "status": "open",
+            "reason": reason,
+            "severity": severity or ref.get("severity"),
+            "policy_rule": policy_rule,
+            "packet_path": str(self._packet_path(ref["order_id"])),
+            "breach_at": ref.get("breach_at"),
+            "run_id": self.run_id,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+        self.queue[action_key] = item
+        if self.writes:
+            lg.write_queue(self.s, item)
+        return True
+
+    def _note_action(self, eid: str, kind: str, target: str, result: str) -> None:
+        entry = self.ledger.get(eid)
+        if entry is None:
+            return
+        entry["actions"] = [
+            *entry["actions"],
+            {"kind": kind, "target": target, "at": self.now.isoformat(), "result": result},
+        ]
+        if entry["status"] == "open":
+            entry.update(status="actioned", actioned_at=self.now)
+        if kind in HUMAN_KINDS:
+            entry["owner"] = target if kind == "escalate" else "human_review"
+        entry["updated_at"] = self.now
+        if self.writes:
+            lg.write_ledger(self.s, entry)
+
+    def act(self, plan: OrderPlan, by_id: Mapping[str, Mapping[str, Any]]) -> None:
+        for why in (h for _, h in plan.held):
+            self.report.held[why.split(":")[0]] += 1
+        for action in plan.actions:
+            exc = by_id[action.exception_id]
+            added = self._queue_item(
+                action.exception_id,
+                exc,
+                action.kind,
+                action.target,
+                action.reason,
+                action.policy_rule,
+                action_key=action.action_key,
+                severity=action.severity,
+            )
+            if added:
+                self.report.actions[action.kind] += 1
+                self._note_action(action.exception_id, action.kind, action.target, "queued")
+
+    def deliver(self, message: PlannedMessage, ctx: OrderContext) -> None:
+        order = ctx.orders[message.order_id]
+        contact = ctx.contacts.get(message.order_id)
+        recipient = ""
+        if contact is not None:
+            recipient = contact.email if message.channel == "email" else contact.phone
+        if not recipient:
+            self.report.held["no_contact"] += 1
+            return
+        facts = message_facts(order, contact, message.driver_type, self.c.shop_name)
+        rendered = render_message(message.template, message.channel, facts)
+        self.report.actions["notify_customer"] += 1
+        if not self.writes:
+            self.report.would_send += 1
+            return
+        masked = mask_email(recipient) if message.channel == "email" else mask_phone(recipient)
+        row: dict[str, Any] = {
+            "idempotency_key": message.idempotency_key,
+            "order_id": message.order_id,
+            "order_name": order["order_name"],
+            "exception_ids": list(message.exception_ids),
+            "state_key": message.state_key,
+            "state": {k: _json_value(v) for k, v in order.items()},
+            "channel": message.channel,
+            "template": message.template,
+            "recipient": masked,
+            "subject": rendered.subject,
+            "status": "sending",
+            "attempts": 0,
+            "policy_rule": message.policy_rule,
+            "packet_path": str(self._packet_path(message.order_id)),
+            "run_id": self.run_id,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+        lg.write_message(self.s, row)  # the intent, committed before the sink is called
+        self.messages[message.idempotency_key] = row
+        outbound = Outbound(
+            idempotency_key=message.idempotency_key,
+            channel=message.channel,
+            recipient=recipient,
+            body_text=rendered.text,
+            subject=rendered.subject,
+            body_html=rendered.html,
+            metadata={"order_id": message.order_id, "order_name": order["order_name"]},
+        )
+        result = self.send(outbound)
+        self._record(row, result)
+
+    def _record(self, row: dict[str, Any], result: DeliveryResult) -> None:
+        row.update(
+            status=str(result.outcome),
+            detail=result.detail,
+            provider_id=result.provider_id,
+            attempts=result.attempts,
+            history=[a.__dict__ for a in result.history],
+            follow_up=str(result.follow_up) if result.follow_up else None,
+            updated_at=self.now,
+        )
+        lg.write_message(self.s, row)
+        self.report.messages[str(result.outcome)] += 1
+        for eid in row["exception_ids"]:
+            self._note_action(eid, "notify_customer", row["template"], str(result.outcome))
+        if result.outcome == Outcome.UNCERTAIN:
+            eid = row["exception_ids"][0]
+            reason = f"delivery of {row['template']} uncertain: {result.detail}"
+            self._queue_item(eid, row, "human_review", "uncertain_delivery", reason, "")
+            self.alert("uncertain_delivery", f"{row['order_name']} {row['template']}")
+
+    # -- packets and page ------------------------------------------------------------------
+    def packets(
+        self,
+        by_order: Mapping[Any, list[dict[str, Any]]],
+        plans: Mapping[Any, OrderPlan],
+        ctx: OrderContext,
+    ) -> None:
+        folder = self.outbox / "packets"
+        for order_id, rows in by_order.items():
+            plan = plans.get(order_id)
+            done = self._done(order_id, rows)
+            packet = build_packet(
+                ctx, order_id, rows, plan.decisions if plan else [], done, self.now, self.now
+            )
+            write_packet(folder, packet)
+            self.report.packets += 1
+
+    def _done(self, order_id: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        done: list[dict[str, Any]] = []
+        for row in rows:
+            for a in self.ledger.get(row["exception_id"], {}).get("actions", []):
+                done.append(
+                    {"at": a["at"], "what": f"{a['kind']} {a['target']}", "result": a["result"]}
+                )
+        for m in self.messages.values():
+            if m["order_id"] == order_id:
+                done.append(
+                    {
+                        "at": _json_value(m["created_at"]),
+                        "what": f"message {m['channel']}:{m['template']} ({m['state_key']})",
+                        "result": m["status"],
+                    }
+                )
+        return sorted(done, key=lambda d: str(d["at"]))
+
+    def page(self, open_rows: Sequence[Mapping[str, Any]]) -> None:
+        order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+        rows = []
+        for exc in sorted(open_rows, key=lambda r: (order[r["severity"]], str(r["breach_at"]))):
+            entry = self.ledger.get(exc["exception_id"], {})
+            if entry.get("status") in ("resolved", "suppressed"):
+                continue
+            rows.append(
+                {
+                    **exc,
+                    "owner": entry.get("owner", "orderwatch"),
+                    "status": entry.get("status", "open"),
+                    "age_hours": round((self.now - exc["started_at"]).total_seconds() / 3600, 1),
+                    "packet_href": f"packets/{packet_name(exc['order_id'])}.html",
+                }
+            )
+        human = [
+            {**q, "packet_href": f"packets/{packet_name(q['order_id'])}.html"}
+            for q in self.queue.values()
+            if q["status"] == "open" and q["kind"] in HUMAN_KINDS
+        ]
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        html = render_page("queue", rows=rows, human=human, as_of=self.now.isoformat())
+        (self.outbox / "queue.html").write_text(html)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "is_finite"):
+        return float(value)
+    return value
+
+
+def run_actions(
+    session: WarehouseSession,
+    send: Send,
+    controls: Controls,
+    policy: Policy,
+    now: datetime,
+    run_id: str,
+    outbox: Path,
+    log: Log = print,
+) -> RunReport:
+    if controls.kill_switch:
+        report = RunReport(mode="kill_switch", as_of=now.isoformat())
+        report.alerts.append("kill_switch: ORDERWATCH_ACTIONS_KILL_SWITCH is on; nothing done")
+        return report
+    run = _Run(session, send, controls, policy, now, run_id, outbox, log)
+    rows = run.load()
+    run.recover_interrupted()
+    run.sync(rows)
+    open_rows = [r for r in rows if r.get("ended_at") is None]
+    run.report.exceptions_open = len(open_rows)
+    run.report.exceptions_by_type.update(r["exception_type"] for r in open_rows)
+    stale = stale_feeds(session, policy, now)
+    run.report.stale_feeds = stale
+    for feed, age in stale.items():
+        run.alert("stale_feed", f"{feed}: newest record {age} h old")
+    by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for row in open_rows:
+        by_order[row["order_id"]].append(row)
+    ctx = load_context(session, by_order)
+    messages_by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for m in run.messages.values():
+        messages_by_order[m["order_id"]].append(m)
+    plans = {
+        oid: plan_order(
+            ctx.orders.get(oid),
+            rows_,
+            run.ledger,
+            messages_by_order[oid],
+            policy,
+            now,
+            frozenset(stale),
+        )
+        for oid, rows_ in sorted(by_order.items())
+    }
+    by_id = {r["exception_id"]: r for r in open_rows}
+    for plan in plans.values():
+        run.act(plan, by_id)
+    planned = [p.message for p in plans.values() if p.message is not None]
+    cap = (
+        controls.max_messages
+        if controls.max_messages is not None
+        else int(policy.messages["max_per_run"])
+    )
+    if len(planned) > cap:
+        run.alert("message_cap", f"{len(planned)} customer messages planned, cap {cap}: none sent")
+        run.report.held["message_cap"] += len(planned)
+        run.report.failure = "message_cap"
+    else:
+        for message in planned:
+            run.deliver(message, ctx)
+    if not controls.replay:
+        run.packets(by_order, plans, ctx)
+        run.page(open_rows)
+    return run.report
+
+
+def summary_json(report: RunReport) -> str:
+    return json.dumps(report.as_metadata(), indent=2, sort_keys=True, default=str)
