@@ -9,18 +9,20 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import ChainableUndefined, FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @cache
-def environment() -> SandboxedEnvironment:
+def environment(strict: bool = True) -> SandboxedEnvironment:
+    """Messages are strict (a fact missing from the order state is an error, never ""); pages
+    show what a packet has (an order the warehouse no longer holds still gets its page)."""
     return SandboxedEnvironment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
-        undefined=StrictUndefined,  # a fact missing from the order state is an error, not ""
+        undefined=StrictUndefined if strict else ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -44,4 +46,4 @@ def render_message(template: str, channel: str, facts: dict[str, Any]) -> Render
 
 
 def render_page(name: str, **context: Any) -> str:
-    return environment().get_template(f"pages/{name}.html.j2").render(**context)
+    return environment(strict=False).get_template(f"pages/{name}.html.j2").render(**context)
