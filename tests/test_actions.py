@@ -22,10 +22,12 @@ from orderwatch_dagster.lib import settings
 from orderwatch_dagster.lib.action_run import Controls, RunReport, run_actions
 from orderwatch_dagster.lib.decide import plan_order
 from orderwatch_dagster.lib.ledger import record_human_decision
+from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp, Outbound, Outcome
 from orderwatch_dagster.lib.packets import Contact, OrderContext, build_packet, message_facts
 from orderwatch_dagster.lib.policy import DEFAULT_POLICY, load_policy, parse_policy
 from orderwatch_dagster.lib.templating import render_message, render_page
 from orderwatch_dagster.lib.warehouse import open_duckdb
+from orderwatch_dagster.lib.wismo import plan_tickets
 
 POLICY = load_policy()
 EVIL = "{{7*7}}<script>alert(1)</script>"
@@ -363,7 +365,48 @@ def test_customer_messages_state_facts_and_never_compensation() -> None:
 def test_sink_routes_to_an_enabled_sender_only(tmp_path: Path) -> None:
     sink = ActionSink(outbox=str(tmp_path), **senders_from_env({}))
     assert sink.live_channels() == []
-    from orderwatch_dagster.lib.outbound import Outbound
-
     result = sink.send(Outbound("k1", "email", "a@example.com", "hi", subject="s"))
     assert result.outcome == "accepted" and (tmp_path / "messages/email/k1.json").exists()
+
+
+# -- issue 11: WISMO deflection and consent ---------------------------------------------------
+def test_each_open_status_ticket_gets_exactly_one_answer() -> None:
+    tickets = [
+        {"ticket_id": 1, "status": "open", "is_wismo": True, "order_id": 10},  # on track
+        {"ticket_id": 2, "status": "new", "is_wismo": True, "order_id": 11},  # at risk
+        {"ticket_id": 3, "status": "solved", "is_wismo": True, "order_id": 10},
+        {"ticket_id": 4, "status": "open", "is_wismo": False, "order_id": 10},
+        {"ticket_id": 5, "status": "open", "is_wismo": True, "order_id": 12},  # delivered
+    ]
+    orders = {
+        10: {"current_milestone": "in_transit"},
+        11: {"current_milestone": "released_to_warehouse"},
+        12: {"current_milestone": "delivered"},
+    }
+    answers = plan_tickets(tickets, orders, {11}, {})
+    got = {(a.ticket_id, a.channel, a.ticket_status) for a in answers}
+    assert got == {
+        (1, "ticket_reply", "pending"),
+        (2, "ticket_note", None),
+        (5, "ticket_reply", "solved"),
+    }
+    sent = {a.idempotency_key: {"status": "accepted"} for a in answers}
+    assert plan_tickets(tickets, orders, {11}, sent) == []
+
+
+def test_an_opt_out_stops_the_channel_for_that_customer(home: Path) -> None:
+    def opted_out(message: Outbound) -> DeliveryResult:
+        return DeliveryResult(Outcome.REJECTED, detail="21610", follow_up=FollowUp.OPT_OUT)
+
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        report = run_actions(
+            session, opted_out, Controls(), POLICY, settings.now(), "t1", home / "outbox", print
+        )
+    assert report.messages["rejected"] > 0
+    blocked = query(home, "select count(*) from ops.contact_blocks where reason = 'opt_out'")
+    assert blocked[0][0] == report.messages["rejected"]
+    # a new state for the same customers would need a new message: the block holds it
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("delete from ops.customer_messages")
+    report = run(home)
+    assert report.held["opted_out"] > 0 and deliveries(home) == Counter()

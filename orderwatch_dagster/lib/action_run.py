@@ -23,8 +23,9 @@ from typing import Any
 from orderwatch_dagster.lib import ledger as lg
 from orderwatch_dagster.lib.decide import OrderPlan, PlannedMessage, plan_order
 from orderwatch_dagster.lib.exceptions import COLUMNS as EXCEPTION_COLUMNS
-from orderwatch_dagster.lib.outbound import DeliveryResult, Outbound, Outcome
+from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp, Outbound, Outcome
 from orderwatch_dagster.lib.packets import (
+    Contact,
     OrderContext,
     build_packet,
     load_context,
@@ -36,8 +37,9 @@ from orderwatch_dagster.lib.packets import (
 )
 from orderwatch_dagster.lib.policy import HUMAN_KINDS, Policy
 from orderwatch_dagster.lib.tables import select_dicts, table_exists
-from orderwatch_dagster.lib.templating import render_message, render_page
+from orderwatch_dagster.lib.templating import render_message, render_page, render_text
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession, ident
+from orderwatch_dagster.lib.wismo import TicketAnswer, plan_tickets
 
 Send = Callable[[Outbound], DeliveryResult]
 Log = Callable[[str], None]
@@ -102,6 +104,26 @@ def stale_feeds(session: WarehouseSession, policy: Policy, now: datetime) -> dic
     return out
 
 
+def stops_channel(result: DeliveryResult) -> bool:
+    """The recipient opted out (a STOP reply) or cannot receive this channel: never again
+    (the same test as defs/actions/senders/consent.py, kept here so lib/ needs no Dagster)."""
+    return result.follow_up in (FollowUp.OPT_OUT, FollowUp.INVALID_RECIPIENT)
+
+
+def open_status_tickets(session: WarehouseSession) -> list[dict[str, Any]]:
+    """Open status-question (WISMO) tickets linked to an order by its name."""
+    if not table_exists(session, "staging", "stg_support__tickets"):
+        return []
+    cols = ("ticket_id", "status", "is_wismo", "order_id")
+    sql = (
+        "select t.ticket_id, t.status, t.is_wismo, o.order_id"
+        " from staging.stg_support__tickets t"
+        " inner join marts.order_state o on o.order_name = t.order_name"
+        " where t.is_wismo and t.status in ('new', 'open') order by t.ticket_id"
+    )
+    return select_dicts(session, sql, cols)
+
+
 def read_exceptions(session: WarehouseSession) -> list[dict[str, Any]]:
     if not table_exists(session, "marts", "order_exceptions"):
         return []
@@ -129,6 +151,7 @@ class _Run:
         self.ledger: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.queue: dict[str, dict[str, Any]] = {}
+        self.blocks: set[str] = set()
 
     # -- reading -------------------------------------------------------------------
     def load(self) -> list[dict[str, Any]]:
@@ -138,6 +161,8 @@ class _Run:
             self.ledger = lg.read_ledger(self.s)
             self.messages = lg.read_messages(self.s)
             self.queue = lg.read_queue(self.s)
+        if table_exists(self.s, "ops", "contact_blocks"):
+            self.blocks = lg.read_blocks(self.s)
         return read_exceptions(self.s)
 
     def alert(self, kind: str, detail: str) -> None:
@@ -160,7 +185,7 @@ class _Run:
                 updated_at=self.now,
             )
             lg.write_message(self.s, message)
-            for eid in message["exception_ids"][:1]:
+            for eid in message["exception_ids"][:1] or [message["idempotency_key"]]:
                 self._queue_item(
                     eid,
                     message,
@@ -285,34 +310,24 @@ class _Run:
         if not recipient:
             self.report.held["no_contact"] += 1
             return
+        if lg.block_key(message.channel, recipient) in self.blocks:
+            self.report.held["opted_out"] += 1
+            return
         facts = message_facts(order, contact, message.driver_type, self.c.shop_name)
         rendered = render_message(message.template, message.channel, facts)
         self.report.actions["notify_customer"] += 1
-        if not self.writes:
-            self.report.would_send += 1
-            return
         masked = mask_email(recipient) if message.channel == "email" else mask_phone(recipient)
-        row: dict[str, Any] = {
-            "idempotency_key": message.idempotency_key,
-            "order_id": message.order_id,
-            "order_name": order["order_name"],
-            "exception_ids": list(message.exception_ids),
-            "state_key": message.state_key,
-            "state": {k: _json_value(v) for k, v in order.items()},
-            "channel": message.channel,
-            "template": message.template,
-            "recipient": masked,
-            "subject": rendered.subject,
-            "status": "sending",
-            "attempts": 0,
-            "policy_rule": message.policy_rule,
-            "packet_path": str(self._packet_path(message.order_id)),
-            "run_id": self.run_id,
-            "created_at": self.now,
-            "updated_at": self.now,
-        }
-        lg.write_message(self.s, row)  # the intent, committed before the sink is called
-        self.messages[message.idempotency_key] = row
+        row = self._row(
+            message.idempotency_key,
+            order,
+            message.channel,
+            message.template,
+            message.state_key,
+            list(message.exception_ids),
+            masked,
+            rendered.subject,
+            message.policy_rule,
+        )
         outbound = Outbound(
             idempotency_key=message.idempotency_key,
             channel=message.channel,
@@ -322,8 +337,94 @@ class _Run:
             body_html=rendered.html,
             metadata={"order_id": message.order_id, "order_name": order["order_name"]},
         )
+        self._send_recorded(row, outbound)
+
+    def answer_ticket(
+        self, answer: TicketAnswer, ctx: OrderContext, plans: Mapping[Any, OrderPlan]
+    ) -> None:
+        order = ctx.orders[answer.order_id]
+        contact = ctx.contacts.get(answer.order_id) or Contact()
+        plan = plans.get(answer.order_id)
+        facts = message_facts(order, contact, "predicted_late", self.c.shop_name)
+        body = render_text(
+            f"ticket/{answer.template}.j2",
+            **facts,
+            delivered=order.get("current_milestone") == "delivered",
+            tracking_url=None,
+            decisions=plan.decisions if plan else [],
+            packet_path=str(self._packet_path(answer.order_id)),
+        )
+        self.report.actions[answer.channel] += 1
+        eids = [d["exception_id"] for d in plan.decisions] if plan else []
+        row = self._row(
+            answer.idempotency_key,
+            order,
+            answer.channel,
+            answer.template,
+            answer.state_key,
+            eids,
+            f"ticket {answer.ticket_id}",
+            None,
+            "wismo deflection (lib/wismo.py)",
+        )
+        meta: dict[str, Any] = {"tags": ["orderwatch"], "public": answer.channel == "ticket_reply"}
+        if answer.ticket_status:
+            meta["status"] = answer.ticket_status
+        outbound = Outbound(
+            answer.idempotency_key, answer.channel, str(answer.ticket_id), body, metadata=meta
+        )
+        self._send_recorded(row, outbound)
+
+    def _row(
+        self,
+        idem: str,
+        order: Mapping[str, Any],
+        channel: str,
+        template: str,
+        state_key: str,
+        eids: list[str],
+        recipient: str,
+        subject: str | None,
+        policy_rule: str,
+    ) -> dict[str, Any]:
+        return {
+            "idempotency_key": idem,
+            "order_id": order["order_id"],
+            "order_name": order["order_name"],
+            "exception_ids": eids,
+            "state_key": state_key,
+            "state": {k: _json_value(v) for k, v in order.items()},
+            "channel": channel,
+            "template": template,
+            "recipient": recipient,
+            "subject": subject,
+            "status": "sending",
+            "attempts": 0,
+            "policy_rule": policy_rule,
+            "packet_path": str(self._packet_path(order["order_id"])),
+            "run_id": self.run_id,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+
+    def _send_recorded(self, row: dict[str, Any], outbound: Outbound) -> None:
+        if not self.writes:
+            self.report.would_send += 1
+            return
+        lg.write_message(self.s, row)  # the intent, committed before the sink is called
+        self.messages[row["idempotency_key"]] = row
         result = self.send(outbound)
         self._record(row, result)
+        if stops_channel(result):
+            lg.write_block(
+                self.s,
+                outbound.channel,
+                outbound.recipient,
+                row["recipient"],
+                str(result.follow_up),
+                self.now,
+            )
+            self.blocks.add(lg.block_key(outbound.channel, outbound.recipient))
 
     def _record(self, row: dict[str, Any], result: DeliveryResult) -> None:
         row.update(
@@ -338,9 +439,10 @@ class _Run:
         lg.write_message(self.s, row)
         self.report.messages[str(result.outcome)] += 1
         for eid in row["exception_ids"]:
-            self._note_action(eid, "notify_customer", row["template"], str(result.outcome))
+            kind = "notify_customer" if row["channel"] in ("email", "sms") else row["channel"]
+            self._note_action(eid, kind, row["template"], str(result.outcome))
         if result.outcome == Outcome.UNCERTAIN:
-            eid = row["exception_ids"][0]
+            eid = row["exception_ids"][0] if row["exception_ids"] else row["idempotency_key"]
             reason = f"delivery of {row['template']} uncertain: {result.detail}"
             self._queue_item(eid, row, "human_review", "uncertain_delivery", reason, "")
             self.alert("uncertain_delivery", f"{row['order_name']} {row['template']}")
@@ -442,7 +544,8 @@ def run_actions(
     by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for row in open_rows:
         by_order[row["order_id"]].append(row)
-    ctx = load_context(session, by_order)
+    tickets = open_status_tickets(session)
+    ctx = load_context(session, set(by_order) | {t["order_id"] for t in tickets})
     messages_by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for m in run.messages.values():
         messages_by_order[m["order_id"]].append(m)
@@ -462,18 +565,24 @@ def run_actions(
     for plan in plans.values():
         run.act(plan, by_id)
     planned = [p.message for p in plans.values() if p.message is not None]
+    at_risk = {oid for oid, p in plans.items() if p.decisions}
+    answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages)
     cap = (
         controls.max_messages
         if controls.max_messages is not None
         else int(policy.messages["max_per_run"])
     )
-    if len(planned) > cap:
-        run.alert("message_cap", f"{len(planned)} customer messages planned, cap {cap}: none sent")
-        run.report.held["message_cap"] += len(planned)
+    replies = sum(a.channel == "ticket_reply" for a in answers)
+    if len(planned) + replies > cap:
+        total = len(planned) + replies
+        run.alert("message_cap", f"{total} customer messages planned, cap {cap}: none sent")
+        run.report.held["message_cap"] += total
         run.report.failure = "message_cap"
     else:
         for message in planned:
             run.deliver(message, ctx)
+        for answer in answers:
+            run.answer_ticket(answer, ctx, plans)
     if not controls.replay:
         run.packets(by_order, plans, ctx)
         run.page(open_rows)

@@ -79,6 +79,8 @@ QUEUE_COLUMNS = (
     "updated_at",
 )
 ALERT_COLUMNS = ("alert_key", "kind", "detail", "run_id", "created_at")
+# a recipient that opted out of a channel (or cannot receive it): never used on it again
+BLOCK_COLUMNS = ("block_key", "channel", "recipient", "reason", "created_at")
 HUMAN_DECISIONS = ("acknowledged", "snoozed", "false_alarm")
 OPEN_STATUSES = ("open", "actioned")
 
@@ -108,6 +110,9 @@ def _ddl(json_type: str) -> list[str]:
             target varchar, status varchar not null, reason varchar, severity varchar,
             policy_rule varchar, packet_path varchar, breach_at {ts}, run_id varchar,
             created_at {ts} not null, updated_at {ts} not null)""",
+        f"""create table if not exists ops.contact_blocks (
+            block_key varchar primary key, channel varchar not null, recipient varchar,
+            reason varchar, created_at {ts} not null)""",
         f"""create table if not exists ops.alerts (
             alert_key varchar primary key, kind varchar not null, detail varchar,
             run_id varchar, created_at {ts} not null)""",
@@ -191,6 +196,27 @@ def write_alert(
     }
     _upsert(session, "ops.alerts", ALERT_COLUMNS, row)
     return alert_key
+
+
+def block_key(channel: str, recipient: str) -> str:
+    return key("block", channel, recipient.strip().lower())
+
+
+def read_blocks(session: WarehouseSession) -> set[str]:
+    return {k for (k,) in session.query("select block_key from ops.contact_blocks")}
+
+
+def write_block(
+    session: WarehouseSession, channel: str, recipient: str, masked: str, reason: str, at: datetime
+) -> None:
+    row = {
+        "block_key": block_key(channel, recipient),
+        "channel": channel,
+        "recipient": masked,
+        "reason": reason,
+        "created_at": at,
+    }
+    _upsert(session, "ops.contact_blocks", BLOCK_COLUMNS, row)
 
 
 def record_human_decision(

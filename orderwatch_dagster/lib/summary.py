@@ -101,7 +101,10 @@ def action_summary(con: duckdb.DuckDBPyConnection) -> list[str]:
     messages = dict(
         con.execute("select status, count(*) from ops.customer_messages group by 1").fetchall()
     )
-    kinds["notify_customer"] = sum(messages.values())
+    channels = dict(
+        con.execute("select channel, count(*) from ops.customer_messages group by 1").fetchall()
+    )
+    kinds["notify_customer"] = channels.get("email", 0) + channels.get("sms", 0)
     lines.append("  actions: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     lines.append(
         "  messages: " + (", ".join(f"{k} {v}" for k, v in sorted(messages.items())) or "none")
@@ -110,6 +113,14 @@ def action_summary(con: duckdb.DuckDBPyConnection) -> list[str]:
         f"  tasks {kinds.get('create_task', 0)}, reroute requests"
         f" {kinds.get('request_reroute', 0)}, escalations {kinds.get('escalate', 0)},"
         f" human reviews {kinds.get('human_review', 0)}"
+    )
+    replies = con.execute(
+        "select count(*) filter (where channel = 'ticket_reply'),"
+        " count(*) filter (where channel = 'ticket_note') from ops.customer_messages"
+    ).fetchone()
+    lines.append(
+        f"  status tickets: {replies[0]} answered automatically, {replies[1]} packets as"
+        " internal notes on at-risk orders"
     )
     (orders,) = con.execute("select count(*) from marts.order_state").fetchone()
     human, early, escalations = con.execute(

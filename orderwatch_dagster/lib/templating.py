@@ -47,3 +47,8 @@ def render_message(template: str, channel: str, facts: dict[str, Any]) -> Render
 
 def render_page(name: str, **context: Any) -> str:
     return environment(strict=False).get_template(f"pages/{name}.html.j2").render(**context)
+
+
+def render_text(name: str, **facts: Any) -> str:
+    """A plain template (`ticket/<kind>.j2`), strict and autoescaped like the messages."""
+    return environment().get_template(name).render(**facts).strip()
