@@ -410,3 +410,46 @@ def test_an_opt_out_stops_the_channel_for_that_customer(home: Path) -> None:
         con.execute("delete from ops.customer_messages")
     report = run(home)
     assert report.held["opted_out"] > 0 and deliveries(home) == Counter()
+
+
+def test_a_recovered_order_closes_the_loop(home: Path) -> None:
+    run(home)
+    tagged = query(
+        home,
+        "select order_id from ops.customer_messages where channel = 'order_tags'"
+        " and template = 'tag_delayed' and status = 'accepted' order by 1 limit 1",
+    )
+    assert tagged, "a notified order gets orderwatch:delayed"
+    order_id = tagged[0][0]
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # the order recovered
+        con.execute(
+            "update marts.order_exceptions set ended_at = as_of where order_id = ?", [order_id]
+        )
+    report = run(home)
+    assert report.resolved > 0
+    statuses = {
+        s
+        for (s,) in query(
+            home, f"select status from ops.exception_ledger where order_id = {order_id}"
+        )
+    }
+    assert statuses == {"resolved"}
+    queue = {
+        s
+        for (s,) in query(home, f"select status from ops.action_queue where order_id = {order_id}")
+    }
+    assert queue <= {"done"}
+    untag = query(
+        home,
+        "select count(*) from ops.customer_messages where channel = 'order_tags'"
+        f" and template = 'untag_delayed' and order_id = {order_id}",
+    )
+    assert untag == [(1,)]
+    page = (home / "outbox" / "queue.html").read_text()
+    assert f"order-{order_id}.html" not in page.split('id="queue"')[1]
+    run(home)  # nothing more to do
+    assert query(
+        home,
+        "select count(*) from ops.customer_messages where channel = 'order_tags'"
+        f" and order_id = {order_id}",
+    ) == [(2,)]

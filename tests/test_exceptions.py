@@ -145,3 +145,27 @@ def test_policy_errors_name_line_and_field() -> None:
         parse_policy(text.replace("exit_margin: 0.15", "exit_margin: high"))
     with pytest.raises(PolicyError, match="not valid YAML"):
         parse_policy(text + "\n  - : [\n")
+
+
+def test_detection_grade_counts_observable_misses_and_precision() -> None:
+    from bench.detection import grade
+
+    as_of = T0
+    states = [
+        state(1, promised_deliver_by=T0 + timedelta(hours=48)),  # observable miss, caught
+        state(2, promised_deliver_by=T0 + timedelta(hours=48)),  # observable miss, missed
+        state(3, promised_deliver_by=T0 + timedelta(hours=48)),  # on time, flagged
+        state(4, promised_deliver_by=T0 + timedelta(hours=10)),  # too close: not eligible
+        state(5, promised_deliver_by=T0 + timedelta(hours=48)),  # misses later, onset not yet
+    ]
+    onset = (T0 - timedelta(hours=1)).isoformat()
+    truth = {
+        1: {"missed_promise": "true", "failure_onset_at": onset},
+        2: {"missed_promise": "true", "failure_onset_at": onset},
+        3: {"missed_promise": "false", "failure_onset_at": ""},
+        4: {"missed_promise": "true", "failure_onset_at": onset},
+        5: {"missed_promise": "true", "failure_onset_at": (T0 + timedelta(hours=5)).isoformat()},
+    }
+    g = grade(as_of, states, {1, 3, 4}, truth)
+    assert (g.eligible, g.observable_misses, g.caught, g.flagged) == (4, 2, 1, 2)
+    assert g.recall == 0.5 and g.precision == 0.5

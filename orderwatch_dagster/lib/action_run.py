@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orderwatch_dagster.lib import ledger as lg
-from orderwatch_dagster.lib.decide import OrderPlan, PlannedMessage, plan_order
+from orderwatch_dagster.lib.decide import SENT_STATUSES, OrderPlan, PlannedMessage, plan_order
 from orderwatch_dagster.lib.exceptions import COLUMNS as EXCEPTION_COLUMNS
 from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp, Outbound, Outcome
 from orderwatch_dagster.lib.packets import (
@@ -447,6 +447,51 @@ class _Run:
             self._queue_item(eid, row, "human_review", "uncertain_delivery", reason, "")
             self.alert("uncertain_delivery", f"{row['order_name']} {row['template']}")
 
+    # -- write-back: the order's tag in the storefront ---------------------------------------
+    def tag_orders(self, open_orders: set[Any], ctx: OrderContext) -> None:
+        """`orderwatch:delayed` on an order once its customer was told, removed when its last
+        exception resolves (close the loop). Cycle n of an order is keyed (order, n)."""
+        tags = [m for m in self.messages.values() if m["channel"] == "order_tags"]
+        notified = {
+            m["order_id"]
+            for m in self.messages.values()
+            if m["channel"] in ("email", "sms") and m["status"] == "accepted"
+        }
+        orders = notified | {m["order_id"] for m in tags}
+        for oid in sorted(orders):
+            mine = [m for m in tags if m["order_id"] == oid and m["status"] in SENT_STATUSES]
+            cycle = sum(m["template"] == "untag_delayed" for m in mine)
+            added = any(m["state_key"] == f"delayed#{cycle}" for m in mine)
+            if not added and oid in open_orders and oid in notified:
+                self._tag(oid, ctx, cycle, add=True)
+            elif added and oid not in open_orders:
+                self._tag(oid, ctx, cycle, add=False)
+
+    def _tag(self, oid: Any, ctx: OrderContext, cycle: int, *, add: bool) -> None:
+        known = next((m for m in self.messages.values() if m["order_id"] == oid), {})
+        order = ctx.orders.get(oid) or {"order_id": oid, "order_name": known.get("order_name")}
+        template = "tag_delayed" if add else "untag_delayed"
+        idem = lg.key(oid, template, cycle)
+        state_key = f"delayed#{cycle}" if add else f"recovered#{cycle}"
+        meta: dict[str, Any] = (
+            {"add_tags": ["orderwatch:delayed"], "note": f"orderwatch: see packet order-{oid}"}
+            if add
+            else {"remove_tags": ["orderwatch:delayed"], "clear_note": True}
+        )
+        self.report.actions[template] += 1
+        row = self._row(
+            idem,
+            order,
+            "order_tags",
+            template,
+            state_key,
+            [],
+            str(oid),
+            None,
+            "close the loop (lib/action_run.py)",
+        )
+        self._send_recorded(row, Outbound(idem, "order_tags", str(oid), template, metadata=meta))
+
     # -- packets and page ------------------------------------------------------------------
     def packets(
         self,
@@ -583,6 +628,7 @@ def run_actions(
             run.deliver(message, ctx)
         for answer in answers:
             run.answer_ticket(answer, ctx, plans)
+    run.tag_orders(set(by_order), ctx)
     if not controls.replay:
         run.packets(by_order, plans, ctx)
         run.page(open_rows)

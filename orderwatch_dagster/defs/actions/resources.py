@@ -68,7 +68,7 @@ class OutboxSender:
     """The local sink: one JSON file per message (idempotency key = file name) and a line in
     `deliveries.jsonl` per delivery, so a duplicate would show as two lines."""
 
-    channels = ("email", "sms", "ticket_reply", "ticket_note")
+    channels = ("email", "sms", "ticket_reply", "ticket_note", "order_tags")
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
