@@ -45,11 +45,16 @@ def home(demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     return tmp_path
 
 
-def deliveries(home: Path) -> Counter[str]:
+def deliveries(home: Path, channels: tuple[str, ...] = ()) -> Counter[str]:
+    """Deliveries the outbox took, by idempotency key (only `channels` when given)."""
     log = home / "outbox" / "deliveries.jsonl"
     if not log.exists():
         return Counter()
-    return Counter(json.loads(line)["idempotency_key"] for line in log.read_text().splitlines())
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    return Counter(d["idempotency_key"] for d in lines if not channels or d["channel"] in channels)
+
+
+CUSTOMER = ("email", "sms")
 
 
 def run(
@@ -184,7 +189,8 @@ def test_backfill_window_sends_no_old_news(home: Path) -> None:
         "backfill_window_hours: 72", "backfill_window_hours: 0"
     )
     report = run(home, policy=parse_policy(text))
-    assert deliveries(home) == Counter() and report.held["older_than_backfill_window"] > 0
+    assert deliveries(home, CUSTOMER) == Counter()
+    assert report.held["older_than_backfill_window"] > 0
     assert report.actions["create_task"] > 0  # the teams still get their tasks
 
 
@@ -409,7 +415,7 @@ def test_an_opt_out_stops_the_channel_for_that_customer(home: Path) -> None:
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         con.execute("delete from ops.customer_messages")
     report = run(home)
-    assert report.held["opted_out"] > 0 and deliveries(home) == Counter()
+    assert report.held["opted_out"] > 0 and deliveries(home, CUSTOMER) == Counter()
 
 
 def test_a_recovered_order_closes_the_loop(home: Path) -> None:
@@ -453,3 +459,24 @@ def test_a_recovered_order_closes_the_loop(home: Path) -> None:
         "select count(*) from ops.customer_messages where channel = 'order_tags'"
         f" and order_id = {order_id}",
     ) == [(2,)]
+
+
+def test_the_channel_falls_back_to_what_the_customer_has(home: Path) -> None:
+    # the policy asks for SMS; the demo world's customers have only an e-mail address
+    text = DEFAULT_POLICY.read_text().replace("channel: email", "channel: sms")
+    quiet_checked: list[str] = []
+
+    def quiet(now: datetime, zone: str) -> datetime | None:
+        quiet_checked.append(zone)
+        return now  # always quiet: no SMS may go out
+
+    report = run(home, Controls(quiet_until=quiet), policy=parse_policy(text))
+    channels = {
+        c
+        for (c,) in query(
+            home,
+            "select distinct channel from ops.customer_messages where channel in ('email', 'sms')",
+        )
+    }
+    assert channels == {"email"} and report.messages["accepted"] > 0
+    assert quiet_checked == []  # quiet hours apply to SMS only

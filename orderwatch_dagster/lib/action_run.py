@@ -12,6 +12,7 @@ it becomes `uncertain` and goes to the human queue, never resent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,9 @@ class Controls:
     replay: bool = False
     max_messages: int | None = None  # None: the policy's messages.max_per_run
     shop_name: str = "our shop"
+    # (now, customer time zone) -> when quiet hours end, or None outside them; SMS only
+    quiet_until: Callable[[datetime, str], datetime | None] | None = None
+    default_time_zone: str = "America/New_York"  # the shop's, where the province is unknown
 
 
 @dataclass
@@ -104,6 +108,17 @@ def stale_feeds(session: WarehouseSession, policy: Policy, now: datetime) -> dic
     return out
 
 
+def _channel_for(channel: str, contact: Contact | None) -> tuple[str, str]:
+    """The policy's channel when the customer has it, else the other one they have."""
+    if contact is None:
+        return channel, ""
+    have = {"email": contact.email, "sms": contact.phone}
+    if have.get(channel):
+        return channel, have[channel]
+    other = "sms" if channel == "email" else "email"
+    return other, have.get(other, "")
+
+
 def stops_channel(result: DeliveryResult) -> bool:
     """The recipient opted out (a STOP reply) or cannot receive this channel: never again
     (the same test as defs/actions/senders/consent.py, kept here so lib/ needs no Dagster)."""
@@ -152,6 +167,7 @@ class _Run:
         self.messages: dict[str, dict[str, Any]] = {}
         self.queue: dict[str, dict[str, Any]] = {}
         self.blocks: set[str] = set()
+        self.time_zones: dict[str, str] = {}
 
     # -- reading -------------------------------------------------------------------
     def load(self) -> list[dict[str, Any]]:
@@ -163,6 +179,9 @@ class _Run:
             self.queue = lg.read_queue(self.s)
         if table_exists(self.s, "ops", "contact_blocks"):
             self.blocks = lg.read_blocks(self.s)
+        if table_exists(self.s, "staging", "destination_regions"):
+            rows = self.s.query("select province_code, time_zone from staging.destination_regions")
+            self.time_zones = {str(p): str(z) for p, z in rows if z}
         return read_exceptions(self.s)
 
     def alert(self, kind: str, detail: str) -> None:
@@ -304,12 +323,17 @@ class _Run:
     def deliver(self, message: PlannedMessage, ctx: OrderContext) -> None:
         order = ctx.orders[message.order_id]
         contact = ctx.contacts.get(message.order_id)
-        recipient = ""
-        if contact is not None:
-            recipient = contact.email if message.channel == "email" else contact.phone
-        if not recipient:
+        channel, recipient = _channel_for(message.channel, contact)
+        if not recipient or contact is None:
             self.report.held["no_contact"] += 1
             return
+        if channel == "sms" and self.c.quiet_until is not None:
+            zone = self.time_zones.get(contact.province_code, self.c.default_time_zone)
+            if self.c.quiet_until(self.now, zone) is not None:
+                self.report.held["quiet_hours"] += 1  # decided again on a later run
+                return
+        if channel != message.channel:
+            message = dataclasses.replace(message, channel=channel)
         if lg.block_key(message.channel, recipient) in self.blocks:
             self.report.held["opted_out"] += 1
             return
@@ -612,6 +636,9 @@ def run_actions(
     planned = [p.message for p in plans.values() if p.message is not None]
     at_risk = {oid for oid, p in plans.items() if p.decisions}
     answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages)
+    if stale and answers:  # a reply would state a state that may be out of date
+        run.report.held["stale_feed"] += len(answers)
+        answers = []
     cap = (
         controls.max_messages
         if controls.max_messages is not None
@@ -630,6 +657,8 @@ def run_actions(
             run.answer_ticket(answer, ctx, plans)
     run.tag_orders(set(by_order), ctx)
     if not controls.replay:
+        for answer in answers:  # an answered ticket's order gets its packet too
+            by_order.setdefault(answer.order_id, [])
         run.packets(by_order, plans, ctx)
         run.page(open_rows)
     return run.report

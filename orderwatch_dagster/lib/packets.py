@@ -124,6 +124,7 @@ class Contact:
     email: str = ""
     phone: str = ""
     address: str = ""
+    province_code: str = ""
 
     def masked(self) -> dict[str, str]:
         return {
@@ -160,6 +161,7 @@ def _contact(payload: Any) -> Contact:
         email=str(data.get("email") or customer.get("email") or ""),
         phone=str(ship.get("phone") or data.get("phone") or customer.get("phone") or ""),
         address=", ".join(str(p) for p in parts if p),
+        province_code=str(ship.get("province_code") or ""),
     )
 
 

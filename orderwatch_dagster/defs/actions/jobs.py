@@ -3,6 +3,7 @@
 import dagster as dg
 
 from orderwatch_dagster.defs.actions.resources import ActionControls, ActionSink, is_replay
+from orderwatch_dagster.defs.actions.senders.consent import quiet_until
 from orderwatch_dagster.defs.resources import Warehouse
 from orderwatch_dagster.lib import settings
 from orderwatch_dagster.lib.action_run import Controls, run_actions
@@ -29,6 +30,7 @@ def act_on_exceptions(
         replay=is_replay(now),
         max_messages=action_controls.max_messages,
         shop_name=action_controls.shop_name,
+        quiet_until=quiet_until,
     )
     policy = load_policy()
     with warehouse.connect() as session:
