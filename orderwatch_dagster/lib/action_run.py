@@ -528,7 +528,14 @@ class _Run:
             plan = plans.get(order_id)
             done = self._done(order_id, rows)
             packet = build_packet(
-                ctx, order_id, rows, plan.decisions if plan else [], done, self.now, self.now
+                ctx,
+                order_id,
+                rows,
+                plan.decisions if plan else [],
+                done,
+                self.now,
+                self.now,
+                held=plan.held if plan else (),
             )
             write_packet(folder, packet)
             self.report.packets += 1

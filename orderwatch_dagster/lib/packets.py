@@ -268,6 +268,7 @@ def build_packet(
     done: Sequence[Mapping[str, Any]],
     as_of: datetime,
     built_at: datetime,
+    held: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     order = ctx.orders.get(order_id) or {"order_id": order_id}
     contact = ctx.contacts.get(order_id, Contact())
@@ -304,6 +305,8 @@ def build_packet(
         "returns": [_plain(r) for r in ctx.returns.get(order_id, [])],
         "done": [_plain(d) for d in done],
         "decisions": [dict(d) for d in decisions],
+        # what this run held back and why (no message after delivery, cooldown, stale feed, ...)
+        "held": [{"subject": subject, "why": why} for subject, why in held],
         "as_of": as_of.isoformat(),
         "built_at": built_at.isoformat(),
     }
