@@ -98,7 +98,11 @@ def test_job_twice_sends_each_message_once(home: Path) -> None:
     statuses = dict(query(home, "select status, count(*) from ops.exception_ledger group by 1"))
     assert statuses.get("actioned", 0) > 0
     # one message per order at most, however many exceptions it has
-    per_order = query(home, "select order_id, count(*) from ops.customer_messages group by 1")
+    per_order = query(
+        home,
+        "select order_id, count(*) from ops.customer_messages"
+        " where channel in ('email', 'sms') group by 1",
+    )
     assert all(n == 1 for _, n in per_order)
 
 
@@ -178,7 +182,8 @@ def test_stale_feed_suppresses_dependent_exceptions(home: Path) -> None:
     report = run(home, now=later)
     assert {"carrier_trackers", "wms_shipments"} <= set(report.stale_feeds)
     assert "storefront_orders" not in report.stale_feeds
-    assert report.held["stale_feed"] == report.exceptions_open > 0
+    # every open exception is held (and any status-ticket answer: it would state stale facts)
+    assert report.held["stale_feed"] >= report.exceptions_open > 0
     assert deliveries(home) == Counter() and sum(report.actions.values()) == 0
     kinds = {k for (k,) in query(home, "select kind from ops.alerts")}
     assert kinds == {"stale_feed"}
