@@ -14,139 +14,46 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from orderwatch_dagster.lib import ledger as lg
+from orderwatch_dagster.lib.action_inputs import (
+    Controls,
+    RunReport,
+    channel_for,
+    json_value,
+    open_status_tickets,
+    read_exceptions,
+    stale_feeds,
+    stops_channel,
+)
+from orderwatch_dagster.lib.action_outputs import PacketsAndPage
 from orderwatch_dagster.lib.decide import SENT_STATUSES, OrderPlan, PlannedMessage, plan_order
-from orderwatch_dagster.lib.exceptions import COLUMNS as EXCEPTION_COLUMNS
-from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp, Outbound, Outcome
+from orderwatch_dagster.lib.outbound import DeliveryResult, Outbound, Outcome
 from orderwatch_dagster.lib.packets import (
     Contact,
     OrderContext,
-    build_packet,
     load_context,
     mask_email,
     mask_phone,
     message_facts,
     packet_name,
-    write_packet,
 )
 from orderwatch_dagster.lib.policy import HUMAN_KINDS, Policy
-from orderwatch_dagster.lib.tables import select_dicts, table_exists
-from orderwatch_dagster.lib.templating import render_message, render_page, render_text
-from orderwatch_dagster.lib.warehouse_session import WarehouseSession, ident
+from orderwatch_dagster.lib.tables import table_exists
+from orderwatch_dagster.lib.templating import render_message, render_text
+from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 from orderwatch_dagster.lib.wismo import TicketAnswer, plan_tickets
 
 Send = Callable[[Outbound], DeliveryResult]
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Controls:
-    kill_switch: bool = False
-    dry_run: bool = False
-    replay: bool = False
-    max_messages: int | None = None  # None: the policy's messages.max_per_run
-    shop_name: str = "our shop"
-    # (now, customer time zone) -> when quiet hours end, or None outside them; SMS only
-    quiet_until: Callable[[datetime, str], datetime | None] | None = None
-    default_time_zone: str = "America/New_York"  # the shop's, where the province is unknown
-
-
-@dataclass
-class RunReport:
-    mode: str  # live | dry_run | replay | kill_switch
-    as_of: str
-    exceptions_open: int = 0
-    exceptions_by_type: Counter[str] = field(default_factory=Counter)
-    actions: Counter[str] = field(default_factory=Counter)  # kind → count (this run)
-    messages: Counter[str] = field(default_factory=Counter)  # outcome → count
-    held: Counter[str] = field(default_factory=Counter)  # why → count
-    would_send: int = 0
-    resolved: int = 0
-    uncertain_recovered: int = 0
-    alerts: list[str] = field(default_factory=list)
-    stale_feeds: dict[str, float] = field(default_factory=dict)
-    packets: int = 0
-    failure: str | None = None
-
-    def as_metadata(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "as_of": self.as_of,
-            "exceptions_open": self.exceptions_open,
-            "exceptions_by_type": dict(sorted(self.exceptions_by_type.items())),
-            "actions": dict(sorted(self.actions.items())),
-            "messages": dict(sorted(self.messages.items())),
-            "held": dict(sorted(self.held.items())),
-            "would_send": self.would_send,
-            "resolved": self.resolved,
-            "uncertain_recovered": self.uncertain_recovered,
-            "alerts": list(self.alerts),
-            "stale_feeds": self.stale_feeds,
-            "packets": self.packets,
-        }
-
-
-def stale_feeds(session: WarehouseSession, policy: Policy, now: datetime) -> dict[str, float]:
-    """Feeds whose newest record (vendor update time) is older than the policy allows."""
-    out: dict[str, float] = {}
-    for feed, max_age in policy.feed_max_age_hours().items():
-        if not table_exists(session, "raw", feed):
-            continue
-        ((newest,),) = session.query(f"select max(_updated_at) from raw.{ident(feed)}")
-        if newest is None:
-            continue
-        age = (now - newest).total_seconds() / 3600.0
-        if age > max_age:
-            out[feed] = round(age, 1)
-    return out
-
-
-def _channel_for(channel: str, contact: Contact | None) -> tuple[str, str]:
-    """The policy's channel when the customer has it, else the other one they have."""
-    if contact is None:
-        return channel, ""
-    have = {"email": contact.email, "sms": contact.phone}
-    if have.get(channel):
-        return channel, have[channel]
-    other = "sms" if channel == "email" else "email"
-    return other, have.get(other, "")
-
-
-def stops_channel(result: DeliveryResult) -> bool:
-    """The recipient opted out (a STOP reply) or cannot receive this channel: never again
-    (the same test as defs/actions/senders/consent.py, kept here so lib/ needs no Dagster)."""
-    return result.follow_up in (FollowUp.OPT_OUT, FollowUp.INVALID_RECIPIENT)
-
-
-def open_status_tickets(session: WarehouseSession) -> list[dict[str, Any]]:
-    """Open status-question (WISMO) tickets linked to an order by its name."""
-    if not table_exists(session, "staging", "stg_support__tickets"):
-        return []
-    cols = ("ticket_id", "status", "is_wismo", "order_id")
-    sql = (
-        "select t.ticket_id, t.status, t.is_wismo, o.order_id"
-        " from staging.stg_support__tickets t"
-        " inner join marts.order_state o on o.order_name = t.order_name"
-        " where t.is_wismo and t.status in ('new', 'open') order by t.ticket_id"
-    )
-    return select_dicts(session, sql, cols)
-
-
-def read_exceptions(session: WarehouseSession) -> list[dict[str, Any]]:
-    if not table_exists(session, "marts", "order_exceptions"):
-        return []
-    sql = f"select {', '.join(EXCEPTION_COLUMNS)} from marts.order_exceptions"
-    return select_dicts(session, sql, EXCEPTION_COLUMNS)
-
-
-class _Run:
+class _Run(PacketsAndPage):
     def __init__(
         self,
         session: WarehouseSession,
@@ -323,7 +230,7 @@ class _Run:
     def deliver(self, message: PlannedMessage, ctx: OrderContext) -> None:
         order = ctx.orders[message.order_id]
         contact = ctx.contacts.get(message.order_id)
-        channel, recipient = _channel_for(message.channel, contact)
+        channel, recipient = channel_for(message.channel, contact)
         if not recipient or contact is None:
             self.report.held["no_contact"] += 1
             return
@@ -417,7 +324,7 @@ class _Run:
             "order_name": order["order_name"],
             "exception_ids": eids,
             "state_key": state_key,
-            "state": {k: _json_value(v) for k, v in order.items()},
+            "state": {k: json_value(v) for k, v in order.items()},
             "channel": channel,
             "template": template,
             "recipient": recipient,
@@ -516,80 +423,48 @@ class _Run:
         )
         self._send_recorded(row, Outbound(idem, "order_tags", str(oid), template, metadata=meta))
 
-    # -- packets and page ------------------------------------------------------------------
-    def packets(
-        self,
-        by_order: Mapping[Any, list[dict[str, Any]]],
-        plans: Mapping[Any, OrderPlan],
-        ctx: OrderContext,
-    ) -> None:
-        folder = self.outbox / "packets"
-        for order_id, rows in by_order.items():
-            plan = plans.get(order_id)
-            done = self._done(order_id, rows)
-            packet = build_packet(
-                ctx,
-                order_id,
-                rows,
-                plan.decisions if plan else [],
-                done,
-                self.now,
-                self.now,
-                held=plan.held if plan else (),
-            )
-            write_packet(folder, packet)
-            self.report.packets += 1
 
-    def _done(self, order_id: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        done: list[dict[str, Any]] = []
-        for row in rows:
-            for a in self.ledger.get(row["exception_id"], {}).get("actions", []):
-                done.append(
-                    {"at": a["at"], "what": f"{a['kind']} {a['target']}", "result": a["result"]}
-                )
-        for m in self.messages.values():
-            if m["order_id"] == order_id:
-                done.append(
-                    {
-                        "at": _json_value(m["created_at"]),
-                        "what": f"message {m['channel']}:{m['template']} ({m['state_key']})",
-                        "result": m["status"],
-                    }
-                )
-        return sorted(done, key=lambda d: str(d["at"]))
-
-    def page(self, open_rows: Sequence[Mapping[str, Any]]) -> None:
-        order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-        rows = []
-        for exc in sorted(open_rows, key=lambda r: (order[r["severity"]], str(r["breach_at"]))):
-            entry = self.ledger.get(exc["exception_id"], {})
-            if entry.get("status") in ("resolved", "suppressed"):
-                continue
-            rows.append(
-                {
-                    **exc,
-                    "owner": entry.get("owner", "orderwatch"),
-                    "status": entry.get("status", "open"),
-                    "age_hours": round((self.now - exc["started_at"]).total_seconds() / 3600, 1),
-                    "packet_href": f"packets/{packet_name(exc['order_id'])}.html",
-                }
-            )
-        human = [
-            {**q, "packet_href": f"packets/{packet_name(q['order_id'])}.html"}
-            for q in self.queue.values()
-            if q["status"] == "open" and q["kind"] in HUMAN_KINDS
-        ]
-        self.outbox.mkdir(parents=True, exist_ok=True)
-        html = render_page("queue", rows=rows, human=human, as_of=self.now.isoformat())
-        (self.outbox / "queue.html").write_text(html)
+def _plan_orders(
+    run: _Run, ctx: OrderContext, by_order: Mapping[Any, list[dict[str, Any]]], stale: set[str]
+) -> dict[Any, OrderPlan]:
+    messages_by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for m in run.messages.values():
+        messages_by_order[m["order_id"]].append(m)
+    return {
+        oid: plan_order(
+            ctx.orders.get(oid),
+            rows,
+            run.ledger,
+            messages_by_order[oid],
+            run.policy,
+            run.now,
+            frozenset(stale),
+        )
+        for oid, rows in sorted(by_order.items())
+    }
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "is_finite"):
-        return float(value)
-    return value
+def _send_all(
+    run: _Run,
+    ctx: OrderContext,
+    plans: Mapping[Any, OrderPlan],
+    answers: list[TicketAnswer],
+) -> None:
+    """Customer messages and public ticket replies, unless there are more than the cap."""
+    planned = [p.message for p in plans.values() if p.message is not None]
+    cap = run.c.max_messages
+    if cap is None:
+        cap = int(run.policy.messages["max_per_run"])
+    total = len(planned) + sum(a.channel == "ticket_reply" for a in answers)
+    if total > cap:
+        run.alert("message_cap", f"{total} customer messages planned, cap {cap}: none sent")
+        run.report.held["message_cap"] += total
+        run.report.failure = "message_cap"
+        return
+    for message in planned:
+        run.deliver(message, ctx)
+    for answer in answers:
+        run.answer_ticket(answer, ctx, plans)
 
 
 def run_actions(
@@ -622,46 +497,16 @@ def run_actions(
         by_order[row["order_id"]].append(row)
     tickets = open_status_tickets(session)
     ctx = load_context(session, set(by_order) | {t["order_id"] for t in tickets})
-    messages_by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for m in run.messages.values():
-        messages_by_order[m["order_id"]].append(m)
-    plans = {
-        oid: plan_order(
-            ctx.orders.get(oid),
-            rows_,
-            run.ledger,
-            messages_by_order[oid],
-            policy,
-            now,
-            frozenset(stale),
-        )
-        for oid, rows_ in sorted(by_order.items())
-    }
+    plans = _plan_orders(run, ctx, by_order, set(stale))
     by_id = {r["exception_id"]: r for r in open_rows}
     for plan in plans.values():
         run.act(plan, by_id)
-    planned = [p.message for p in plans.values() if p.message is not None]
     at_risk = {oid for oid, p in plans.items() if p.decisions}
     answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages)
     if stale and answers:  # a reply would state a state that may be out of date
         run.report.held["stale_feed"] += len(answers)
         answers = []
-    cap = (
-        controls.max_messages
-        if controls.max_messages is not None
-        else int(policy.messages["max_per_run"])
-    )
-    replies = sum(a.channel == "ticket_reply" for a in answers)
-    if len(planned) + replies > cap:
-        total = len(planned) + replies
-        run.alert("message_cap", f"{total} customer messages planned, cap {cap}: none sent")
-        run.report.held["message_cap"] += total
-        run.report.failure = "message_cap"
-    else:
-        for message in planned:
-            run.deliver(message, ctx)
-        for answer in answers:
-            run.answer_ticket(answer, ctx, plans)
+    _send_all(run, ctx, plans, answers)
     run.tag_orders(set(by_order), ctx)
     if not controls.replay:
         for answer in answers:  # an answered ticket's order gets its packet too
