@@ -30,21 +30,33 @@ def ddl(json_type: str) -> str:
         detected_by varchar, as_of timestamptz not null)"""
 
 
+def _select_state(
+    session: WarehouseSession, table: str, where: str = "", params: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """The state columns the table has (a column another layer has not added yet reads as
+    null, so the asset keeps working while the as-of layer grows)."""
+    have = set(columns_of(session, "marts", table))
+    present = [c for c in ex.STATE_COLUMNS if c in have]
+    rows = select_dicts(
+        session, f"select {', '.join(present)} from marts.{table} {where}", present, params or []
+    )
+    missing = dict.fromkeys(c for c in ex.STATE_COLUMNS if c not in have)
+    return [{**missing, **row} for row in rows]
+
+
 def read_states(session: WarehouseSession, as_of: datetime) -> tuple[str, list[dict[str, Any]]]:
     """The order state at `as_of`: the snapshot slice when the as-of layer has one, else
     marts.order_state (the layer evaluated at "now")."""
-    cols = ", ".join(ex.STATE_COLUMNS)
     if table_exists(session, "marts", "order_state_snapshots"):
         rows = session.query(
             f"select max(as_of) from marts.order_state_snapshots where as_of <= {session.p}",
             [as_of],
         )
         if rows and rows[0][0] is not None:
-            slice_at = rows[0][0]
-            sql = f"select {cols} from marts.order_state_snapshots where as_of = {session.p}"
-            return "order_state_snapshots", select_dicts(session, sql, ex.STATE_COLUMNS, [slice_at])
-    sql = f"select {cols} from marts.order_state"
-    return "order_state", select_dicts(session, sql, ex.STATE_COLUMNS)
+            where = f"where as_of = {session.p}"
+            states = _select_state(session, "order_state_snapshots", where, [rows[0][0]])
+            return "order_state_snapshots", states
+    return "order_state", _select_state(session, "order_state")
 
 
 def read_scores(session: WarehouseSession, as_of: datetime) -> dict[Any, list[ex.Score]]:
