@@ -266,8 +266,22 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
     )
 
 
+def bench_detection(days: int, per_day: int) -> str:
+    """bench/detection.py on a world of another seed than the tests' (11)."""
+    from bench.detection import grade_world, markdown
+
+    with tempfile.TemporaryDirectory(prefix="ow-bench-detection-") as tmp:
+        home = Path(tmp)
+        simulate(home, days, per_day, ["--seed", "11"])
+        stage(home, "ingest")
+        stage(home, "dbt")
+        grades = grade_world(home / "warehouse.duckdb", home / "landing" / "ground_truth.csv")
+    return markdown(grades, f"{days} days × {per_day:,} orders/day, seed 11")
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {
     "world": lambda args: bench_world([7, 13], 30, 1000),
+    "detection": lambda args: bench_detection(args.dbt_days, args.dbt_orders_per_day),
     "ingest": lambda args: bench_ingest(args.sizes, args.sim_rss_orders, args.landing),
     "dbt": lambda args: bench_dbt(args.dbt_days, args.dbt_orders_per_day),
     "rules": lambda args: bench_rules(

@@ -9,6 +9,7 @@ import contextlib
 import sys
 
 DEMO_JOB = "orderwatch_pipeline_job"
+ACTIONS_JOB = "exception_actions_job"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     reset.add_argument("--feed", required=True, help="the feed")
     reset.add_argument("--to", help="ISO timestamp to set the cursor to (default: drop it)")
+    sub.add_parser(
+        "actions", help="run exception_actions_job once (what exception_actions_sensor launches)"
+    )
+    decide = sub.add_parser(
+        "decide", help="record a person's decision on an exception (the next action run honours it)"
+    )
+    decide.add_argument("exception_id")
+    decide.add_argument("decision", choices=["acknowledged", "snoozed", "false_alarm"])
+    decide.add_argument("--by", required=True, help="who decided (becomes the owner)")
+    decide.add_argument("--until", help="ISO time a snooze ends")
     args, rest = parser.parse_known_args(argv)
     if args.command == "simulate":
         from orderwatch_dagster.sim.cli import main as simulate_main
@@ -47,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_replay(args.feed, args.reason)
     if args.command == "reset-cursor":
         return run_reset_cursor(args.feed, args.to)
+    if args.command == "actions":
+        return run_actions_job()
+    if args.command == "decide":
+        return run_decide(args.exception_id, args.decision, args.by, args.until)
     return run_demo(args.job)
 
 
@@ -73,7 +88,33 @@ def run_demo(job_name: str) -> int:
             if event.is_step_success or event.is_step_failure:
                 outcome = "ok" if event.is_step_success else "FAILED"
                 print(f"  {event.step_key:<60} {outcome}")
+    actions_ok = True
+    if result.success:
+        with dg.DagsterInstance.get() as instance:
+            actions = (
+                defs()
+                .resolve_job_def(ACTIONS_JOB)
+                .execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+            )
+        actions_ok = actions.success
+        print(f"  {ACTIONS_JOB:<60} {'ok' if actions_ok else 'FAILED'}")
     print(demo_summary())
+    print(f"run {result.run_id}: {'success' if result.success and actions_ok else 'FAILED'}")
+    return 0 if result.success and actions_ok else 1
+
+
+def run_actions_job() -> int:
+    """The action job once, in-process, in DAGSTER_HOME's instance (like the sensor's run)."""
+    import dagster as dg
+
+    from orderwatch_dagster.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        result = (
+            defs()
+            .resolve_job_def(ACTIONS_JOB)
+            .execute_in_process(instance=instance, raise_on_error=False)
+        )
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1
 
@@ -90,6 +131,20 @@ def demo_summary() -> str:
     # lib/summary.py reads a DuckDB file; on PostgreSQL the run's materializations carry the
     # row counts (`make ui`).
     return f"warehouse {type(warehouse).__name__} (summary: see the run's materializations)"
+
+
+def run_decide(exception_id: str, decision: str, by: str, until: str | None) -> int:
+    from orderwatch_dagster.defs.resources import warehouse_from_environment
+    from orderwatch_dagster.lib import settings
+    from orderwatch_dagster.lib.ledger import record_human_decision
+
+    snooze = settings.parse_timestamp(until) if until else None
+    with warehouse_from_environment().connect() as session:
+        record_human_decision(
+            session, exception_id, decision, by=by, at=settings.now(), snoozed_until=snooze
+        )
+    print(f"{exception_id}: {decision} by {by}")
+    return 0
 
 
 def run_replay(feeds: list[str], reasons: list[str]) -> int:

@@ -101,3 +101,43 @@ def scratch_database(postgres_server: dict[str, object]) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'drop database if exists "{name}" with (force)')
         admin.close()
+
+
+# The `make demo` world at test size, built once through the CLI (simulate + demo, which runs
+# the pipeline and the action job): tests/test_demo.py runs the demo a second time on it, the
+# action tests copy its warehouse and work on the copy.
+DEMO_SIM_ARGS = ["simulate", "--days", "3", "--orders-per-day", "40", "--seed", "5", "--quiet"]
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    home: Path
+    warehouse: Path
+    output: str  # what the first `orderwatch demo` printed
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
+    import contextlib
+    import io
+
+    from orderwatch_dagster.cli import main
+
+    home = tmp_path_factory.mktemp("demo_world")
+    (home / "dagster").mkdir()
+    names = ("ORDERWATCH_HOME", "DAGSTER_HOME", "ORDERWATCH_AS_OF")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(ORDERWATCH_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
+    os.environ.pop("ORDERWATCH_AS_OF", None)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            assert main(DEMO_SIM_ARGS) == 0
+            assert main(["demo"]) == 0
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    yield DemoWorld(home=home, warehouse=home / "warehouse.duckdb", output=out.getvalue())

@@ -80,4 +80,59 @@ def warehouse_summary(path: Path) -> str:
                 "select count(*) from marts.fct_order_milestones"
             ).fetchone()
             lines.append(f"  fct_order_milestones: {milestones} rows")
+        lines += action_summary(con)
     return "\n".join(lines)
+
+
+def action_summary(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Exceptions, actions, messages and human coverage (marts.order_exceptions, ops.*)."""
+    tables = _tables(con)
+    lines: list[str] = []
+    if ("marts", "order_exceptions") in tables:
+        rows = con.execute(
+            "select exception_type, count(*), count(*) filter (where ended_at is null)"
+            " from marts.order_exceptions group by 1 order by 1"
+        ).fetchall()
+        lines.append(f"  {'exception type':<20}{'episodes':>10}{'open':>8}")
+        lines += [f"  {name:<20}{total:>10}{still:>8}" for name, total, still in rows]
+    if ("ops", "action_queue") not in tables:
+        return lines
+    kinds = dict(con.execute("select kind, count(*) from ops.action_queue group by 1").fetchall())
+    messages = dict(
+        con.execute("select status, count(*) from ops.customer_messages group by 1").fetchall()
+    )
+    channels = dict(
+        con.execute("select channel, count(*) from ops.customer_messages group by 1").fetchall()
+    )
+    kinds["notify_customer"] = channels.get("email", 0) + channels.get("sms", 0)
+    lines.append("  actions: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    lines.append(
+        "  messages: " + (", ".join(f"{k} {v}" for k, v in sorted(messages.items())) or "none")
+    )
+    lines.append(
+        f"  tasks {kinds.get('create_task', 0)}, reroute requests"
+        f" {kinds.get('request_reroute', 0)}, escalations {kinds.get('escalate', 0)},"
+        f" human reviews {kinds.get('human_review', 0)}"
+    )
+    replies = con.execute(
+        "select count(*) filter (where channel = 'ticket_reply'),"
+        " count(*) filter (where channel = 'ticket_note') from ops.customer_messages"
+    ).fetchone()
+    lines.append(
+        f"  status tickets: {replies[0]} answered automatically, {replies[1]} packets as"
+        " internal notes on at-risk orders"
+    )
+    (orders,) = con.execute("select count(*) from marts.order_state").fetchone()
+    human, early, escalations = con.execute(
+        "select count(distinct order_id) filter (where kind in ('escalate', 'human_review')),"
+        " count(*) filter (where kind = 'escalate' and created_at < breach_at),"
+        " count(*) filter (where kind = 'escalate') from ops.action_queue"
+    ).fetchone()
+    share = 100.0 * human / orders if orders else 0.0
+    lines.append(f"  human coverage: {human} of {orders} orders ({share:.1f} %) to a person")
+    if escalations:
+        lines.append(
+            f"  escalations raised before the promise broke: {early} of {escalations}"
+            f" ({100.0 * early / escalations:.0f} %)"
+        )
+    return lines

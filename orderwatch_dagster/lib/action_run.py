@@ -1,0 +1,520 @@
+"""One run of the action job, without Dagster: sync the ledger with marts.order_exceptions,
+decide per order (lib/decide.py), act, record, write packets and the ops-queue page.
+
+Safety, in the order it is checked: the kill-switch stops before anything is read; a replay
+("now" an explicit past moment) and dry-run decide and report but write and send nothing (a
+dry run still writes packets and the page, to preview them); a stale feed holds the exceptions
+that depend on it and raises an alert; more planned customer messages than the per-run cap
+stops all customer messages and alerts. Every message's intent (`sending`) is committed before
+the sink is called; a `sending` row found by a later run is a delivery interrupted by a crash:
+it becomes `uncertain` and goes to the human queue, never resent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from orderwatch_dagster.lib import ledger as lg
+from orderwatch_dagster.lib.action_inputs import (
+    Controls,
+    RunReport,
+    channel_for,
+    json_value,
+    open_status_tickets,
+    read_exceptions,
+    stale_feeds,
+    stops_channel,
+)
+from orderwatch_dagster.lib.action_outputs import PacketsAndPage
+from orderwatch_dagster.lib.decide import SENT_STATUSES, OrderPlan, PlannedMessage, plan_order
+from orderwatch_dagster.lib.outbound import DeliveryResult, Outbound, Outcome
+from orderwatch_dagster.lib.packets import (
+    Contact,
+    OrderContext,
+    load_context,
+    mask_email,
+    mask_phone,
+    message_facts,
+    packet_name,
+)
+from orderwatch_dagster.lib.policy import HUMAN_KINDS, Policy
+from orderwatch_dagster.lib.tables import table_exists
+from orderwatch_dagster.lib.templating import render_message, render_text
+from orderwatch_dagster.lib.warehouse_session import WarehouseSession
+from orderwatch_dagster.lib.wismo import TicketAnswer, plan_tickets
+
+Send = Callable[[Outbound], DeliveryResult]
+Log = Callable[[str], None]
+
+
+class _Run(PacketsAndPage):
+    def __init__(
+        self,
+        session: WarehouseSession,
+        send: Send,
+        controls: Controls,
+        policy: Policy,
+        now: datetime,
+        run_id: str,
+        outbox: Path,
+        log: Log,
+    ) -> None:
+        self.s, self.send, self.c, self.policy = session, send, controls, policy
+        self.now, self.run_id, self.outbox, self.log = now, run_id, outbox, log
+        self.writes = not (controls.dry_run or controls.replay)
+        mode = "replay" if controls.replay else "dry_run" if controls.dry_run else "live"
+        self.report = RunReport(mode=mode, as_of=now.isoformat())
+        self.ledger: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.queue: dict[str, dict[str, Any]] = {}
+        self.blocks: set[str] = set()
+        self.time_zones: dict[str, str] = {}
+
+    # -- reading -------------------------------------------------------------------
+    def load(self) -> list[dict[str, Any]]:
+        if self.writes:
+            lg.ensure_ops(self.s)
+        if table_exists(self.s, "ops", "exception_ledger"):
+            self.ledger = lg.read_ledger(self.s)
+            self.messages = lg.read_messages(self.s)
+            self.queue = lg.read_queue(self.s)
+        if table_exists(self.s, "ops", "contact_blocks"):
+            self.blocks = lg.read_blocks(self.s)
+        if table_exists(self.s, "staging", "destination_regions"):
+            rows = self.s.query("select province_code, time_zone from staging.destination_regions")
+            self.time_zones = {str(p): str(z) for p, z in rows if z}
+        return read_exceptions(self.s)
+
+    def alert(self, kind: str, detail: str) -> None:
+        self.report.alerts.append(f"{kind}: {detail}")
+        self.log(f"ALERT {kind}: {detail}")
+        if self.writes:
+            lg.write_alert(self.s, kind, detail, self.run_id, self.now)
+
+    # -- crash recovery and ledger sync ------------------------------------------------
+    def recover_interrupted(self) -> None:
+        for message in self.messages.values():
+            if message["status"] != "sending":
+                continue
+            self.report.uncertain_recovered += 1
+            if not self.writes:
+                continue
+            message.update(
+                status="uncertain",
+                detail="interrupted between delivery and record: not resent",
+                updated_at=self.now,
+            )
+            lg.write_message(self.s, message)
+            for eid in message["exception_ids"][:1] or [message["idempotency_key"]]:
+                self._queue_item(
+                    eid,
+                    message,
+                    "human_review",
+                    "uncertain_delivery",
+                    f"message {message['template']} may or may not have reached the customer",
+                    message.get("policy_rule") or "",
+                )
+            self.alert("uncertain_delivery", f"{message['order_name']} {message['template']}")
+
+    def sync(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for exc in rows:
+            entry = self.ledger.get(exc["exception_id"])
+            if entry is None:
+                entry = {
+                    **{c: exc.get(c) for c in lg.LEDGER_COLUMNS if c in exc},
+                    "status": "open",
+                    "owner": "orderwatch",
+                    "actions": [],
+                    "opened_at": exc["started_at"],
+                    "packet_path": str(self._packet_path(exc["order_id"])),
+                    "updated_at": self.now,
+                }
+            if exc.get("ended_at") is not None and entry["status"] in lg.OPEN_STATUSES:
+                entry.update(status="resolved", resolved_at=exc["ended_at"], updated_at=self.now)
+                self.report.resolved += 1
+                self._close_queue_items(exc["exception_id"])
+            elif exc.get("ended_at") is None:
+                entry["severity"] = exc["severity"]
+            self.ledger[exc["exception_id"]] = entry
+            if self.writes:
+                lg.write_ledger(self.s, entry)
+
+    def _close_queue_items(self, eid: str) -> None:
+        for item in self.queue.values():
+            if item["exception_id"] == eid and item["status"] == "open":
+                item.update(status="done", updated_at=self.now)
+                if self.writes:
+                    lg.write_queue(self.s, item)
+
+    # -- acting --------------------------------------------------------------------------
+    def _packet_path(self, order_id: Any) -> Path:
+        return self.outbox / "packets" / f"{packet_name(order_id)}.json"
+
+    def _queue_item(
+        self,
+        eid: str,
+        ref: Mapping[str, Any],
+        kind: str,
+        target: str,
+        reason: str,
+        policy_rule: str,
+        action_key: str | None = None,
+        severity: str | None = None,
+    ) -> bool:
+        action_key = action_key or lg.key(eid, kind, target, ref.get("idempotency_key", ""))
+        if action_key in self.queue:
+            return False
+        item = {
+            "action_key": action_key,
+            "exception_id": eid,
+            "order_id": ref["order_id"],
+            "order_name": ref.get("order_name"),
+            "kind": kind,
+            "target": target,
+            "status": "open",
+            "reason": reason,
+            "severity": severity or ref.get("severity"),
+            "policy_rule": policy_rule,
+            "packet_path": str(self._packet_path(ref["order_id"])),
+            "breach_at": ref.get("breach_at"),
+            "run_id": self.run_id,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+        self.queue[action_key] = item
+        if self.writes:
+            lg.write_queue(self.s, item)
+        return True
+
+    def _note_action(self, eid: str, kind: str, target: str, result: str) -> None:
+        entry = self.ledger.get(eid)
+        if entry is None:
+            return
+        entry["actions"] = [
+            *entry["actions"],
+            {"kind": kind, "target": target, "at": self.now.isoformat(), "result": result},
+        ]
+        if entry["status"] == "open":
+            entry.update(status="actioned", actioned_at=self.now)
+        if kind in HUMAN_KINDS:
+            entry["owner"] = target if kind == "escalate" else "human_review"
+        entry["updated_at"] = self.now
+        if self.writes:
+            lg.write_ledger(self.s, entry)
+
+    def act(self, plan: OrderPlan, by_id: Mapping[str, Mapping[str, Any]]) -> None:
+        for why in (h for _, h in plan.held):
+            self.report.held[why.split(":")[0]] += 1
+        for action in plan.actions:
+            exc = by_id[action.exception_id]
+            added = self._queue_item(
+                action.exception_id,
+                exc,
+                action.kind,
+                action.target,
+                action.reason,
+                action.policy_rule,
+                action_key=action.action_key,
+                severity=action.severity,
+            )
+            if added:
+                self.report.actions[action.kind] += 1
+                self._note_action(action.exception_id, action.kind, action.target, "queued")
+
+    def deliver(self, message: PlannedMessage, ctx: OrderContext) -> None:
+        order = ctx.orders[message.order_id]
+        contact = ctx.contacts.get(message.order_id)
+        channel, recipient = channel_for(message.channel, contact)
+        if not recipient or contact is None:
+            self.report.held["no_contact"] += 1
+            return
+        if channel == "sms" and self.c.quiet_until is not None:
+            zone = self.time_zones.get(contact.province_code, self.c.default_time_zone)
+            if self.c.quiet_until(self.now, zone) is not None:
+                self.report.held["quiet_hours"] += 1  # decided again on a later run
+                return
+        if channel != message.channel:
+            message = dataclasses.replace(message, channel=channel)
+        if lg.block_key(message.channel, recipient) in self.blocks:
+            self.report.held["opted_out"] += 1
+            return
+        facts = message_facts(order, contact, message.driver_type, self.c.shop_name)
+        rendered = render_message(message.template, message.channel, facts)
+        self.report.actions["notify_customer"] += 1
+        masked = mask_email(recipient) if message.channel == "email" else mask_phone(recipient)
+        row = self._row(
+            message.idempotency_key,
+            order,
+            message.channel,
+            message.template,
+            message.state_key,
+            list(message.exception_ids),
+            masked,
+            rendered.subject,
+            message.policy_rule,
+        )
+        outbound = Outbound(
+            idempotency_key=message.idempotency_key,
+            channel=message.channel,
+            recipient=recipient,
+            body_text=rendered.text,
+            subject=rendered.subject,
+            body_html=rendered.html,
+            metadata={"order_id": message.order_id, "order_name": order["order_name"]},
+        )
+        self._send_recorded(row, outbound)
+
+    def answer_ticket(
+        self, answer: TicketAnswer, ctx: OrderContext, plans: Mapping[Any, OrderPlan]
+    ) -> None:
+        order = ctx.orders[answer.order_id]
+        contact = ctx.contacts.get(answer.order_id) or Contact()
+        plan = plans.get(answer.order_id)
+        facts = message_facts(order, contact, "predicted_late", self.c.shop_name)
+        body = render_text(
+            f"ticket/{answer.template}.j2",
+            **facts,
+            delivered=order.get("current_milestone") == "delivered",
+            tracking_url=None,
+            decisions=plan.decisions if plan else [],
+            packet_path=str(self._packet_path(answer.order_id)),
+        )
+        self.report.actions[answer.channel] += 1
+        eids = [d["exception_id"] for d in plan.decisions] if plan else []
+        row = self._row(
+            answer.idempotency_key,
+            order,
+            answer.channel,
+            answer.template,
+            answer.state_key,
+            eids,
+            f"ticket {answer.ticket_id}",
+            None,
+            "wismo deflection (lib/wismo.py)",
+        )
+        meta: dict[str, Any] = {"tags": ["orderwatch"], "public": answer.channel == "ticket_reply"}
+        if answer.ticket_status:
+            meta["status"] = answer.ticket_status
+        outbound = Outbound(
+            answer.idempotency_key, answer.channel, str(answer.ticket_id), body, metadata=meta
+        )
+        self._send_recorded(row, outbound)
+
+    def _row(
+        self,
+        idem: str,
+        order: Mapping[str, Any],
+        channel: str,
+        template: str,
+        state_key: str,
+        eids: list[str],
+        recipient: str,
+        subject: str | None,
+        policy_rule: str,
+    ) -> dict[str, Any]:
+        return {
+            "idempotency_key": idem,
+            "order_id": order["order_id"],
+            "order_name": order["order_name"],
+            "exception_ids": eids,
+            "state_key": state_key,
+            "state": {k: json_value(v) for k, v in order.items()},
+            "channel": channel,
+            "template": template,
+            "recipient": recipient,
+            "subject": subject,
+            "status": "sending",
+            "attempts": 0,
+            "policy_rule": policy_rule,
+            "packet_path": str(self._packet_path(order["order_id"])),
+            "run_id": self.run_id,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+
+    def _send_recorded(self, row: dict[str, Any], outbound: Outbound) -> None:
+        if not self.writes:
+            self.report.would_send += 1
+            return
+        lg.write_message(self.s, row)  # the intent, committed before the sink is called
+        self.messages[row["idempotency_key"]] = row
+        result = self.send(outbound)
+        self._record(row, result)
+        if stops_channel(result):
+            lg.write_block(
+                self.s,
+                outbound.channel,
+                outbound.recipient,
+                row["recipient"],
+                str(result.follow_up),
+                self.now,
+            )
+            self.blocks.add(lg.block_key(outbound.channel, outbound.recipient))
+
+    def _record(self, row: dict[str, Any], result: DeliveryResult) -> None:
+        row.update(
+            status=str(result.outcome),
+            detail=result.detail,
+            provider_id=result.provider_id,
+            attempts=result.attempts,
+            history=[a.__dict__ for a in result.history],
+            follow_up=str(result.follow_up) if result.follow_up else None,
+            updated_at=self.now,
+        )
+        lg.write_message(self.s, row)
+        self.report.messages[str(result.outcome)] += 1
+        for eid in row["exception_ids"]:
+            kind = "notify_customer" if row["channel"] in ("email", "sms") else row["channel"]
+            self._note_action(eid, kind, row["template"], str(result.outcome))
+        if result.outcome == Outcome.UNCERTAIN:
+            eid = row["exception_ids"][0] if row["exception_ids"] else row["idempotency_key"]
+            reason = f"delivery of {row['template']} uncertain: {result.detail}"
+            self._queue_item(eid, row, "human_review", "uncertain_delivery", reason, "")
+            self.alert("uncertain_delivery", f"{row['order_name']} {row['template']}")
+
+    # -- write-back: the order's tag in the storefront ---------------------------------------
+    def tag_orders(self, open_orders: set[Any], ctx: OrderContext) -> None:
+        """`orderwatch:delayed` on an order once its customer was told, removed when its last
+        exception resolves (close the loop). Cycle n of an order is keyed (order, n)."""
+        tags = [m for m in self.messages.values() if m["channel"] == "order_tags"]
+        notified = {
+            m["order_id"]
+            for m in self.messages.values()
+            if m["channel"] in ("email", "sms") and m["status"] == "accepted"
+        }
+        orders = notified | {m["order_id"] for m in tags}
+        for oid in sorted(orders):
+            mine = [m for m in tags if m["order_id"] == oid and m["status"] in SENT_STATUSES]
+            cycle = sum(m["template"] == "untag_delayed" for m in mine)
+            added = any(m["state_key"] == f"delayed#{cycle}" for m in mine)
+            if not added and oid in open_orders and oid in notified:
+                self._tag(oid, ctx, cycle, add=True)
+            elif added and oid not in open_orders:
+                self._tag(oid, ctx, cycle, add=False)
+
+    def _tag(self, oid: Any, ctx: OrderContext, cycle: int, *, add: bool) -> None:
+        known = next((m for m in self.messages.values() if m["order_id"] == oid), {})
+        order = ctx.orders.get(oid) or {"order_id": oid, "order_name": known.get("order_name")}
+        template = "tag_delayed" if add else "untag_delayed"
+        idem = lg.key(oid, template, cycle)
+        state_key = f"delayed#{cycle}" if add else f"recovered#{cycle}"
+        meta: dict[str, Any] = (
+            {"add_tags": ["orderwatch:delayed"], "note": f"orderwatch: see packet order-{oid}"}
+            if add
+            else {"remove_tags": ["orderwatch:delayed"], "clear_note": True}
+        )
+        self.report.actions[template] += 1
+        row = self._row(
+            idem,
+            order,
+            "order_tags",
+            template,
+            state_key,
+            [],
+            str(oid),
+            None,
+            "close the loop (lib/action_run.py)",
+        )
+        self._send_recorded(row, Outbound(idem, "order_tags", str(oid), template, metadata=meta))
+
+
+def _plan_orders(
+    run: _Run, ctx: OrderContext, by_order: Mapping[Any, list[dict[str, Any]]], stale: set[str]
+) -> dict[Any, OrderPlan]:
+    messages_by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for m in run.messages.values():
+        messages_by_order[m["order_id"]].append(m)
+    return {
+        oid: plan_order(
+            ctx.orders.get(oid),
+            rows,
+            run.ledger,
+            messages_by_order[oid],
+            run.policy,
+            run.now,
+            frozenset(stale),
+        )
+        for oid, rows in sorted(by_order.items())
+    }
+
+
+def _send_all(
+    run: _Run,
+    ctx: OrderContext,
+    plans: Mapping[Any, OrderPlan],
+    answers: list[TicketAnswer],
+) -> None:
+    """Customer messages and public ticket replies, unless there are more than the cap."""
+    planned = [p.message for p in plans.values() if p.message is not None]
+    cap = run.c.max_messages
+    if cap is None:
+        cap = int(run.policy.messages["max_per_run"])
+    total = len(planned) + sum(a.channel == "ticket_reply" for a in answers)
+    if total > cap:
+        run.alert("message_cap", f"{total} customer messages planned, cap {cap}: none sent")
+        run.report.held["message_cap"] += total
+        run.report.failure = "message_cap"
+        return
+    for message in planned:
+        run.deliver(message, ctx)
+    for answer in answers:
+        run.answer_ticket(answer, ctx, plans)
+
+
+def run_actions(
+    session: WarehouseSession,
+    send: Send,
+    controls: Controls,
+    policy: Policy,
+    now: datetime,
+    run_id: str,
+    outbox: Path,
+    log: Log = print,
+) -> RunReport:
+    if controls.kill_switch:
+        report = RunReport(mode="kill_switch", as_of=now.isoformat())
+        report.alerts.append("kill_switch: ORDERWATCH_ACTIONS_KILL_SWITCH is on; nothing done")
+        return report
+    run = _Run(session, send, controls, policy, now, run_id, outbox, log)
+    rows = run.load()
+    run.recover_interrupted()
+    run.sync(rows)
+    open_rows = [r for r in rows if r.get("ended_at") is None]
+    run.report.exceptions_open = len(open_rows)
+    run.report.exceptions_by_type.update(r["exception_type"] for r in open_rows)
+    stale = stale_feeds(session, policy, now)
+    run.report.stale_feeds = stale
+    for feed, age in stale.items():
+        run.alert("stale_feed", f"{feed}: newest record {age} h old")
+    by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for row in open_rows:
+        by_order[row["order_id"]].append(row)
+    tickets = open_status_tickets(session)
+    ctx = load_context(session, set(by_order) | {t["order_id"] for t in tickets})
+    plans = _plan_orders(run, ctx, by_order, set(stale))
+    by_id = {r["exception_id"]: r for r in open_rows}
+    for plan in plans.values():
+        run.act(plan, by_id)
+    at_risk = {oid for oid, p in plans.items() if p.decisions}
+    answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages)
+    if stale and answers:  # a reply would state a state that may be out of date
+        run.report.held["stale_feed"] += len(answers)
+        answers = []
+    _send_all(run, ctx, plans, answers)
+    run.tag_orders(set(by_order), ctx)
+    if not controls.replay:
+        for answer in answers:  # an answered ticket's order gets its packet too
+            by_order.setdefault(answer.order_id, [])
+        run.packets(by_order, plans, ctx)
+        run.page(open_rows)
+    return run.report
+
+
+def summary_json(report: RunReport) -> str:
+    return json.dumps(report.as_metadata(), indent=2, sort_keys=True, default=str)

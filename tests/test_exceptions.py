@@ -1,0 +1,171 @@
+"""Exception episodes (lib/exceptions.py): stable ids across runs, closing, hysteresis for
+predicted_late, thresholds by tier and slack, severity, and the policy file's validation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orderwatch_dagster.lib import exceptions as ex
+from orderwatch_dagster.lib.policy import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
+
+T0 = datetime(2026, 10, 5, 12, tzinfo=UTC)
+POLICY = load_policy()
+
+
+def state(order_id: int = 1, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(ex.STATE_COLUMNS)
+    row.update(
+        order_id=order_id,
+        order_name=f"#{1000 + order_id}",
+        is_open=True,
+        current_milestone="in_transit",
+        customer_tier="standard",
+        order_value=80.0,
+        deliver_slack_hours=100.0,
+        promised_deliver_by=T0 + timedelta(hours=100),
+    )
+    for rule in ex.RULES:
+        row[f"{rule}_occurred"] = False
+        row[f"{rule}_active"] = False
+    row.update(overrides)
+    return row
+
+
+def gap(detected: datetime, active: bool = True, **kw: Any) -> dict[str, Any]:
+    return state(
+        scan_gap_occurred=True, scan_gap_active=active, scan_gap_detected_at=detected, **kw
+    )
+
+
+def test_episode_id_is_stable_and_closes_when_the_order_recovers() -> None:
+    first = ex.advance([], [gap(T0)], {}, POLICY, T0 + timedelta(hours=1))
+    second = ex.advance(first, [gap(T0)], {}, POLICY, T0 + timedelta(hours=2))
+    assert len(first) == len(second) == 1
+    assert first[0]["exception_id"] == second[0]["exception_id"]
+    assert second[0]["ended_at"] is None and second[0]["order_name"] == "#1001"
+    recovered = ex.advance(second, [gap(T0, active=False)], {}, POLICY, T0 + timedelta(hours=3))
+    assert recovered[0]["ended_at"] == T0 + timedelta(hours=3)
+    # a closed episode is frozen; a new gap later is a new episode with a new id
+    again = ex.advance(
+        recovered, [gap(T0 + timedelta(hours=5))], {}, POLICY, T0 + timedelta(hours=6)
+    )
+    assert len(again) == 2
+    assert {r["ended_at"] for r in again} == {T0 + timedelta(hours=3), None}
+    assert len({r["exception_id"] for r in again}) == 2
+
+
+def test_hold_categories_map_to_types_and_evidence_is_json() -> None:
+    rows = ex.advance(
+        [],
+        [
+            state(
+                1,
+                fulfillment_hold_occurred=True,
+                fulfillment_hold_active=True,
+                fulfillment_hold_detected_at=T0,
+                fulfillment_hold_category="inventory",
+            ),
+            state(
+                2,
+                fulfillment_hold_occurred=True,
+                fulfillment_hold_active=True,
+                fulfillment_hold_detected_at=T0,
+                fulfillment_hold_category="address",
+            ),
+            state(
+                3,
+                fulfillment_hold_occurred=True,
+                fulfillment_hold_active=True,
+                fulfillment_hold_detected_at=T0,
+                fulfillment_hold_category="other",
+            ),
+        ],
+        {},
+        POLICY,
+        T0,
+    )
+    assert [r["exception_type"] for r in rows] == ["inventory_hold", "address_issue", "other_hold"]
+    assert json.loads(rows[0]["evidence"])["hold_category"] == "inventory"
+    assert all(r["policy_rule"].startswith("policy.yaml v") for r in rows)
+
+
+def scores(*points: tuple[int, float]) -> list[ex.Score]:
+    return [
+        ex.Score(T0 + timedelta(hours=h), p, "m1", [{"feature": "f", "text": "t"}])
+        for h, p in points
+    ]
+
+
+def test_predicted_late_has_hysteresis() -> None:
+    # threshold standard, 100 h slack: 0.55 + 0.10 = 0.65; exit below 0.50
+    history = {1: scores((0, 0.7), (1, 0.6), (2, 0.52), (3, 0.66))}
+    rows = ex.advance([], [state()], history, POLICY, T0 + timedelta(hours=3))
+    assert len(rows) == 1 and rows[0]["ended_at"] is None
+    assert rows[0]["started_at"] == T0  # dipping to 0.52 did not close it
+    history = {1: scores((0, 0.7), (1, 0.45), (2, 0.66))}
+    rows = ex.advance([], [state()], history, POLICY, T0 + timedelta(hours=2))
+    assert rows[0]["started_at"] == T0 + timedelta(hours=2)  # closed at 0.45, reopened
+
+
+def test_risk_threshold_is_lower_for_vip_with_little_slack() -> None:
+    vip_tight = POLICY.risk_threshold("vip", 20)
+    standard_loose = POLICY.risk_threshold("standard", 96)
+    assert vip_tight < standard_loose
+    history = {1: scores((0, 0.35))}
+    tight = state(
+        customer_tier="vip", promised_deliver_by=T0 + timedelta(hours=20), deliver_slack_hours=20
+    )
+    assert ex.advance([], [tight], history, POLICY, T0)[0]["exception_type"] == "predicted_late"
+    assert ex.advance([], [state()], history, POLICY, T0) == []
+
+
+def test_severity_rises_with_tier_value_and_lost_slack() -> None:
+    assert POLICY.severity("scan_gap", "standard", 200, 50) == "low"
+    assert POLICY.severity("scan_gap", "vip", 200, 50) == "medium"
+    assert POLICY.severity("scan_gap", "vip", 200, 500) == "high"
+    assert POLICY.severity("scan_gap", "standard", -3, 50) == "critical"
+    assert POLICY.severity("lost", "standard", 200, 50) == "high"
+
+
+def test_policy_errors_name_line_and_field() -> None:
+    text = DEFAULT_POLICY.read_text()
+    bad = text.replace(
+        "channel: email, template: lost_parcel}", "channel: fax, template: lost_parcel}", 1
+    )
+    line = next(i for i, t in enumerate(bad.splitlines(), 1) if "channel: fax" in t)
+    with pytest.raises(PolicyError) as error:
+        parse_policy(bad)
+    assert f"line {line}" in str(error.value)
+    assert "notify_customer.channel" in str(error.value) and "'fax'" in str(error.value)
+    with pytest.raises(PolicyError, match=r"line \d+, risk.exit_margin"):
+        parse_policy(text.replace("exit_margin: 0.15", "exit_margin: high"))
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        parse_policy(text + "\n  - : [\n")
+
+
+def test_detection_grade_counts_observable_misses_and_precision() -> None:
+    from bench.detection import grade
+
+    as_of = T0
+    states = [
+        state(1, promised_deliver_by=T0 + timedelta(hours=48)),  # observable miss, caught
+        state(2, promised_deliver_by=T0 + timedelta(hours=48)),  # observable miss, missed
+        state(3, promised_deliver_by=T0 + timedelta(hours=48)),  # on time, flagged
+        state(4, promised_deliver_by=T0 + timedelta(hours=10)),  # too close: not eligible
+        state(5, promised_deliver_by=T0 + timedelta(hours=48)),  # misses later, onset not yet
+    ]
+    onset = (T0 - timedelta(hours=1)).isoformat()
+    truth = {
+        1: {"missed_promise": "true", "failure_onset_at": onset},
+        2: {"missed_promise": "true", "failure_onset_at": onset},
+        3: {"missed_promise": "false", "failure_onset_at": ""},
+        4: {"missed_promise": "true", "failure_onset_at": onset},
+        5: {"missed_promise": "true", "failure_onset_at": (T0 + timedelta(hours=5)).isoformat()},
+    }
+    g = grade(as_of, states, {1, 3, 4}, truth)
+    assert (g.eligible, g.observable_misses, g.caught, g.flagged) == (4, 2, 1, 2)
+    assert g.recall == 0.5 and g.precision == 0.5
