@@ -1,0 +1,80 @@
+"""The model: one sklearn Pipeline (ColumnTransformer + HistGradientBoostingClassifier),
+calibrated on a later time window; and the logistic-regression baseline on the same columns."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from ml.features import CATEGORICAL, FEATURES, NUMERIC
+
+# Isotonic calibration needs enough misses in the calibration window to be stable; below this
+# a sigmoid (two parameters) is fitted instead.
+ISOTONIC_MIN_POSITIVES = 200
+
+
+def boosted_pipeline(seed: int) -> Pipeline:
+    """Categories ordinal-encoded (rare ones pooled, unseen ones missing), numbers as they are
+    (the booster handles missing values natively)."""
+    encoder = OrdinalEncoder(
+        handle_unknown="use_encoded_value",
+        unknown_value=-1,  # negative = missing for the booster
+        encoded_missing_value=-1,
+        min_frequency=20,
+        max_categories=200,
+    )
+    prep = ColumnTransformer(
+        [("cat", encoder, list(CATEGORICAL)), ("num", "passthrough", list(NUMERIC))],
+        verbose_feature_names_out=False,
+    )
+    booster = HistGradientBoostingClassifier(
+        learning_rate=0.06,
+        max_iter=250,
+        max_leaf_nodes=31,
+        min_samples_leaf=50,
+        l2_regularization=1.0,
+        categorical_features=list(range(len(CATEGORICAL))),
+        early_stopping=False,  # its internal split would be random, not time-ordered
+        random_state=seed,
+    )
+    return Pipeline([("prep", prep), ("model", booster)])
+
+
+def logistic_pipeline(seed: int) -> Pipeline:
+    numeric = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            ),
+            ("scale", StandardScaler()),
+        ]
+    )
+    prep = ColumnTransformer(
+        [
+            (
+                "cat",
+                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20),
+                list(CATEGORICAL),
+            ),
+            ("num", numeric, list(NUMERIC)),
+        ]
+    )
+    return Pipeline(
+        [("prep", prep), ("model", LogisticRegression(C=0.5, max_iter=1000, random_state=seed))]
+    )
+
+
+def calibrate(fitted: Pipeline, x_cal: pd.DataFrame, y_cal: pd.Series) -> CalibratedClassifierCV:
+    """Calibrate an already fitted pipeline on a later window (its own rows are never reused)."""
+    method = "isotonic" if int(y_cal.sum()) >= ISOTONIC_MIN_POSITIVES else "sigmoid"
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted), method=method)
+    calibrated.fit(x_cal[list(FEATURES)], y_cal)
+    return calibrated
