@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ml.features import build_features, scoring_rows
 from ml.train import LatenessModel
 
 TOP_REASONS = 3
@@ -259,3 +260,20 @@ def score(model: LatenessModel, features: pd.DataFrame) -> pd.DataFrame:
             "reasons": reasons,
         }
     )
+
+
+def score_open_orders(
+    model: LatenessModel, version: str, state: pd.DataFrame, scored_at: object
+) -> pd.DataFrame:
+    """Every open order of `state` (the order state at `scored_at`, all orders: the network
+    context reads the closed ones) scored: the rows of marts.order_risk_scores."""
+    features = build_features(state)
+    open_rows = features[scoring_rows(state).to_numpy()]
+    if open_rows.empty:
+        return pd.DataFrame(
+            columns=["order_id", "model_version", "scored_at", "probability", "reasons"]
+        )
+    scored = score(model, open_rows)
+    scored["model_version"] = version
+    scored["scored_at"] = pd.Timestamp(scored_at)
+    return scored[["order_id", "model_version", "scored_at", "probability", "reasons", "flagged"]]

@@ -31,7 +31,7 @@ import joblib
 import pandas as pd
 import sklearn
 
-from ml.train import LatenessModel
+from ml.train import LatenessModel, TrainConfig, train
 
 ARTIFACT = "model.joblib"
 METRICS = "metrics.json"
@@ -157,6 +157,36 @@ class Registry:
         target = earlier[-1]
         self.set_champion(target, f"rollback from {current}", pinned=True)
         return target
+
+
+def champion_ap_on(registry: Registry, holdout: pd.DataFrame) -> float | None:
+    """The current champion's average precision on `holdout` (the challenger's own rows)."""
+    from ml.evaluate import score_metrics
+
+    current = registry.champion()
+    if current is None:
+        return None
+    model = registry.load(current)  # fails loudly on a version mismatch
+    scores = model.predict_proba(holdout)
+    return score_metrics(holdout["label"].to_numpy(), scores)["average_precision"]
+
+
+def train_and_register(
+    rows: pd.DataFrame, now: object, registry: Registry, config: TrainConfig | None = None
+) -> dict:
+    """Train (ml.train.train; ColdStart propagates), store the artifact, and promote it if it
+    beats the champion on the same holdout. Returns the report with version and decision."""
+    result = train(rows, now, config)
+    report = result["report"]
+    report["champion_ap_on_holdout"] = champion_ap_on(registry, result["holdout"])
+    version = registry.save(result["model"], report)
+    decision = registry.consider(
+        version, report["model"]["average_precision"], report["champion_ap_on_holdout"]
+    )
+    report["version"] = version
+    report["decision"] = decision
+    report["champion"] = registry.champion()
+    return report
 
 
 def _main(argv: list[str] | None = None) -> int:
