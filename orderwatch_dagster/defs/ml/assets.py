@@ -5,7 +5,6 @@ ml/lateness_model    trains weekly (or when no champion exists), registers, prom
 ml/order_risk_scores every open order scored by the champion -> marts.order_risk_scores
 """
 
-
 import json
 from datetime import datetime
 from pathlib import Path
