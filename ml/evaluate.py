@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from ml.features import FEATURES, RULES
+from ml.features import RULES
 
 # The operating threshold maximises F-beta on the calibration window: beta 2 weighs recall
 # four times precision (a missed warning costs more than an extra look).
@@ -138,14 +138,17 @@ def table_markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def holdout_report(model: object, holdout: pd.DataFrame, logistic: object | None = None) -> dict:
+def holdout_report(
+    model: object, holdout: pd.DataFrame, logistic: tuple[object, tuple[str, ...]] | None = None
+) -> dict:
     """The model, the logistic baseline and each rule on the same holdout rows (labels from the
     warehouse), plus the calibration and threshold tables shown in the UI."""
     y = holdout["label"].to_numpy(dtype=int)
     scores = model.predict_proba(holdout)
     report: dict = {"model": score_metrics(y, scores)}
     if logistic is not None:
-        report["logistic"] = score_metrics(y, logistic.predict_proba(holdout[list(FEATURES)])[:, 1])
+        estimator, columns = logistic
+        report["logistic"] = score_metrics(y, estimator.predict_proba(holdout[list(columns)])[:, 1])
     report["rules"] = rule_metrics(holdout, y)
     name, ap = best_rule(report["rules"])
     report["best_rule"] = {"name": name, "average_precision": ap}

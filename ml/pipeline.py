@@ -3,6 +3,8 @@ calibrated on a later time window; and the logistic-regression baseline on the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
@@ -20,9 +22,14 @@ from ml.features import CATEGORICAL, FEATURES, NUMERIC
 ISOTONIC_MIN_POSITIVES = 200
 
 
-def boosted_pipeline(seed: int) -> Pipeline:
+def _columns(features: Sequence[str]) -> tuple[list[str], list[str]]:
+    return [f for f in CATEGORICAL if f in features], [f for f in NUMERIC if f in features]
+
+
+def boosted_pipeline(seed: int, features: Sequence[str] = FEATURES) -> Pipeline:
     """Categories ordinal-encoded (rare ones pooled, unseen ones missing), numbers as they are
     (the booster handles missing values natively)."""
+    categorical, numeric = _columns(features)
     encoder = OrdinalEncoder(
         handle_unknown="use_encoded_value",
         unknown_value=-1,  # negative = missing for the booster
@@ -31,7 +38,7 @@ def boosted_pipeline(seed: int) -> Pipeline:
         max_categories=200,
     )
     prep = ColumnTransformer(
-        [("cat", encoder, list(CATEGORICAL)), ("num", "passthrough", list(NUMERIC))],
+        [("cat", encoder, categorical), ("num", "passthrough", numeric)],
         verbose_feature_names_out=False,
     )
     booster = HistGradientBoostingClassifier(
@@ -40,15 +47,16 @@ def boosted_pipeline(seed: int) -> Pipeline:
         max_leaf_nodes=31,
         min_samples_leaf=50,
         l2_regularization=1.0,
-        categorical_features=list(range(len(CATEGORICAL))),
+        categorical_features=list(range(len(categorical))),
         early_stopping=False,  # its internal split would be random, not time-ordered
         random_state=seed,
     )
     return Pipeline([("prep", prep), ("model", booster)])
 
 
-def logistic_pipeline(seed: int) -> Pipeline:
-    numeric = Pipeline(
+def logistic_pipeline(seed: int, features: Sequence[str] = FEATURES) -> Pipeline:
+    categorical, numeric = _columns(features)
+    numeric_steps = Pipeline(
         [
             (
                 "impute",
@@ -62,9 +70,9 @@ def logistic_pipeline(seed: int) -> Pipeline:
             (
                 "cat",
                 OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20),
-                list(CATEGORICAL),
+                categorical,
             ),
-            ("num", numeric, list(NUMERIC)),
+            ("num", numeric_steps, numeric),
         ]
     )
     return Pipeline(
@@ -72,9 +80,11 @@ def logistic_pipeline(seed: int) -> Pipeline:
     )
 
 
-def calibrate(fitted: Pipeline, x_cal: pd.DataFrame, y_cal: pd.Series) -> CalibratedClassifierCV:
+def calibrate(
+    fitted: Pipeline, x_cal: pd.DataFrame, y_cal: pd.Series, features: Sequence[str] = FEATURES
+) -> CalibratedClassifierCV:
     """Calibrate an already fitted pipeline on a later window (its own rows are never reused)."""
     method = "isotonic" if int(y_cal.sum()) >= ISOTONIC_MIN_POSITIVES else "sigmoid"
     calibrated = CalibratedClassifierCV(FrozenEstimator(fitted), method=method)
-    calibrated.fit(x_cal[list(FEATURES)], y_cal)
+    calibrated.fit(x_cal[list(features)], y_cal)
     return calibrated

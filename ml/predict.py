@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ml.features import build_features, scoring_rows
 from ml.train import LatenessModel
@@ -214,14 +215,17 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[dict], str]]] = {
 
 def contributions(model: LatenessModel, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """Probabilities, and per group the change in risk against the typical order."""
-    x = features[list(model.features)].reset_index(drop=True)
-    base = model.predict_proba(x)
+    encoded = model.transform(features.reset_index(drop=True))
+    base = model.proba_encoded(encoded)
+    typical = model.encoded_typical()
     deltas = {}
     for group, (columns, _) in REASON_GROUPS.items():
-        varied = x.copy()
+        varied = encoded.copy()
         for column in columns:
-            varied[column] = model.typical[column]
-        deltas[group] = base - model.predict_proba(varied)
+            if column in typical:
+                index, value = typical[column]
+                varied[:, index] = value
+        deltas[group] = base - model.proba_encoded(varied)
     return base, pd.DataFrame(deltas)
 
 
@@ -244,9 +248,12 @@ def _reasons_for(row: dict, deltas: np.ndarray, groups: list[str]) -> list[dict]
     return out
 
 
-def score(model: LatenessModel, features: pd.DataFrame) -> pd.DataFrame:
-    """order_id, as_of, probability, flagged (>= the model's threshold), reasons (JSON text)."""
-    probability, deltas = contributions(model, features)
+def score(model: LatenessModel, features: pd.DataFrame, threads: int = 1) -> pd.DataFrame:
+    """order_id, as_of, probability, flagged (>= the model's threshold), reasons (JSON text).
+
+    `threads`: OpenMP threads for the booster (ml.train.TrainConfig.threads says why one)."""
+    with threadpool_limits(limits=threads):
+        probability, deltas = contributions(model, features)
     groups = list(deltas.columns)
     matrix = deltas.to_numpy()
     records = features.reset_index(drop=True).to_dict("records")

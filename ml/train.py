@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import sklearn
+from threadpoolctl import threadpool_limits
 
 from ml.evaluate import holdout_report
 from ml.features import FEATURES, build_features, labels, scoring_rows
@@ -41,6 +42,9 @@ class TrainConfig:
     seed: int = 0
     min_labelled_orders: int = MIN_LABELLED_ORDERS
     min_misses: int = MIN_MISSES
+    # OpenMP threads for the booster: on a shared machine more threads than free cores make
+    # it many times slower (spinning workers), so one by default; results do not depend on it.
+    threads: int = 1
 
 
 @dataclass
@@ -57,6 +61,31 @@ class LatenessModel:
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         return self.estimator.predict_proba(features[list(self.features)])[:, 1]
+
+    def transform(self, features: pd.DataFrame) -> np.ndarray:
+        """The pipeline's encoded matrix (each feature one column, in `features` order)."""
+        prep, _, _ = self._parts()
+        return prep.transform(features[list(self.features)])
+
+    def proba_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        """Calibrated probability from the encoded matrix: the reasons vary its columns without
+        re-encoding 13 copies of the frame. Same numbers as predict_proba (checked in tests)."""
+        _, booster, calibrator = self._parts()
+        return np.clip(calibrator.predict(booster.decision_function(encoded)), 0.0, 1.0)
+
+    def encoded_typical(self) -> dict[str, tuple[int, float]]:
+        """Per feature, its column in the encoded matrix and the typical order's encoded value."""
+        prep, _, _ = self._parts()
+        row = pd.DataFrame([{f: self.typical.get(f) for f in self.features}])
+        values = prep.transform(row)[0]
+        names = list(prep.get_feature_names_out())
+        return {f: (names.index(f), float(values[names.index(f)])) for f in self.features}
+
+    def _parts(self) -> tuple[object, object, object]:
+        (inner,) = self.estimator.calibrated_classifiers_
+        pipeline = inner.estimator.estimator  # FrozenEstimator -> the fitted Pipeline
+        (calibrator,) = inner.calibrators
+        return pipeline.named_steps["prep"], pipeline.named_steps["model"], calibrator
 
 
 def training_set(snapshots: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
@@ -133,32 +162,39 @@ def train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig | None = No
     Raises ColdStart (nothing is fitted) when the history is below the thresholds.
     """
     config = config or TrainConfig()
+    with threadpool_limits(limits=config.threads):
+        return _train(rows, now, config)
+
+
+def _train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> dict:
     parts = split(rows, now, config)
     check_history(rows, parts, config)
     began = time.perf_counter()
     train_part, cal_part, holdout = parts["train"], parts["calibration"], parts["holdout"]
-    x_train, y_train = train_part[list(FEATURES)], train_part["label"]
-    boosted = boosted_pipeline(config.seed).fit(x_train, y_train)
-    calibrated = calibrate(boosted, cal_part, cal_part["label"])
-    logistic = logistic_pipeline(config.seed).fit(x_train, y_train)
+    # inputs the as-of layer does not provide (all missing in training) are left out
+    used = tuple(f for f in FEATURES if train_part[f].notna().any())
+    x_train, y_train = train_part[list(used)], train_part["label"]
+    boosted = boosted_pipeline(config.seed, used).fit(x_train, y_train)
+    calibrated = calibrate(boosted, cal_part, cal_part["label"], used)
+    logistic = logistic_pipeline(config.seed, used).fit(x_train, y_train)
     fit_seconds = time.perf_counter() - began
     # The operating threshold is chosen on the calibration window, never on the holdout.
     from ml.evaluate import choose_threshold
 
-    cal_scores = calibrated.predict_proba(cal_part[list(FEATURES)])[:, 1]
+    cal_scores = calibrated.predict_proba(cal_part[list(used)])[:, 1]
     threshold = choose_threshold(cal_part["label"].to_numpy(), cal_scores)
     model = LatenessModel(
         estimator=calibrated,
         threshold=threshold,
-        typical=typical_values(x_train),
-        features=FEATURES,
+        typical=typical_values(train_part),
+        features=used,
         data_window=(
             rows["as_of"].min().isoformat(),
             _utc(now).isoformat(),
         ),
         trained_at=_utc(now).isoformat(),
     )
-    report = holdout_report(model, holdout, logistic=logistic)
+    report = holdout_report(model, holdout, logistic=(logistic, used))
     report["fit_seconds"] = round(fit_seconds, 2)
     report["rows"] = {name: len(part) for name, part in parts.items()}
     report["orders"] = {name: int(part["order_id"].nunique()) for name, part in parts.items()}
@@ -166,5 +202,6 @@ def train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig | None = No
         name: int(part.drop_duplicates("order_id")["label"].sum()) for name, part in parts.items()
     }
     report["threshold"] = threshold
+    report["features"] = list(used)
     report["seed"] = config.seed
     return {"model": model, "report": report, "holdout": holdout}
