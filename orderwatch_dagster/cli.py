@@ -46,7 +46,7 @@ def run_demo(job_name: str) -> int:
 
     from orderwatch_dagster.definitions import defs
     from orderwatch_dagster.lib import settings
-    from orderwatch_dagster.lib.summary import warehouse_summary
+    from orderwatch_dagster.lib.summary import model_summary, warehouse_summary
 
     # DAGSTER_HOME (set by make) keeps the run history, so the demo's runs show in `make ui`.
     # The console shows warnings only; dbt's line-per-node output goes to a log file.
@@ -66,6 +66,7 @@ def run_demo(job_name: str) -> int:
                 outcome = "ok" if event.is_step_success else "FAILED"
                 print(f"  {event.step_key:<60} {outcome}")
     print(warehouse_summary(settings.warehouse_path()))
+    print(model_summary(settings.home() / "models"))
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     return 0 if result.success else 1
 
