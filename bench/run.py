@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.measure import Measurement, run_measured
+from bench.model import bench_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PY = sys.executable
@@ -181,6 +182,9 @@ def bench_dbt(days: int, per_day: int) -> str:
 SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {
     "ingest": lambda args: bench_ingest(args.sizes, args.sim_rss_orders),
     "dbt": lambda args: bench_dbt(args.dbt_days, args.dbt_orders_per_day),
+    "model": lambda args: bench_model(
+        args.model_seeds, args.model_days, args.model_orders_per_day, args.model_kinds
+    ),
 }
 
 
@@ -193,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim-rss-orders", type=int, default=1_000_000)
     parser.add_argument("--dbt-days", type=int, default=30)
     parser.add_argument("--dbt-orders-per-day", type=int, default=1000)
+    parser.add_argument(
+        "--model-seeds", type=lambda s: [int(x) for x in s.split(",")], default=[7, 13]
+    )
+    parser.add_argument("--model-days", type=int, default=30)
+    parser.add_argument("--model-orders-per-day", type=int, default=1000)
+    parser.add_argument("--model-kinds", type=lambda s: s.split(","), default=["full", "snapshot"])
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
