@@ -84,7 +84,7 @@ def _operator_rows(snapshots: pd.DataFrame, moments: list[pd.Timestamp]) -> pd.D
     return rows
 
 
-def evaluate_world(home: Path, now: pd.Timestamp, seed: int) -> dict:
+def evaluate_world(home: Path, now: pd.Timestamp, seed: int, config: object = None) -> dict:
     import duckdb
 
     from ml.evaluate import operator_moments, operator_view
@@ -98,10 +98,10 @@ def evaluate_world(home: Path, now: pd.Timestamp, seed: int) -> dict:
     began = time.perf_counter()
     rows = training_set(snapshots, now)
     set_seconds = time.perf_counter() - began
-    result = train(rows, now, TrainConfig(seed=0))
+    result = train(rows, now, config or TrainConfig(seed=0))
     train_seconds = time.perf_counter() - began
     model = result["model"]
-    week_start = now - pd.Timedelta(days=7)
+    week_start = now - pd.Timedelta(days=result["model_config"].holdout_days)
     local = [
         m.tz_convert(SHOP_TZ)
         for m in operator_moments(

@@ -204,4 +204,4 @@ def _train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> dict:
     report["threshold"] = threshold
     report["features"] = list(used)
     report["seed"] = config.seed
-    return {"model": model, "report": report, "holdout": holdout}
+    return {"model": model, "report": report, "holdout": holdout, "model_config": config}

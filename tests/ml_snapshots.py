@@ -5,6 +5,8 @@ is what the benchmark measures on."""
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pandas as pd
 
@@ -111,7 +113,12 @@ def _state(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 def synthetic_snapshots(
     n_orders: int = 1500, days: int = 24, step_hours: int = 12, seed: int = 3
 ) -> pd.DataFrame:
-    """Every order at every as_of of a `step_hours` grid over `days` (+ 5 days to settle)."""
+    """Every order at every as_of of a `step_hours` grid over `days` (a copy: callers edit it)."""
+    return _cached(n_orders, days, step_hours, seed).copy()
+
+
+@cache
+def _cached(n_orders: int, days: int, step_hours: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     orders = _orders(n_orders, days, rng)
     grid = pd.date_range(
