@@ -75,11 +75,17 @@ def training_set_asset(
     if not due:
         context.log.info(f"training set not rebuilt: {why}")
         return dg.MaterializeResult(metadata={"rebuilt": False, "reason": why})
-    with warehouse.connect() as session:
-        snapshots = read_snapshots(session, config.snapshot_table, now)
-    rows = training_set(snapshots, pd.Timestamp(now))
     path = _training_set_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warehouse.connect() as session:
+            snapshots = read_snapshots(session, config.snapshot_table, now)
+    except LookupError as missing:
+        # no point-in-time history, no training set: the model stays in cold start
+        context.log.warning(f"no training set: {missing}")
+        path.unlink(missing_ok=True)
+        return dg.MaterializeResult(metadata={"rebuilt": False, "reason": str(missing)})
+    rows = training_set(snapshots, pd.Timestamp(now))
     rows.to_pickle(path)
     orders = rows.drop_duplicates("order_id")
     return dg.MaterializeResult(
@@ -145,6 +151,12 @@ def lateness_model(
         context.log.info(f"not retrained: {why}")
         return dg.MaterializeResult(
             metadata={"trained": False, "reason": why, "champion": registry.champion() or ""}
+        )
+    if not _training_set_path().is_file():
+        reason = "no training set (see ml/training_set): cold start, no model"
+        context.log.warning(reason)
+        return dg.MaterializeResult(
+            metadata={"trained": False, "cold_start": True, "reason": reason}
         )
     rows = pd.read_pickle(_training_set_path())
     train_config = TrainConfig(
