@@ -22,7 +22,8 @@ from orderwatch_dagster.sim.calendar import promise_deadline, promised_delivery_
 from orderwatch_dagster.sim.cli import main
 from orderwatch_dagster.sim.config import load_config
 from orderwatch_dagster.sim.engine import GROUND_TRUTH_COLUMNS
-from orderwatch_dagster.sim.feeds import easypost_tracker, fulfillment_order
+from orderwatch_dagster.sim.render.easypost import easypost_tracker
+from orderwatch_dagster.sim.render.shopify import fulfillment_order
 from orderwatch_dagster.sim.world import FAILURE_MODES, ORDER_ID_BASE, World
 
 START = date(2026, 10, 1)

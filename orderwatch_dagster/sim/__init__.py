@@ -1,4 +1,4 @@
-"""The embedded default world: `orderwatch simulate` (DESIGN.md "The embedded default").
+"""The embedded default world: `orderwatch simulate` (docs/architecture.md).
 
     python -m orderwatch_dagster.sim --days 14 --orders-per-day 200 --seed 7      # one shot
     python -m orderwatch_dagster.sim ... --until 2026-10-05T13:00:00Z              # continue
@@ -8,8 +8,8 @@ Writes `<out>/<feed>/<until-stamp>-d<day>-<seq>.json` pages in each vendor's lis
 clock) and the clock file beside `<out>` (`<out>/../clock`, i.e. ORDERWATCH_HOME/clock).
 
 Modules: `calendar` (the promise rule, pure), `config` (dbt seeds + catalogue), `world`
-(incidents and per-order plans), `feeds` (vendor renderers), `engine` (windows, pages,
-ground truth), `cli`.
+(incidents and per-order plans), `render/` (one renderer module per vendor), `engine`
+(windows, pages, ground truth), `cli`.
 
 Failure modes (ground truth `failure_mode`, root cause type):
 warehouse_backlog (warehouse), stock_out (sku), invalid_address (address),

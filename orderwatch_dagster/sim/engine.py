@@ -28,8 +28,9 @@ from typing import Any
 
 from orderwatch_dagster.lib.feeds import FEED_FOLDERS
 from orderwatch_dagster.lib.settings import write_clock
-from orderwatch_dagster.sim import feeds
 from orderwatch_dagster.sim.config import load_config
+from orderwatch_dagster.sim.render import PAGES, easypost, loop, shipbob, shopify, zendesk
+from orderwatch_dagster.sim.render.common import utc
 from orderwatch_dagster.sim.world import FAILURE_MODES, OrderPlan, World
 
 try:  # orjson ships with the stack (dagster-dbt); output is byte-identical to the fallback
@@ -46,7 +47,6 @@ except ImportError:  # pragma: no cover
 
 PAGE_SIZE = 250
 STATE_FILE = "simulation.json"
-ZENDESK_TICKETS_URL = "https://orderwatch-demo.zendesk.com/api/v2/tickets.json"
 GROUND_TRUTH = "ground_truth.csv"
 OUT_OF_ORDER_EVERY = 200  # ~0.5% of tracker versions are re-delivered stale, after newer ones
 GROUND_TRUTH_COLUMNS = (
@@ -157,31 +157,7 @@ class PageWriter:
 
 
 def _envelope(feed: str, records: list[dict], more: bool) -> Any:
-    if feed == "storefront_orders":
-        return {"orders": records}
-    if feed == "storefront_customers":
-        return {"customers": records}
-    if feed == "oms_fulfillment_orders":
-        return {"fulfillment_orders": records}
-    if feed == "wms_shipments":
-        return records  # ShipBob returns a bare JSON array
-    if feed == "carrier_trackers":
-        return {"trackers": records, "has_more": more}
-    if feed == "returns":
-        return {"returns": records}
-    if feed == "support_tickets":
-        after = f"cur_{records[-1]['id']}" if more else None
-        next_url = f"{ZENDESK_TICKETS_URL}?page[after]={after}" if after else None
-        return {
-            "tickets": records,
-            "meta": {
-                "has_more": more,
-                "after_cursor": after,
-                "before_cursor": f"cur_{records[0]['id']}",
-            },
-            "links": {"next": next_url, "prev": None},
-        }
-    raise ValueError(feed)
+    return PAGES[feed](records, more)
 
 
 def _stamp(moment: datetime) -> str:
@@ -429,40 +405,80 @@ def _changed(times: list[int], lo: int, hi: int) -> bool:
     return any(lo < t <= hi for t in times)
 
 
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """What one call emits: changes in (lo, hi], into the writer; stale re-deliveries to late."""
+
+    lo: int
+    hi: int
+    writer: PageWriter
+    late: list[dict]
+
+    def changed(self, times: list[int]) -> bool:
+        return _changed(times, self.lo, self.hi)
+
+
 def _emit(plan: OrderPlan, lo: int, hi: int, writer: PageWriter, late: list[dict]) -> None:
-    if lo < plan.placed_at <= hi:
-        writer.add("storefront_customers", feeds.shopify_customer(plan))
-    if _changed(feeds.order_change_times(plan), lo, hi):
-        writer.add("storefront_orders", feeds.shopify_order(plan, hi))
+    """Every record of `plan` that changed inside the window, feed by feed."""
+    window = _Window(lo, hi, writer, late)
+    _emit_storefront(plan, window)
+    _emit_fulfillment_orders(plan, window)
+    _emit_wms(plan, window)
+    _emit_trackers(plan, window)
+    _emit_returns(plan, window)
+    _emit_tickets(plan, window)
+
+
+def _emit_storefront(plan: OrderPlan, window: _Window) -> None:
+    if window.lo < plan.placed_at <= window.hi:
+        window.writer.add("storefront_customers", shopify.shopify_customer(plan))
+    if window.changed(shopify.order_change_times(plan)):
+        window.writer.add("storefront_orders", shopify.shopify_order(plan, window.hi))
+
+
+def _emit_fulfillment_orders(plan: OrderPlan, window: _Window) -> None:
     for j, (location, events) in enumerate(plan.fo_events.items()):
-        if _changed([e[0] for e in events], lo, hi):
-            writer.add("oms_fulfillment_orders", feeds.fulfillment_order(plan, location, j, hi))
+        if window.changed([e.at for e in events]):
+            record = shopify.fulfillment_order(plan, location, j, window.hi)
+            window.writer.add("oms_fulfillment_orders", record)
+
+
+def _emit_wms(plan: OrderPlan, window: _Window) -> None:
     # The 3PL's webhook stream: one version per shipment status change in the window.
-    for version in feeds.shipbob_versions(plan):
-        if lo < version <= hi:
-            writer.add("wms_shipments", feeds.shipbob_order(plan, version))
+    for version in shipbob.shipbob_versions(plan):
+        if window.lo < version <= window.hi:
+            window.writer.add("wms_shipments", shipbob.shipbob_order(plan, version))
+
+
+def _emit_trackers(plan: OrderPlan, window: _Window) -> None:
     for shipment in plan.shipments:
-        arrivals = feeds.tracker_arrivals(shipment)
-        if not _changed(arrivals, lo, hi):
+        arrivals = easypost.tracker_arrivals(shipment)
+        if not window.changed(arrivals):
             continue
-        tracker = feeds.easypost_tracker(plan, shipment, hi)
+        tracker = easypost.easypost_tracker(plan, shipment, window.hi)
         if tracker is None:
             continue
-        writer.add("carrier_trackers", tracker)
-        seen = sorted(a for a in arrivals if a <= hi)
+        window.writer.add("carrier_trackers", tracker)
+        seen = sorted(a for a in arrivals if a <= window.hi)
         if (
             len(seen) >= 2
             and zlib.crc32(f"{shipment.tracker_id}{seen[-1]}".encode()) % OUT_OF_ORDER_EVERY == 0
         ):
-            stale = feeds.easypost_tracker(plan, shipment, seen[-2])
+            stale = easypost.easypost_tracker(plan, shipment, seen[-2])
             if stale is not None:
-                late.append(stale)  # written after the newer version, in a later page
+                window.late.append(stale)  # written after the newer version, in a later page
+
+
+def _emit_returns(plan: OrderPlan, window: _Window) -> None:
     for ret in plan.returns:
-        if _changed([e[0] for e in ret.events], lo, hi) and ret.events[0][0] <= hi:
-            writer.add("returns", feeds.loop_return(plan, ret, hi))
+        if window.changed([e.at for e in ret.events]) and ret.events[0].at <= window.hi:
+            window.writer.add("returns", loop.loop_return(plan, ret, window.hi))
+
+
+def _emit_tickets(plan: OrderPlan, window: _Window) -> None:
     for ticket in plan.tickets:
-        if _changed([e[0] for e in ticket.events], lo, hi) and ticket.created_at <= hi:
-            writer.add("support_tickets", feeds.zendesk_ticket(plan, ticket, hi))
+        if window.changed([e.at for e in ticket.events]) and ticket.created_at <= window.hi:
+            window.writer.add("support_tickets", zendesk.zendesk_ticket(plan, ticket, window.hi))
 
 
 def _truth_row(plan: OrderPlan) -> list[str]:
@@ -470,13 +486,13 @@ def _truth_row(plan: OrderPlan) -> list[str]:
     return [
         str(plan.order_id),
         plan.name,
-        feeds.utc(plan.placed_at),
+        utc(plan.placed_at),
         plan.promised.isoformat(),
-        feeds.utc(plan.deadline),
-        feeds.utc(plan.delivered_at) if plan.delivered_at is not None else "",
+        utc(plan.deadline),
+        utc(plan.delivered_at) if plan.delivered_at is not None else "",
         "true" if plan.missed else "false",
         plan.failure_mode,
-        feeds.utc(plan.failure_onset) if plan.failure_onset is not None else "",
+        utc(plan.failure_onset) if plan.failure_onset is not None else "",
         plan.root_cause_type,
         plan.root_cause_entity,
         primary.warehouse.name,
@@ -489,7 +505,7 @@ def _truth_row(plan: OrderPlan) -> list[str]:
 
 def _inject_bad_records(writer: PageWriter, until: datetime) -> int:
     """Deliberately broken input that ingest must quarantine (never silently drop)."""
-    stamp = feeds.utc(int(until.timestamp()))
+    stamp = utc(int(until.timestamp()))
     writer.write_raw("storefront_orders", b'{"orders": [{"id": 1, "updated_at": ')  # not JSON
     writer.write_raw(
         "oms_fulfillment_orders",

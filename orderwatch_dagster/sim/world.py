@@ -4,7 +4,7 @@ Every order is planned from its own RNG seeded by (seed, index), and world incid
 (backlogs, lane scan gaps, regional weather, hot SKUs) from a world RNG seeded by the seed,
 so any order can be regenerated alone and nothing global grows with the order count.
 A plan holds every timestamp of the order's life (epoch seconds, UTC), including those
-after the clock; the feed builders then render it as of any moment.
+after the clock; the vendor renderers (`sim/render/`) then show it as of any moment.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from bisect import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache, partial
+from functools import lru_cache
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from orderwatch_dagster.sim.calendar import (
@@ -203,6 +203,41 @@ class Incident:
         return self.first_day <= day <= self.last_day
 
 
+class WmsEvent(NamedTuple):
+    """One ShipBob shipment state (a version of the 3PL's record)."""
+
+    at: int
+    status: str
+    detail: str | None  # status_details name
+    efd_status: str  # estimated_fulfillment_date_status
+
+
+class FoEvent(NamedTuple):
+    """One FulfillmentOrder state at a location."""
+
+    at: int
+    status: str
+    hold: str | None  # fulfillment_holds reason
+
+
+class StateEvent(NamedTuple):
+    """A ticket's or a return's state from `at` on."""
+
+    at: int
+    status: str
+
+
+class StatusChange(NamedTuple):
+    """A change of the Shopify fulfillment `shipment_status` a carrier scan causes."""
+
+    at: int  # the scan's carrier time
+    arrival: int  # when the scan reached the tracker
+    status: str
+
+
+Location = tuple[str | None, str | None, str | None]  # (city, state, zip) of a scan
+
+
 @dataclass(slots=True)
 class Scan:
     at: int  # event time (the carrier's `datetime`)
@@ -223,14 +258,13 @@ class ShipmentPlan:
     line_indexes: tuple[int, ...]
     tracking_code: str
     tracker_id: str
-    # ShipBob shipment history: (time, status, status_details name | None, efd status)
-    wms: list[tuple[int, str, str | None, str]] = field(default_factory=list)
+    wms: list[WmsEvent] = field(default_factory=list)  # ShipBob shipment history
     label_at: int | None = None
     shipped_at: int | None = None  # handed to the carrier (ShipBob actual_fulfillment_date)
     delivered_at: int | None = None
     planned_delivery: date | None = None
     scans: list[Scan] = field(default_factory=list)
-    status_changes: list[tuple[int, int, str]] | None = None  # memo (feeds.py)
+    status_changes: list[StatusChange] | None = None  # memo (render/shopify.py)
 
 
 @dataclass(slots=True)
@@ -240,7 +274,7 @@ class TicketPlan:
     wismo: bool
     channel: str
     use_external_id: bool
-    events: list[tuple[int, str]]  # (time, status)
+    events: list[StateEvent]
 
 
 @dataclass(slots=True)
@@ -249,7 +283,7 @@ class ReturnPlan:
     outcome: str
     line_index: int
     reason: str
-    events: list[tuple[int, str]]  # (time, state)
+    events: list[StateEvent]
     tracking_number: str
 
 
@@ -274,8 +308,7 @@ class OrderPlan:
     promise_attribute: bool
     warehouse: Warehouse
     shipments: list[ShipmentPlan]
-    # FulfillmentOrder history per location: location name -> [(time, status, hold reason)]
-    fo_events: dict[str, list[tuple[int, str, str | None]]]
+    fo_events: dict[str, list[FoEvent]]  # FulfillmentOrder history per location name
     promised_ship: date
     failure_mode: str = "none"
     failure_onset: int | None = None
@@ -284,7 +317,7 @@ class OrderPlan:
     delivered_at: int | None = None
     tickets: list[TicketPlan] = field(default_factory=list)
     returns: list[ReturnPlan] = field(default_factory=list)
-    memo: dict[str, Any] = field(default_factory=dict)  # render-time constants (feeds.py)
+    memo: dict[str, Any] = field(default_factory=dict)  # render-time constants (render/)
 
     @property
     def order_id(self) -> int:
@@ -309,6 +342,68 @@ class OrderPlan:
 
     def shipping_cents(self) -> int:
         return {"ground": 0 if self.vip else 595, "express": 1495, "overnight": 2995}[self.service]
+
+
+@dataclass(slots=True)
+class _Leg:
+    """One shipment being planned: what the steps of `World._fulfil` hand to each other."""
+
+    plan: OrderPlan
+    shipment: ShipmentPlan
+    rng: random.Random
+    mode: str  # the failure this shipment carries ("none" for all but the primary)
+    address_variant: str = "hold"  # an invalid address caught by the 3PL or by the carrier
+    base_day: date = date.min  # the day handling counts from
+    earliest: int = 0  # no pick before this
+    ship_day: date = date.min
+    label: int = 0
+    pickup: int = 0
+    accept: int = 0
+    deliver_day: date = date.min  # planned (nominal + transit variance)
+    final_day: date = date.min  # after incident delays
+    hub: Location = (None, None, None)
+    where: Location = (None, None, None)
+    t: int = 0  # time of the last in-transit scan
+    ofd: int = 0
+    at_dest: int = 0
+    released: int = field(init=False)
+    site: Warehouse = field(init=False)
+    origin: Location = field(init=False)
+    dest_loc: Location = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.released = self.plan.released_at or self.plan.placed_at
+        self.earliest = self.released + 600
+        self.site = self.shipment.warehouse
+        self.origin = (self.site.city.upper(), self.site.state, self.site.zip)
+        dest = self.plan.destination
+        self.dest_loc = (dest.city.upper(), dest.code, self.plan.zip)
+
+    @property
+    def carrier_address_issue(self) -> bool:
+        return self.mode == "invalid_address" and self.address_variant == "carrier"
+
+    def lag(self, low: int, high: int) -> int:
+        return _ri(self.rng, low, high)
+
+    def scan(
+        self,
+        at: int,
+        low: int,
+        high: int,
+        status: str,
+        detail: str,
+        message: str,
+        where: Location,
+    ) -> None:
+        """Append a carrier scan at `at`, seen by EasyPost `low`..`high` seconds later."""
+        self.shipment.scans.append(
+            Scan(at, at + self.lag(low, high), status, detail, message, *where)
+        )
+
+    def out_for_delivery(self, at: int) -> None:
+        self.scan(at, 120, 1800, "out_for_delivery", "out_for_delivery", "Out for Delivery",
+                  self.dest_loc)  # fmt: skip
 
 
 class World:
@@ -497,10 +592,10 @@ class World:
         released = plan.released_at
         assert released is not None
         for shipment in plan.shipments:
-            fo = plan.fo_events.setdefault(shipment.warehouse.name, [(placed, "open", None)])
+            fo = plan.fo_events.setdefault(shipment.warehouse.name, [FoEvent(placed, "open", None)])
             if len(fo) == 1:
-                fo.append((released, "in_progress", None))
-            shipment.wms.append((released, "Processing", None, "PendingOnTime"))
+                fo.append(FoEvent(released, "in_progress", None))
+            shipment.wms.append(WmsEvent(released, "Processing", None, "PendingOnTime"))
 
         if cancelled:
             self._cancel(plan, rng, od)
@@ -532,9 +627,9 @@ class World:
                 del events[1:]
         else:
             for shipment in plan.shipments:
-                shipment.wms.append((at, "Cancelled", None, "Unavailable"))
+                shipment.wms.append(WmsEvent(at, "Cancelled", None, "Unavailable"))
         for events in plan.fo_events.values():
-            events.append((at, "cancelled", None))
+            events.append(FoEvent(at, "cancelled", None))
 
     def _fulfil(
         self,
@@ -545,86 +640,102 @@ class World:
         transit: int,
         cutoff: time,
     ) -> None:
-        site = shipment.warehouse
-        primary = shipment.k == 0
-        mode = plan.failure_mode if primary else "none"
-        fo = plan.fo_events[site.name]
-        released = plan.released_at or plan.placed_at
-        earliest = released + 600
+        """One shipment's life, step by step (the steps draw from `rng` in this order)."""
+        leg = _Leg(plan, shipment, rng, mode=plan.failure_mode if shipment.k == 0 else "none")
+        leg.base_day = od
+        self._hold_before_pick(leg, cutoff)
+        self._warehouse(leg)
+        self._label_and_acceptance(leg, transit)
+        self._incident_mode(leg)
+        self._line_haul(leg)
+        if leg.mode == "lost_parcel":
+            self._lose(leg)
+            return
+        self._last_mile(leg)
+
+    def _hold_before_pick(self, leg: _Leg, cutoff: time) -> None:
+        """Holds in the OMS/3PL before picking: stock-out backorder or a bad address."""
+        plan, shipment, rng = leg.plan, leg.shipment, leg.rng
+        leg.address_variant = "hold" if rng.random() < 0.6 else "carrier"
+        if not (
+            leg.mode == "stock_out"
+            or (leg.mode == "invalid_address" and leg.address_variant == "hold")
+        ):
+            return
+        fo = plan.fo_events[shipment.warehouse.name]
+        hold_at = leg.released + _ri(rng, 600, 3 * HOUR)
+        resume_at = hold_at + _ri(rng, int(1.5 * DAY), 6 * DAY)
+        if leg.mode == "stock_out":
+            sku = plan.lines[shipment.line_indexes[0]][0]
+            fo.append(FoEvent(hold_at, "on_hold", "inventory_out_of_stock"))
+            shipment.wms.append(
+                WmsEvent(hold_at, "Exception", "OutOfStock", "AwaitingInventoryAllocation")
+            )
+            plan.root_cause_type, plan.root_cause_entity = "sku", sku.sku
+        else:
+            resume_at = hold_at + _ri(rng, int(0.8 * DAY), 3 * DAY)
+            fo.append(FoEvent(hold_at, "on_hold", "incorrect_address"))
+            shipment.wms.append(WmsEvent(hold_at, "OnHold", "InvalidAddress", "Unavailable"))
+            plan.root_cause_type, plan.root_cause_entity = "address", plan.name
+        plan.failure_onset = hold_at
+        fo.append(FoEvent(resume_at, "in_progress", None))
+        shipment.wms.append(WmsEvent(resume_at, "Processing", None, "PendingLate"))
+        leg.earliest = resume_at + 600
+        leg.base_day = self.order_day(resume_at, cutoff)
+
+    def _warehouse(self, leg: _Leg) -> None:
+        """Ship day (a backlog slips it), then pick, pack, label and carrier pickup."""
+        plan, shipment, rng, site = leg.plan, leg.shipment, leg.rng, leg.site
         handling = 0 if plan.vip else site.handling_days
-        base_day = od
-        # Holds in the OMS/3PL before picking: stock-out backorder or a bad address.
-        address_variant = "hold" if rng.random() < 0.6 else "carrier"
-        if mode == "stock_out" or (mode == "invalid_address" and address_variant == "hold"):
-            hold_at = released + _ri(rng, 600, 3 * HOUR)
-            resume_at = hold_at + _ri(rng, int(1.5 * DAY), 6 * DAY)
-            if mode == "stock_out":
-                sku = plan.lines[shipment.line_indexes[0]][0]
-                fo.append((hold_at, "on_hold", "inventory_out_of_stock"))
-                shipment.wms.append(
-                    (hold_at, "Exception", "OutOfStock", "AwaitingInventoryAllocation")
-                )
-                plan.root_cause_type, plan.root_cause_entity = "sku", sku.sku
-            else:
-                resume_at = hold_at + _ri(rng, int(0.8 * DAY), 3 * DAY)
-                fo.append((hold_at, "on_hold", "incorrect_address"))
-                shipment.wms.append((hold_at, "OnHold", "InvalidAddress", "Unavailable"))
-                plan.root_cause_type, plan.root_cause_entity = "address", plan.name
-            plan.failure_onset = hold_at
-            fo.append((resume_at, "in_progress", None))
-            shipment.wms.append((resume_at, "Processing", None, "PendingLate"))
-            earliest = resume_at + 600
-            base_day = self.order_day(resume_at, cutoff)
         early = handling > 0 and rng.random() < 0.4
-        ship_day = self.add_bd(base_day, handling - 1 if early else handling)
-        if mode == "warehouse_backlog":
+        ship_day = self.add_bd(leg.base_day, handling - 1 if early else handling)
+        if leg.mode == "warehouse_backlog":
             expected = epoch(ship_day, 11.0, site.tz)
-            plan.failure_onset = max(expected, earliest)
+            plan.failure_onset = max(expected, leg.earliest)
             plan.root_cause_type, plan.root_cause_entity = "warehouse", site.name
-            shipment.wms.append((plan.failure_onset, "Processing", None, "PendingLate"))
+            shipment.wms.append(WmsEvent(plan.failure_onset, "Processing", None, "PendingLate"))
             # The slip always carries it past the promised ship date (else it is no failure).
             ship_day = self.add_bd(max(ship_day, plan.promised_ship), _ri(rng, 1, 3))
         day_open = epoch(ship_day, 8.0, site.tz)
-        pick = max(earliest, day_open + _ri(rng, 0, 5 * HOUR))
+        pick = max(leg.earliest, day_open + _ri(rng, 0, 5 * HOUR))
         pack = pick + _ri(rng, 600, 90 * 60)
         label = pack + _ri(rng, 300, 1800)
         pickup = max(label + 1800, epoch(ship_day, 17.5 + 2.5 * rng.random(), site.tz))
         late_ship = ship_day > plan.promised_ship
         efd = "PendingLate" if late_ship else "PendingOnTime"
-        shipment.wms.append((pick, "Processing", "Picked", efd))
-        shipment.wms.append((pack, "Processing", "Packed", efd))
-        shipment.wms.append((label, "LabeledCreated", None, efd))
+        shipment.wms.append(WmsEvent(pick, "Processing", "Picked", efd))
+        shipment.wms.append(WmsEvent(pack, "Processing", "Packed", efd))
+        shipment.wms.append(WmsEvent(label, "LabeledCreated", None, efd))
         done = "FulfilledLate" if late_ship else "FulfilledOnTime"
-        shipment.wms.append((pickup, "Completed", None, done))
+        shipment.wms.append(WmsEvent(pickup, "Completed", None, done))
         shipment.label_at = label
         shipment.shipped_at = pickup
+        fo = plan.fo_events[site.name]
         same_site = [s.shipped_at for s in plan.shipments if s.warehouse.name == site.name]
         if all(same_site):
-            fo.append((max(t for t in same_site if t is not None), "closed", None))
-            fo.sort(key=lambda event: event[0])
+            fo.append(FoEvent(max(t for t in same_site if t is not None), "closed", None))
+            fo.sort(key=lambda event: event.at)
+        leg.ship_day, leg.label, leg.pickup = ship_day, label, pickup
 
-        # Carrier leg.
-        dest = plan.destination
-        lag = partial(_ri, rng)
-        scans = shipment.scans
-        origin = (site.city.upper(), site.state, site.zip)
-        scans.append(
-            Scan(
-                label + 60,
-                label + lag(60, 900),
-                "pre_transit",
-                "label_created",
-                "Shipping Label Created, USPS Awaiting Item"
-                if shipment.carrier == "USPS"
-                else "Shipment information sent to carrier",
-                *origin,
-            )
+    def _label_and_acceptance(self, leg: _Leg, transit: int) -> None:
+        """Label scan, the carrier's acceptance scan time and the planned delivery day."""
+        plan, shipment, rng, site = leg.plan, leg.shipment, leg.rng, leg.site
+        label_scan = Scan(
+            leg.label + 60,
+            leg.label + leg.lag(60, 900),  # seen from the label's time, not the scan's
+            "pre_transit",
+            "label_created",
+            "Shipping Label Created, USPS Awaiting Item"
+            if shipment.carrier == "USPS"
+            else "Shipment information sent to carrier",
+            *leg.origin,
         )
-        accept = pickup + lag(1800, 3 * HOUR)
-        if mode == "label_never_accepted":
-            plan.failure_onset = pickup + DAY
+        shipment.scans.append(label_scan)
+        accept = leg.pickup + leg.lag(1800, 3 * HOUR)
+        if leg.mode == "label_never_accepted":
+            plan.failure_onset = leg.pickup + DAY
             plan.root_cause_type, plan.root_cause_entity = "carrier", shipment.carrier
-            found_day = self.add_bd(local_date(pickup, site.tz), _ri(rng, 2, 4))
+            found_day = self.add_bd(local_date(leg.pickup, site.tz), _ri(rng, 2, 4))
             accept = epoch(found_day, 18.0 + 3 * rng.random(), site.tz)
         var_values, var_cum = _TRANSIT_VAR[plan.service]
         days_in_transit = max(1, transit + _pick(rng, var_values, var_cum))
@@ -633,228 +744,243 @@ class World:
             start_day = accept_day
         else:
             start_day = self.add_bd(accept_day, 1)
-        deliver_day = self.add_bd(start_day, days_in_transit)
-        shipment.planned_delivery = deliver_day
-        if primary and mode == "none":
-            lane = self._incident("scan_gap", f"{site.name} -> {dest.region}", ship_day)
-            if lane is not None and rng.random() < LANE_HIT:
-                mode = plan.failure_mode = "scan_gap"
-                plan.root_cause_type, plan.root_cause_entity = "lane", lane.entity
-            else:
-                storm = self._incident("weather_delay", dest.region, deliver_day)
-                if storm is not None and rng.random() < WEATHER_HIT:
-                    mode = plan.failure_mode = "weather_delay"
-                    plan.root_cause_type, plan.root_cause_entity = "region", dest.region
-        hub = rng.choice(HUBS[shipment.carrier])
-        dest_loc = (dest.city.upper(), dest.code, plan.zip)
-        scans.append(
-            Scan(
-                accept,
-                accept + lag(120, 2400),
-                "in_transit",
-                "received_at_origin_facility",
-                "Accepted at Origin Facility",
-                *origin,
-            )
+        leg.deliver_day = self.add_bd(start_day, days_in_transit)
+        shipment.planned_delivery = leg.deliver_day
+        leg.accept = accept
+
+    def _incident_mode(self, leg: _Leg) -> None:
+        """World incidents on the primary shipment of an order with no failure of its own."""
+        plan, rng = leg.plan, leg.rng
+        if leg.shipment.k != 0 or leg.mode != "none":
+            return
+        region = plan.destination.region
+        lane = self._incident("scan_gap", f"{leg.site.name} -> {region}", leg.ship_day)
+        if lane is not None and rng.random() < LANE_HIT:
+            leg.mode = plan.failure_mode = "scan_gap"
+            plan.root_cause_type, plan.root_cause_entity = "lane", lane.entity
+            return
+        storm = self._incident("weather_delay", region, leg.deliver_day)
+        if storm is not None and rng.random() < WEATHER_HIT:
+            leg.mode = plan.failure_mode = "weather_delay"
+            plan.root_cause_type, plan.root_cause_entity = "region", region
+
+    def _line_haul(self, leg: _Leg) -> None:
+        """Acceptance scan, then in-transit scans up to the destination facility."""
+        plan, shipment, rng = leg.plan, leg.shipment, leg.rng
+        leg.hub = rng.choice(HUBS[shipment.carrier])
+        leg.scan(
+            leg.accept,
+            120,
+            2400,
+            "in_transit",
+            "received_at_origin_facility",
+            "Accepted at Origin Facility",
+            leg.origin,
         )
         extra_days = 0
-        if mode == "weather_delay":
+        if leg.mode == "weather_delay":
             extra_days = _ri(rng, 1, 3)
-        elif mode == "invalid_address" and address_variant == "carrier":
+        elif leg.carrier_address_issue:
             extra_days = _ri(rng, 1, 2)
-        final_day = self.add_bd(deliver_day, extra_days)
-        # In-transit scans: every 4–30 h, none on Sundays, half of Saturdays skipped.
-        t = accept
-        where = origin
-        if mode == "scan_gap":
-            # One scan after acceptance, then the lane goes dark for 2–4 days, then resumes;
-            # the delivery slips at least to the business day after the scans resume.
-            gap_from = accept + _ri(rng, 4 * HOUR, 20 * HOUR)
-            scans.append(
-                Scan(gap_from, gap_from + lag(120, 2400), "in_transit", "departed_facility",
-                     "Departed Shipping Partner Facility", *origin)
-            )  # fmt: skip
-            plan.failure_onset = gap_from + DAY
-            gap_days = _ri(rng, 2, 4)
-            t = gap_from + gap_days * DAY + _ri(rng, 0, 6 * HOUR)
-            where = hub
-            scans.append(
-                Scan(t, t + lag(120, 2400), "in_transit", "arrived_at_facility",
-                     "Arrived at Shipping Partner Facility", *hub)
-            )  # fmt: skip
-            slipped = self.add_bd(deliver_day, gap_days - 1)
-            final_day = max(slipped, self.add_bd(local_date(t, dest.tz), 1))
-        ofd = epoch(final_day, 7.0 + 2.5 * rng.random(), dest.tz)
-        at_dest = ofd - _ri(rng, 2 * HOUR, 6 * HOUR)
-        if mode == "invalid_address" and address_variant == "carrier":
+        leg.final_day = self.add_bd(leg.deliver_day, extra_days)
+        leg.t = leg.accept
+        leg.where = leg.origin
+        if leg.mode == "scan_gap":
+            self._scan_gap(leg)
+        dest = plan.destination
+        leg.ofd = epoch(leg.final_day, 7.0 + 2.5 * rng.random(), dest.tz)
+        leg.at_dest = leg.ofd - _ri(rng, 2 * HOUR, 6 * HOUR)
+        if leg.carrier_address_issue:
             # Reaches the destination on time, where the address turns out to be wrong.
-            at_dest = min(at_dest, epoch(deliver_day, 4.0 + 2 * rng.random(), dest.tz))
+            leg.at_dest = min(leg.at_dest, epoch(leg.deliver_day, 4.0 + 2 * rng.random(), dest.tz))
+        self._in_transit_scans(leg)
+
+    def _scan_gap(self, leg: _Leg) -> None:
+        """One scan after acceptance, then the lane goes dark for 2–4 days, then resumes."""
+        plan, rng = leg.plan, leg.rng
+        # The delivery slips at least to the business day after the scans resume.
+        gap_from = leg.accept + _ri(rng, 4 * HOUR, 20 * HOUR)
+        leg.scan(gap_from, 120, 2400, "in_transit", "departed_facility",
+                 "Departed Shipping Partner Facility", leg.origin)  # fmt: skip
+        plan.failure_onset = gap_from + DAY
+        gap_days = _ri(rng, 2, 4)
+        t = gap_from + gap_days * DAY + _ri(rng, 0, 6 * HOUR)
+        leg.t, leg.where = t, leg.hub
+        leg.scan(t, 120, 2400, "in_transit", "arrived_at_facility",
+                 "Arrived at Shipping Partner Facility", leg.hub)  # fmt: skip
+        slipped = self.add_bd(leg.deliver_day, gap_days - 1)
+        leg.final_day = max(slipped, self.add_bd(local_date(t, plan.destination.tz), 1))
+
+    def _in_transit_scans(self, leg: _Leg) -> None:
+        """In-transit scans: every 4–30 h, none on Sundays, half of Saturdays skipped."""
+        rng = leg.rng
         moves = 0
-        stop_after = _ri(rng, 1, 3) if mode == "lost_parcel" else -1
+        stop_after = _ri(rng, 1, 3) if leg.mode == "lost_parcel" else -1
+        t = leg.t
         while True:
             t += _ri(rng, 4 * HOUR, 30 * HOUR)
-            if t >= at_dest - HOUR:
+            if t >= leg.at_dest - HOUR:
                 break
             weekday = ((t - 5 * HOUR) // DAY + 3) % 7  # epoch day 0 was a Thursday
             if weekday == 6 or (weekday == 5 and rng.random() < 0.5):
                 continue
             moves += 1
-            where = hub if moves % 3 else origin
+            leg.where = leg.hub if moves % 3 else leg.origin
             detail, message = (
                 ("departed_facility", "Departed Shipping Partner Facility")
                 if moves % 2
                 else ("arrived_at_facility", "Arrived at Shipping Partner Facility")
             )
-            scans.append(Scan(t, t + lag(120, 2400), "in_transit", detail, message, *where))
+            leg.scan(t, 120, 2400, "in_transit", detail, message, leg.where)
             if moves == stop_after:
                 break
-        if mode == "lost_parcel":
-            last_seen = scans[-1].at
-            plan.failure_onset = last_seen + DAY
-            plan.root_cause_type, plan.root_cause_entity = "carrier", shipment.carrier
-            lost_at = last_seen + _ri(rng, 5, 8) * DAY + _ri(rng, 0, 8 * HOUR)
-            scans.append(
-                Scan(
-                    lost_at,
-                    lost_at + lag(120, 2400),
-                    "failure",
-                    "lost",
-                    "Package is lost and cannot be delivered",
-                    *where,
-                )
-            )
-            return
-        scans.append(
-            Scan(
-                at_dest,
-                at_dest + lag(120, 2400),
-                "in_transit",
-                "arrived_at_destination",
-                "Arrived at Post Office"
-                if shipment.carrier == "USPS"
-                else "Arrived at Destination Facility",
-                *dest_loc,
-            )
+        leg.t = t
+
+    def _lose(self, leg: _Leg) -> None:
+        """The parcel stops scanning; a lost scan follows days later."""
+        plan, shipment, rng = leg.plan, leg.shipment, leg.rng
+        last_seen = shipment.scans[-1].at
+        plan.failure_onset = last_seen + DAY
+        plan.root_cause_type, plan.root_cause_entity = "carrier", shipment.carrier
+        lost_at = last_seen + _ri(rng, 5, 8) * DAY + _ri(rng, 0, 8 * HOUR)
+        leg.scan(
+            lost_at,
+            120,
+            2400,
+            "failure",
+            "lost",
+            "Package is lost and cannot be delivered",
+            leg.where,
         )
-        if mode == "weather_delay":
-            storm_at = epoch(deliver_day, 6.0 + 3 * rng.random(), dest.tz)
+
+    def _last_mile(self, leg: _Leg) -> None:
+        """Destination facility, exceptions on the way, out for delivery, the outcome."""
+        plan, shipment, rng = leg.plan, leg.shipment, leg.rng
+        scans = shipment.scans
+        leg.scan(
+            leg.at_dest,
+            120,
+            2400,
+            "in_transit",
+            "arrived_at_destination",
+            "Arrived at Post Office"
+            if shipment.carrier == "USPS"
+            else "Arrived at Destination Facility",
+            leg.dest_loc,
+        )
+        if leg.mode == "weather_delay":
+            storm_at = epoch(leg.deliver_day, 6.0 + 3 * rng.random(), plan.destination.tz)
             # The storm hits on the planned delivery day; the parcel then crawls on.
-            storm_at = min(max(storm_at, accept + HOUR), scans[-1].at - 600)
+            storm_at = min(max(storm_at, leg.accept + HOUR), scans[-1].at - 600)
             plan.failure_onset = storm_at
             scans.insert(
                 len(scans) - 1,
                 Scan(
                     storm_at,
-                    storm_at + lag(120, 2400),
+                    storm_at + leg.lag(120, 2400),
                     "in_transit",
                     "weather_delay",
                     "Delivery delayed due to severe weather",
-                    *dest_loc,
+                    *leg.dest_loc,
                 ),
             )
             scans.sort(key=lambda s: s.at)
-        if mode == "invalid_address" and address_variant == "carrier":
-            fix_at = min(at_dest + _ri(rng, HOUR, 4 * HOUR), ofd - 600)
+        if leg.carrier_address_issue:
+            fix_at = min(leg.at_dest + _ri(rng, HOUR, 4 * HOUR), leg.ofd - 600)
             plan.failure_onset = fix_at
             plan.root_cause_type, plan.root_cause_entity = "address", plan.name
-            scans.append(
-                Scan(
-                    fix_at,
-                    fix_at + lag(120, 2400),
-                    "in_transit",
-                    "address_correction",
-                    "Address information corrected; delivery rescheduled",
-                    *dest_loc,
-                )
+            leg.scan(
+                fix_at,
+                120,
+                2400,
+                "in_transit",
+                "address_correction",
+                "Address information corrected; delivery rescheduled",
+                leg.dest_loc,
             )
-        scans.append(
-            Scan(
-                ofd,
-                ofd + lag(120, 1800),
-                "out_for_delivery",
-                "out_for_delivery",
-                "Out for Delivery",
-                *dest_loc,
-            )
-        )
-        delivered = ofd + _ri(rng, HOUR, 10 * HOUR)
-        if mode in ("failed_delivery", "return_to_sender"):
+        leg.out_for_delivery(leg.ofd)
+        delivered = leg.ofd + _ri(rng, HOUR, 10 * HOUR)
+        if leg.mode in ("failed_delivery", "return_to_sender"):
             plan.failure_onset = delivered
-            if mode == "return_to_sender" or rng.random() < 0.5:
-                scans.append(
-                    Scan(
-                        delivered,
-                        delivered + lag(120, 1800),
-                        "failure",
-                        "delivery_exception",
-                        "Delivery Attempted - No Access to Delivery Location"
-                        if mode == "failed_delivery"
-                        else "Delivery Exception - Addressee Unknown",
-                        *dest_loc,
-                    )
-                )
-                if mode == "return_to_sender":
-                    plan.root_cause_type, plan.root_cause_entity = "address", plan.name
-                    rts_at = epoch(
-                        self.add_bd(final_day, _ri(rng, 2, 4)), 10 + 6 * rng.random(), dest.tz
-                    )
-                    scans.append(
-                        Scan(
-                            rts_at,
-                            rts_at + lag(120, 1800),
-                            "return_to_sender",
-                            "return",
-                            "Return to Sender Processed",
-                            *dest_loc,
-                        )
-                    )
-                    back = rts_at + _ri(rng, 3, 6) * DAY
-                    plan.returns.append(
-                        ReturnPlan(
-                            k=0,
-                            outcome="return_to_sender",
-                            line_index=shipment.line_indexes[0],
-                            reason="undeliverable",
-                            events=[(back, "open"), (back + _ri(rng, HOUR, 2 * DAY), "closed")],
-                            tracking_number=shipment.tracking_code,
-                        )
-                    )
+            if leg.mode == "return_to_sender" or rng.random() < 0.5:
+                next_try = self._delivery_exception(leg, delivered)
+                if next_try is None:
                     return
-                redo = self.add_bd(local_date(delivered, dest.tz), 1)
-                ofd2 = epoch(redo, 7.0 + 2.5 * rng.random(), dest.tz)
-                scans.append(
-                    Scan(
-                        ofd2,
-                        ofd2 + lag(120, 1800),
-                        "out_for_delivery",
-                        "out_for_delivery",
-                        "Out for Delivery",
-                        *dest_loc,
-                    )
-                )
-                delivered = ofd2 + _ri(rng, HOUR, 10 * HOUR)
+                delivered = next_try
             else:
-                scans.append(
-                    Scan(
-                        delivered,
-                        delivered + lag(120, 1800),
-                        "available_for_pickup",
-                        "arrived_at_pickup_location",
-                        "Available for Pickup",
-                        *dest_loc,
-                    )
+                leg.scan(
+                    delivered,
+                    120,
+                    1800,
+                    "available_for_pickup",
+                    "arrived_at_pickup_location",
+                    "Available for Pickup",
+                    leg.dest_loc,
                 )
                 delivered = delivered + _ri(rng, 1, 3) * DAY + _ri(rng, 0, 4 * HOUR)
             plan.root_cause_type, plan.root_cause_entity = "carrier", shipment.carrier
-        scans.append(
-            Scan(
-                delivered,
-                delivered + lag(120, 1800),
-                "delivered",
-                "arrived_at_destination",
-                "Delivered, In/At Mailbox" if shipment.carrier == "USPS" else "Delivered",
-                *dest_loc,
+        self._deliver(leg, delivered)
+
+    def _delivery_exception(self, leg: _Leg, attempted: int) -> int | None:
+        """A failed attempt: the next attempt's delivery time, or None when sent back."""
+        plan, shipment, rng = leg.plan, leg.shipment, leg.rng
+        dest = plan.destination
+        leg.scan(
+            attempted,
+            120,
+            1800,
+            "failure",
+            "delivery_exception",
+            "Delivery Attempted - No Access to Delivery Location"
+            if leg.mode == "failed_delivery"
+            else "Delivery Exception - Addressee Unknown",
+            leg.dest_loc,
+        )
+        if leg.mode == "return_to_sender":
+            plan.root_cause_type, plan.root_cause_entity = "address", plan.name
+            rts_at = epoch(
+                self.add_bd(leg.final_day, _ri(rng, 2, 4)), 10 + 6 * rng.random(), dest.tz
             )
+            leg.scan(
+                rts_at,
+                120,
+                1800,
+                "return_to_sender",
+                "return",
+                "Return to Sender Processed",
+                leg.dest_loc,
+            )
+            back = rts_at + _ri(rng, 3, 6) * DAY
+            plan.returns.append(
+                ReturnPlan(
+                    k=0,
+                    outcome="return_to_sender",
+                    line_index=shipment.line_indexes[0],
+                    reason="undeliverable",
+                    events=[
+                        StateEvent(back, "open"),
+                        StateEvent(back + _ri(rng, HOUR, 2 * DAY), "closed"),
+                    ],
+                    tracking_number=shipment.tracking_code,
+                )
+            )
+            return None
+        redo = self.add_bd(local_date(attempted, dest.tz), 1)
+        ofd2 = epoch(redo, 7.0 + 2.5 * rng.random(), dest.tz)
+        leg.out_for_delivery(ofd2)
+        return ofd2 + _ri(rng, HOUR, 10 * HOUR)
+
+    def _deliver(self, leg: _Leg, delivered: int) -> None:
+        shipment, rng = leg.shipment, leg.rng
+        scans = shipment.scans
+        leg.scan(
+            delivered,
+            120,
+            1800,
+            "delivered",
+            "arrived_at_destination",
+            "Delivered, In/At Mailbox" if shipment.carrier == "USPS" else "Delivered",
+            leg.dest_loc,
         )
         shipment.delivered_at = delivered
         if rng.random() < 0.015:
@@ -891,7 +1017,7 @@ class World:
                     outcome=outcome,
                     line_index=rng.randrange(len(plan.lines)),
                     reason=rng.choice(("too_small", "too_large", "changed_mind", "defective")),
-                    events=[(created, "open"), (closed, "closed")],
+                    events=[StateEvent(created, "open"), StateEvent(closed, "closed")],
                     tracking_number=f"9202{(plan.index * 7 + 3) % 10**18:018d}",
                 )
             )
@@ -905,5 +1031,9 @@ class World:
             wismo=wismo,
             channel=rng.choice(("email", "web", "chat")),
             use_external_id=rng.random() < 0.7,
-            events=[(opened, "new"), (replied, "open"), (solved, "solved")],
+            events=[
+                StateEvent(opened, "new"),
+                StateEvent(replied, "open"),
+                StateEvent(solved, "solved"),
+            ],
         )
