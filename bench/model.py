@@ -101,7 +101,7 @@ def evaluate_world(home: Path, now: pd.Timestamp, seed: int, config: object = No
     result = train(rows, now, config or TrainConfig(seed=0))
     train_seconds = time.perf_counter() - began
     model = result["model"]
-    week_start = now - pd.Timedelta(days=result["model_config"].holdout_days)
+    week_start = now - pd.Timedelta(days=result["report"]["window_days"]["holdout"])
     local = [
         m.tz_convert(SHOP_TZ)
         for m in operator_moments(

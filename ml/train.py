@@ -25,8 +25,9 @@ from ml.evaluate import holdout_report
 from ml.features import FEATURES, build_features, labels, scoring_rows
 from ml.pipeline import boosted_pipeline, calibrate, logistic_pipeline
 
-# Cold start: below these no model is trained (docs/architecture.md "ml"). 200 labelled orders
-# and 20 misses are the least on which a holdout AP means anything.
+# Cold start: below these no model is trained (README "The lateness model"). 200 labelled
+# orders and 20 misses are the least on which a holdout AP means anything; the training window
+# alone needs half as many misses.
 MIN_LABELLED_ORDERS = 200
 MIN_MISSES = 20
 
@@ -37,8 +38,10 @@ class ColdStart(Exception):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    holdout_days: float = 7.0
-    calibration_days: float = 4.0
+    # Window lengths; None = min(7 days, a quarter of the history) for the holdout and
+    # min(4 days, 15 % of it) for calibration, so a two-week history still trains.
+    holdout_days: float | None = None
+    calibration_days: float | None = None
     seed: int = 0
     min_labelled_orders: int = MIN_LABELLED_ORDERS
     min_misses: int = MIN_MISSES
@@ -112,10 +115,21 @@ def _utc(moment: object) -> pd.Timestamp:
     return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
 
 
+def window_days(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> tuple[float, float]:
+    """Holdout and calibration lengths in days (TrainConfig says how None is resolved)."""
+    span = (now - rows["as_of"].min()).total_seconds() / 86400.0 if len(rows) else 0.0
+    holdout = config.holdout_days if config.holdout_days is not None else min(7.0, span / 4)
+    calibration = config.calibration_days
+    if calibration is None:
+        calibration = min(4.0, span * 0.15)
+    return holdout, calibration
+
+
 def split(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> dict[str, pd.DataFrame]:
     now = _utc(now)
-    holdout_start = now - pd.Timedelta(days=config.holdout_days)
-    calibration_start = holdout_start - pd.Timedelta(days=config.calibration_days)
+    holdout_days, calibration_days = window_days(rows, now, config)
+    holdout_start = now - pd.Timedelta(days=holdout_days)
+    calibration_start = holdout_start - pd.Timedelta(days=calibration_days)
     as_of, known_at = rows["as_of"], rows["label_known_at"]
     return {
         "train": rows[(as_of < calibration_start) & (known_at < calibration_start)],
@@ -138,6 +152,11 @@ def check_history(rows: pd.DataFrame, parts: dict[str, pd.DataFrame], config: Tr
     for name, part in parts.items():
         if part.empty or part["label"].nunique() < 2:
             problems.append(f"the {name} window has no misses or no on-time orders")
+    train_misses = int(parts["train"].drop_duplicates("order_id")["label"].sum())
+    if 0 < train_misses < config.min_misses // 2:
+        # a model fitted on a handful of misses only memorises them
+        need = config.min_misses // 2
+        problems.append(f"{train_misses} misses in the training window (need {need})")
     if problems:
         raise ColdStart("not enough labelled history to train: " + "; ".join(problems))
 
@@ -204,4 +223,7 @@ def _train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> dict:
     report["threshold"] = threshold
     report["features"] = list(used)
     report["seed"] = config.seed
-    return {"model": model, "report": report, "holdout": holdout, "model_config": config}
+    report["window_days"] = dict(
+        zip(("holdout", "calibration"), window_days(rows, now, config), strict=True)
+    )
+    return {"model": model, "report": report, "holdout": holdout}

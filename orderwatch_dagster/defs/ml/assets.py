@@ -41,8 +41,8 @@ class TrainingConfig(dg.Config):
     snapshot_table: str = SNAPSHOT_TABLE  # the as-of layer (one row per order x as_of)
     retrain_after_days: float = 7.0  # a champion younger than this is kept without training
     force: bool = False  # train now whatever the champion's age (the weekly schedule sets it)
-    holdout_days: float = 7.0
-    calibration_days: float = 4.0
+    holdout_days: float | None = None  # None: ml.train.TrainConfig's default windows
+    calibration_days: float | None = None
     seed: int = 0
 
 
