@@ -260,6 +260,7 @@ def bench_model(seeds: list[int], days: int, per_day: int, kinds: list[str]) -> 
                 _world_section(kind, result) + f"\n(dbt seeds + models: {dbt_seconds:.0f} s)\n"
             )
             print(summary[-1], flush=True)
+            print(sections[-1], flush=True)  # each world's table as soon as it is measured
     return (
         "# Lateness model (ml/)\n\n"
         f"Worlds: {days} days × {per_day:,} orders/day. " + __doc__.split("\n\n", 1)[1] + "\n"
