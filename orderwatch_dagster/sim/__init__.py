@@ -7,15 +7,15 @@ Writes `<out>/<feed>/<until-stamp>-d<day>-<seq>.json` pages in each vendor's lis
 (docs/feeds.md), `<out>/ground_truth.csv`, `<out>/simulation.json` (world parameters and
 clock) and the clock file beside `<out>` (`<out>/../clock`, i.e. ORDERWATCH_HOME/clock).
 
-Modules: `calendar` (the promise rule, pure), `config` (dbt seeds + catalogue), `world`
-(incidents and per-order plans), `render/` (one renderer module per vendor), `engine`
-(windows, pages, ground truth), `cli`.
+Modules: `calendar` (the promise rule, pure), `config` (dbt seeds + catalogue), `model`
+(plans, events, catalogue), `network` (incidents, site queues, zones, carrier calendars),
+`world` (placements, customers, order plans), `shipment` (one shipment's life and the EDD),
+`support` (tickets, returns), `truth` (signal onsets), `render/` (one renderer module per
+vendor), `engine` (windows, history, pages, ground truth), `cli`.
 
-Failure modes (ground truth `failure_mode`, root cause type):
-warehouse_backlog (warehouse), stock_out (sku), invalid_address (address),
-label_never_accepted (carrier), scan_gap (lane), lost_parcel (carrier), weather_delay
-(region), failed_delivery (carrier), return_to_sender (address). Backlogs, lane gaps and
-storms are world incidents (site/lane/region × a few days); the rest are per-order draws.
+What the world is like (history, queues, transit, the carrier's estimate, incidents,
+look-alikes, noise rates) and the ground truth's columns: docs/feeds.md "What the simulated
+world is like". `--snapshot` writes what a first backfill sees at `--until`.
 """
 
 from orderwatch_dagster.sim.engine import SimSummary, SimulationError, simulate

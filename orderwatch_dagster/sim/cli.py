@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes simulating days in parallel (output bytes do not depend on it)",
     )
+    parser.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="write what a first backfill from the list endpoints sees at --until: the latest "
+        "version of each record only (default: every version an hourly poll would have seen)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
             inject_bad_records=args.inject_bad_records,
             workers=args.workers,
+            snapshot=args.snapshot,
         )
     except SimulationError as exc:
         print(f"orderwatch simulate: error: {exc}", file=sys.stderr)

@@ -31,7 +31,8 @@ from orderwatch_dagster.lib.settings import write_clock
 from orderwatch_dagster.sim.config import load_config
 from orderwatch_dagster.sim.render import PAGES, easypost, loop, shipbob, shopify, zendesk
 from orderwatch_dagster.sim.render.common import utc
-from orderwatch_dagster.sim.world import FAILURE_MODES, OrderPlan, World
+from orderwatch_dagster.sim.truth import SIGNALS, onset_columns
+from orderwatch_dagster.sim.world import FAILURE_MODES, HOUR, OrderPlan, World
 
 try:  # orjson ships with the stack (dagster-dbt); output is byte-identical to the fallback
     import orjson
@@ -48,7 +49,8 @@ except ImportError:  # pragma: no cover
 PAGE_SIZE = 250
 STATE_FILE = "simulation.json"
 GROUND_TRUTH = "ground_truth.csv"
-OUT_OF_ORDER_EVERY = 200  # ~0.5% of tracker versions are re-delivered stale, after newer ones
+OUT_OF_ORDER_EVERY = 200  # ~0.5% of tracker versions: an older one re-delivered after it
+DUPLICATE_PER_MILLE = 10  # ~1% of tracker versions delivered twice (duplicated webhooks)
 GROUND_TRUTH_COLUMNS = (
     "order_id",
     "order_name",
@@ -66,6 +68,7 @@ GROUND_TRUTH_COLUMNS = (
     "service_level",
     "tier",
     "destination_region",
+    *onset_columns(),  # when each kind of signal was first observable (sim/truth.py)
 )
 
 
@@ -122,14 +125,18 @@ class PageWriter:
         self.out = out
         self.prefix = prefix
         self.buffers: dict[str, list[dict]] = {feed: [] for feed in FEED_FOLDERS}
+        self.side: dict[str, dict[object, dict]] = {}
         self.seq: Counter[str] = Counter()
         self.records: Counter[str] = Counter()
         for feed in FEED_FOLDERS:
             (out / feed).mkdir(parents=True, exist_ok=True)
 
-    def add(self, feed: str, record: dict) -> None:
+    def add(self, feed: str, record: dict, side: dict | None = None) -> None:
+        """Buffer a record (and an object the vendor sideloads beside it on the page)."""
         buffer = self.buffers[feed]
         buffer.append(record)
+        if side is not None:
+            self.side.setdefault(feed, {})[side["id"]] = side
         if len(buffer) >= PAGE_SIZE:
             self.flush(feed, more=True)
 
@@ -137,7 +144,8 @@ class PageWriter:
         buffer = self.buffers[feed]
         if not buffer:
             return
-        self.write_raw(feed, _dumps(_envelope(feed, buffer, more)))
+        side = list(self.side.pop(feed, {}).values())
+        self.write_raw(feed, _dumps(_envelope(feed, buffer, more, side)))
         self.records[feed] += len(buffer)
         self.buffers[feed] = []
 
@@ -156,8 +164,8 @@ class PageWriter:
             self.flush(feed, more=False)
 
 
-def _envelope(feed: str, records: list[dict], more: bool) -> Any:
-    return PAGES[feed](records, more)
+def _envelope(feed: str, records: list[dict], more: bool, side: list[dict] | None = None) -> Any:
+    return PAGES[feed](records, more, side or [])
 
 
 def _stamp(moment: datetime) -> str:
@@ -196,6 +204,7 @@ def simulate(
     inject_bad_records: bool = False,
     clock_file: Path | None = None,
     workers: int = 1,
+    snapshot: bool = False,
 ) -> SimSummary:
     """Write (or continue) the world in `out` up to `until`; see the module docstring."""
     began = _time.perf_counter()
@@ -209,6 +218,10 @@ def simulate(
     params = _world_params(seed, start, days, orders_per_day)
     state = _load_state(out)
     previous: datetime | None = None
+    if state is not None and snapshot:
+        raise SimulationError(
+            f"{out} already holds a world: a snapshot is a first backfill, use a new --out"
+        )
     if state is not None:
         differing = [k for k, v in params.items() if state.get("world", {}).get(k) != v]
         if differing:
@@ -236,7 +249,7 @@ def simulate(
     # how many processes ran the blocks, and names sort in emission order.
     visible_days = min(days, max(0, (hi - _epoch(start)) // 86400 + 1))
     jobs = [
-        _Job(out, stamp, seed, start, days, orders_per_day, day, lo, hi)
+        _Job(out, stamp, seed, start, days, orders_per_day, day, lo, hi, snapshot)
         for day in range(visible_days)
     ]
     gt_path = out / GROUND_TRUTH
@@ -271,7 +284,9 @@ def simulate(
     summary.pages = {feed: pages[feed] for feed in FEED_FOLDERS}
     summary.failure_modes = dict(modes)
 
-    state_doc = {"world": params, "clock": _iso(until), "format": 1}
+    state_doc = {"world": params, "clock": _iso(until), "format": 2}
+    if snapshot:
+        state_doc["snapshot"] = True
     state_tmp = out / (STATE_FILE + ".tmp")
     state_tmp.write_text(json.dumps(state_doc, indent=2) + "\n")
     _replace_if_changed(state_tmp, out / STATE_FILE)
@@ -303,6 +318,7 @@ class _Job:
     day: int
     lo: int
     hi: int
+    snapshot: bool = False
 
 
 @dataclass
@@ -361,8 +377,8 @@ def _simulate_day(job: _Job) -> _Block:
     late: list[dict] = []
     buffer = io.StringIO()
     rows = csv.writer(buffer, lineterminator="\n")
-    first = job.day * job.orders_per_day
-    for index in range(first, first + job.orders_per_day):
+    first, end = world.day_bounds(job.day)
+    for index in range(first, end):
         placed = world.placed_at(index)
         if placed > job.hi:
             break  # placements are sorted: nothing later is visible yet
@@ -370,7 +386,7 @@ def _simulate_day(job: _Job) -> _Block:
         block.orders += 1
         block.new_orders += placed > job.lo
         if writer is not None:
-            _emit(plan, job.lo, job.hi, writer, late)
+            _emit(plan, job.lo, job.hi, writer, late, job.snapshot)
         rows.writerow(_truth_row(plan))
         if plan.cancelled_at is not None:
             block.cancelled += 1
@@ -384,7 +400,7 @@ def _simulate_day(job: _Job) -> _Block:
         for at in range(0, len(late), PAGE_SIZE):
             chunk = late[at : at + PAGE_SIZE]
             writer.write_raw(
-                "carrier_trackers", _dumps(_envelope("carrier_trackers", chunk, False))
+                "carrier_trackers", _dumps(_envelope("carrier_trackers", chunk, False, []))
             )
             writer.records["carrier_trackers"] += len(chunk)
         block.records = writer.records
@@ -407,20 +423,41 @@ def _changed(times: list[int], lo: int, hi: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Window:
-    """What one call emits: changes in (lo, hi], into the writer; stale re-deliveries to late."""
+    """What one call emits: changes in (lo, hi], into the writer; re-deliveries to late.
+
+    History: every version an hourly poll of the vendor's list endpoint would have seen
+    (a record changed during an hour shows once, as it stood at the end of that hour, or
+    at `hi`); ShipBob's webhook stream has every version. A snapshot shows each record's
+    latest version at `hi` only, as a first backfill from the list endpoints does.
+    """
 
     lo: int
     hi: int
     writer: PageWriter
     late: list[dict]
+    snapshot: bool = False
 
     def changed(self, times: list[int]) -> bool:
         return _changed(times, self.lo, self.hi)
 
+    def moments(self, times: list[int]) -> list[int]:
+        """The poll moments at which a record with these change times shows a new version."""
+        if self.snapshot:
+            return [self.hi] if any(t <= self.hi for t in times) else []
+        polls = {min(-(-t // HOUR) * HOUR, self.hi) for t in times if self.lo < t <= self.hi}
+        return sorted(polls)
 
-def _emit(plan: OrderPlan, lo: int, hi: int, writer: PageWriter, late: list[dict]) -> None:
-    """Every record of `plan` that changed inside the window, feed by feed."""
-    window = _Window(lo, hi, writer, late)
+
+def _emit(
+    plan: OrderPlan,
+    lo: int,
+    hi: int,
+    writer: PageWriter,
+    late: list[dict],
+    snapshot: bool = False,
+) -> None:
+    """Every record version of `plan` that changed inside the window, feed by feed."""
+    window = _Window(lo, hi, writer, late, snapshot)
     _emit_storefront(plan, window)
     _emit_fulfillment_orders(plan, window)
     _emit_wms(plan, window)
@@ -430,55 +467,66 @@ def _emit(plan: OrderPlan, lo: int, hi: int, writer: PageWriter, late: list[dict
 
 
 def _emit_storefront(plan: OrderPlan, window: _Window) -> None:
-    if window.lo < plan.placed_at <= window.hi:
-        window.writer.add("storefront_customers", shopify.shopify_customer(plan))
-    if window.changed(shopify.order_change_times(plan)):
-        window.writer.add("storefront_orders", shopify.shopify_order(plan, window.hi))
+    if plan.customer == plan.index:  # a repeat customer's record came with their first order
+        for _ in window.moments([plan.placed_at]):
+            window.writer.add("storefront_customers", shopify.shopify_customer(plan))
+    for moment in window.moments(shopify.order_change_times(plan)):
+        window.writer.add("storefront_orders", shopify.shopify_order(plan, moment))
 
 
 def _emit_fulfillment_orders(plan: OrderPlan, window: _Window) -> None:
     for j, (location, events) in enumerate(plan.fo_events.items()):
-        if window.changed([e.at for e in events]):
-            record = shopify.fulfillment_order(plan, location, j, window.hi)
+        for moment in window.moments([e.at for e in events]):
+            record = shopify.fulfillment_order(plan, location, j, moment)
             window.writer.add("oms_fulfillment_orders", record)
 
 
 def _emit_wms(plan: OrderPlan, window: _Window) -> None:
     # The 3PL's webhook stream: one version per shipment status change in the window.
-    for version in shipbob.shipbob_versions(plan):
+    versions = shipbob.shipbob_versions(plan)
+    if window.snapshot:
+        versions = [max(v for v in versions if v <= window.hi)] if window.changed(versions) else []
+    for version in versions:
         if window.lo < version <= window.hi:
             window.writer.add("wms_shipments", shipbob.shipbob_order(plan, version))
 
 
 def _emit_trackers(plan: OrderPlan, window: _Window) -> None:
     for shipment in plan.shipments:
-        arrivals = easypost.tracker_arrivals(shipment)
-        if not window.changed(arrivals):
-            continue
-        tracker = easypost.easypost_tracker(plan, shipment, window.hi)
-        if tracker is None:
-            continue
-        window.writer.add("carrier_trackers", tracker)
-        seen = sorted(a for a in arrivals if a <= window.hi)
-        if (
-            len(seen) >= 2
-            and zlib.crc32(f"{shipment.tracker_id}{seen[-1]}".encode()) % OUT_OF_ORDER_EVERY == 0
-        ):
-            stale = easypost.easypost_tracker(plan, shipment, seen[-2])
-            if stale is not None:
-                window.late.append(stale)  # written after the newer version, in a later page
+        moments = window.moments(easypost.tracker_arrivals(shipment))
+        previous: dict | None = None
+        for moment in moments:
+            tracker = easypost.easypost_tracker(plan, shipment, moment)
+            if tracker is None:
+                continue
+            window.writer.add("carrier_trackers", tracker)
+            if not window.snapshot:
+                _redeliver(shipment.tracker_id, moment, tracker, previous, window)
+            previous = tracker
+
+
+def _redeliver(
+    tracker_id: str, moment: int, tracker: dict, previous: dict | None, window: _Window
+) -> None:
+    """Webhook noise: a version delivered twice, or an older one delivered after a newer."""
+    draw = zlib.crc32(f"{tracker_id}{moment}".encode()) % 1000
+    if draw < DUPLICATE_PER_MILLE:
+        window.late.append(tracker)
+    elif previous is not None and draw >= 1000 - 1000 // OUT_OF_ORDER_EVERY:
+        window.late.append(previous)  # written after the newer version, in a later page
 
 
 def _emit_returns(plan: OrderPlan, window: _Window) -> None:
     for ret in plan.returns:
-        if window.changed([e.at for e in ret.events]) and ret.events[0].at <= window.hi:
-            window.writer.add("returns", loop.loop_return(plan, ret, window.hi))
+        for moment in window.moments([e.at for e in ret.events]):
+            window.writer.add("returns", loop.loop_return(plan, ret, moment))
 
 
 def _emit_tickets(plan: OrderPlan, window: _Window) -> None:
     for ticket in plan.tickets:
-        if window.changed([e.at for e in ticket.events]) and ticket.created_at <= window.hi:
-            window.writer.add("support_tickets", zendesk.zendesk_ticket(plan, ticket, window.hi))
+        for moment in window.moments([e.at for e in ticket.events]):
+            record = zendesk.zendesk_ticket(plan, ticket, moment)
+            window.writer.add("support_tickets", record, zendesk.zendesk_user(plan))
 
 
 def _truth_row(plan: OrderPlan) -> list[str]:
@@ -500,6 +548,7 @@ def _truth_row(plan: OrderPlan) -> list[str]:
         plan.service,
         "vip" if plan.vip else "standard",
         plan.destination.region,
+        *(utc(plan.onsets[s]) if s in plan.onsets else "" for s in SIGNALS),
     ]
 
 

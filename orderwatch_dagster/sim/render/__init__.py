@@ -13,7 +13,8 @@ from typing import Any
 from orderwatch_dagster.sim.render import easypost, loop, shipbob, shopify, zendesk
 
 # feed (landing folder) -> the vendor's list-page body around a page of records
-PAGES: dict[str, Callable[[list[dict], bool], Any]] = {
+# (records, more pages follow, sideloaded objects) -> body
+PAGES: dict[str, Callable[[list[dict], bool, list[dict]], Any]] = {
     "storefront_orders": shopify.orders_page,
     "storefront_customers": shopify.customers_page,
     "oms_fulfillment_orders": shopify.fulfillment_orders_page,

@@ -16,6 +16,22 @@ from orderwatch_dagster.sim.world import OrderPlan
 
 LINE_ITEM_BASE = 13_000_000_000_000
 
+# Shopify addresses carry the province's name beside its code (`province`, `province_code`).
+US_STATES = {
+    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
+    "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware", "DC": "District of Columbia",
+    "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois",
+    "IN": "Indiana", "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana",
+    "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts", "MI": "Michigan", "MN": "Minnesota",
+    "MS": "Mississippi", "MO": "Missouri", "MT": "Montana", "NE": "Nebraska", "NV": "Nevada",
+    "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico", "NY": "New York",
+    "NC": "North Carolina", "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma",
+    "OR": "Oregon", "PA": "Pennsylvania", "RI": "Rhode Island", "SC": "South Carolina",
+    "SD": "South Dakota", "TN": "Tennessee", "TX": "Texas", "UT": "Utah", "VT": "Vermont",
+    "VA": "Virginia", "WA": "Washington", "WV": "West Virginia", "WI": "Wisconsin",
+    "WY": "Wyoming",
+}  # fmt: skip
+
 TRACKING_URL = {
     "USPS": "https://tools.usps.com/go/TrackConfirmAction?tLabels={}",
     "UPS": "https://www.ups.com/track?tracknum={}",
@@ -95,7 +111,7 @@ def last_event(events: list[Event], moment: int) -> Event | None:
 
 
 def email(plan: OrderPlan) -> str:
-    return f"{plan.first_name.lower()}.{plan.last_name.lower()}{plan.index}@example.com"
+    return f"{plan.first_name.lower()}.{plan.last_name.lower()}{plan.customer}@example.com"
 
 
 def line_item_id(plan: OrderPlan, n: int) -> int:

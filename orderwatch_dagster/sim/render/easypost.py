@@ -5,15 +5,24 @@ from __future__ import annotations
 from functools import lru_cache
 
 from orderwatch_dagster.sim.render.common import CARRIER_SERVICE, utc
-from orderwatch_dagster.sim.world import OrderPlan, Scan, ShipmentPlan
+from orderwatch_dagster.sim.world import EddEvent, OrderPlan, Scan, ShipmentPlan
 
 
-def trackers_page(records: list[dict], more: bool) -> dict:
+def last_estimate(shipment: ShipmentPlan, moment: int) -> EddEvent | None:
+    found = None
+    for event in shipment.edd:
+        if event.known_at <= moment:
+            found = event
+    return found
+
+
+def trackers_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"trackers": records, "has_more": more}
 
 
 def tracker_arrivals(shipment: ShipmentPlan) -> list[int]:
-    return [scan.arrival for scan in shipment.scans]
+    """Every moment the tracker changes: a scan reaches it, or the estimate is revised."""
+    return [scan.arrival for scan in shipment.scans] + [e.known_at for e in shipment.edd]
 
 
 @lru_cache(maxsize=4096)
@@ -48,10 +57,13 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
     if not seen:
         return None
     latest = seen[-1]  # scans are in carrier-time order; a late one slots in, not on top
-    updated = max(scan.arrival for scan in seen)
+    estimate = last_estimate(shipment, moment)
+    updated = max(
+        [scan.arrival for scan in seen] + [e.known_at for e in shipment.edd if e.known_at <= moment]
+    )
     site = shipment.warehouse
     dest = plan.destination
-    est = shipment.planned_delivery
+    est = estimate.day if estimate is not None else None
     delivered = latest.status == "delivered"
     finalized = latest.status in ("delivered", "return_to_sender") or latest.detail == "lost"
     return {
@@ -66,7 +78,8 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
         "signed_by": plan.last_name.upper() if delivered else None,
         "weight": None,
         "est_delivery_date": f"{est.isoformat()}T20:00:00Z" if est else None,
-        "shipment_id": "shp_" + shipment.tracker_id[4:],
+        # A tracker created from a tracking code (the 3PL bought the label): no EasyPost shipment.
+        "shipment_id": None,
         "carrier": shipment.carrier,
         "tracking_details": [_detail(scan, shipment.carrier) for scan in seen],
         "fees": [],
@@ -77,10 +90,13 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
             "est_delivery_date_local": est.isoformat() if est else None,
             "est_delivery_time_local": None,
             "origin_location": f"{site.city.upper()} {site.state}, {site.zip}",
+            "origin_tracking_location": _location(site.city.upper(), site.state, site.zip),
             "destination_location": f"{dest.city.upper()} {dest.code}, {plan.zip}",
+            "destination_tracking_location": None,
             "guaranteed_delivery_date": plan.promised.isoformat()
             if plan.service == "overnight"
             else None,
+            "alternate_identifier": None,
             "initial_delivery_attempt": next(
                 (
                     utc(s.at)

@@ -17,13 +17,15 @@ SHIPBOB_ID_BASE = 300_000_000
 SHIPBOB_SHIPMENT_BASE = 400_000_000
 
 
-def orders_page(records: list[dict], more: bool) -> list[dict]:
+def orders_page(records: list[dict], more: bool, side: list[dict]) -> list[dict]:
     return records  # ShipBob returns a bare JSON array
 
 
 _DETAIL_TEXT = {
     "Picked": "Items picked from inventory",
     "Packed": "Items packed and ready for label",
+    "Labeled": "Shipping label created",
+    "DeliveryException": "The carrier is returning the package to the sender",
     "OutOfStock": "One or more products are out of stock",
     "InvalidAddress": "The shipping address could not be validated",
 }
@@ -62,7 +64,7 @@ def _shipbob_constants(plan: OrderPlan) -> dict[str, Any]:
             "zip_code": plan.zip,
         },
         "email": email(plan),
-        "phone_number": f"555-01{plan.index % 100:02d}",
+        "phone_number": f"555-01{plan.customer % 100:02d}",
     }
     created = utc_offset(plan.released_at or plan.placed_at)
     per_shipment = []
@@ -99,7 +101,15 @@ def _shipbob_constants(plan: OrderPlan) -> dict[str, Any]:
     return memo
 
 
-_DETAIL_IDS = {"Picked": 1, "Packed": 2, "OutOfStock": 10, "InvalidAddress": 20}
+# ShipBob's status reference: (shipment status, detail name) -> detail id.
+_DETAIL_IDS = {
+    "Picked": 100,
+    "Packed": 101,
+    "Labeled": 102,
+    "DeliveryException": 204,
+    "OutOfStock": 303,
+    "InvalidAddress": 401,
+}
 
 
 def shipbob_order(plan: OrderPlan, moment: int) -> dict:

@@ -8,6 +8,7 @@ from orderwatch_dagster.sim.calendar import SHOP_TZ
 from orderwatch_dagster.sim.config import load_config
 from orderwatch_dagster.sim.render.common import (
     TRACKING_URL,
+    US_STATES,
     email,
     last_event,
     line_item_id,
@@ -35,15 +36,15 @@ _SHOPIFY_SHIPMENT_STATUS = {
 }
 
 
-def orders_page(records: list[dict], more: bool) -> dict:
+def orders_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"orders": records}  # the next page is in the Link header, not the body
 
 
-def customers_page(records: list[dict], more: bool) -> dict:
+def customers_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"customers": records}
 
 
-def fulfillment_orders_page(records: list[dict], more: bool) -> dict:
+def fulfillment_orders_page(records: list[dict], more: bool, side: list[dict]) -> dict:
     return {"fulfillment_orders": records}
 
 
@@ -98,7 +99,7 @@ def _address(plan: OrderPlan) -> dict:
         "last_name": plan.last_name,
         "address1": plan.street,
         "city": dest.city,
-        "province": dest.code,
+        "province": US_STATES.get(dest.code, dest.code),
         "province_code": dest.code,
         "zip": plan.zip,
         "country": "United States",
@@ -107,12 +108,12 @@ def _address(plan: OrderPlan) -> dict:
 
 
 def customer_tags(plan: OrderPlan) -> str:
-    return "VIP, newsletter" if plan.vip else ("newsletter" if plan.index % 3 == 0 else "")
+    return "VIP, newsletter" if plan.vip else ("newsletter" if plan.customer % 3 == 0 else "")
 
 
 def shopify_customer(plan: OrderPlan) -> dict:
     return {
-        "id": CUSTOMER_ID_BASE + plan.index,
+        "id": CUSTOMER_ID_BASE + plan.customer,
         "email": email(plan),
         "first_name": plan.first_name,
         "last_name": plan.last_name,
@@ -191,8 +192,8 @@ def shopify_order(plan: OrderPlan, moment: int) -> dict:
         "order_number": int(plan.order_number),
         "email": email(plan),
         "created_at": shop(plan.placed_at),
-        # Capture time once paid (docs/feeds.md); never a future instant before that.
-        "processed_at": shop(plan.paid_at if plan.paid_at <= moment else plan.placed_at),
+        # Set at checkout and never moved (Shopify: the date shown on the order).
+        "processed_at": shop(plan.placed_at),
         "updated_at": shop(updated),
         "cancelled_at": shop(plan.cancelled_at) if cancelled and plan.cancelled_at else None,
         "cancel_reason": "customer" if cancelled else None,
@@ -206,7 +207,7 @@ def shopify_order(plan: OrderPlan, moment: int) -> dict:
         "source_name": "web",
         "tags": "",
         "customer": {
-            "id": CUSTOMER_ID_BASE + plan.index,
+            "id": CUSTOMER_ID_BASE + plan.customer,
             "email": email(plan),
             "first_name": plan.first_name,
             "last_name": plan.last_name,
@@ -293,12 +294,21 @@ def fulfillment_order(plan: OrderPlan, location: str, j: int, moment: int) -> di
             if status == "on_hold" and current[2]
             else []
         ),
+        # REST FulfillmentOrder destination: `country` and `province` by name, no codes
+        # (GraphQL's FulfillmentOrderDestination has countryCode instead).
         "destination": {
+            "id": fo_id + 1,
             "address1": plan.street,
+            "address2": None,
             "city": dest.city,
-            "province": dest.code,
+            "company": None,
+            "country": "United States",
+            "email": email(plan),
+            "first_name": plan.first_name,
+            "last_name": plan.last_name,
+            "phone": None,
+            "province": US_STATES.get(dest.code, dest.code),
             "zip": plan.zip,
-            "country_code": "US",
         },
         "line_items": [
             {

@@ -1,0 +1,69 @@
+"""When each kind of signal first became observable for an order (ground truth onsets).
+
+Times are when the signal could first be seen in the feeds (a scan's arrival at the tracker,
+a ShipBob or FulfillmentOrder version's time, a threshold crossed), for every order: look-
+alikes on orders that arrive on time have onsets too. `failure_onset` is the earliest onset
+before the breach, on missed orders only.
+"""
+
+from __future__ import annotations
+
+from orderwatch_dagster.sim.model import DAY, HOUR, OrderPlan, ShipmentPlan, epoch
+
+SIGNALS: tuple[str, ...] = (
+    "exception_scan",  # a carrier exception: weather, delay, address, failed attempt, lost
+    "hold",  # a FulfillmentOrder on hold or a ShipBob Exception / OnHold shipment
+    "pending_late",  # ShipBob estimated_fulfillment_date_status PendingLate
+    "ship_late",  # not handed to the carrier by the end of the promised ship day
+    "silence_48h",  # a shipped, undelivered parcel with no new scan for 48 h
+    "edd_past_promise",  # the carrier's estimate later than the promised date
+)
+EXCEPTION_DETAILS = frozenset(
+    ("weather_delay", "delayed", "address_correction", "delivery_exception", "lost", "return")
+)
+SILENCE = 48 * HOUR
+
+
+def _silence(shipment: ShipmentPlan) -> int | None:
+    if shipment.shipped_at is None:
+        return None
+    seen = sorted(scan.arrival for scan in shipment.scans if scan.arrival >= shipment.shipped_at)
+    last = shipment.shipped_at
+    for arrival in seen:
+        if arrival - last >= SILENCE:
+            return last + SILENCE
+        last = arrival
+    delivered = shipment.delivered_at is not None
+    return None if delivered else last + SILENCE
+
+
+def record_onsets(plan: OrderPlan) -> None:
+    found: dict[str, list[int]] = {signal: [] for signal in SIGNALS}
+    for events in plan.fo_events.values():
+        found["hold"] += [e.at for e in events if e.status == "on_hold"]
+    ship_by = epoch(plan.promised_ship, 24.0, plan.warehouse.tz) - 1
+    for shipment in plan.shipments:
+        found["hold"] += [e.at for e in shipment.wms if e.status in ("Exception", "OnHold")]
+        found["pending_late"] += [e.at for e in shipment.wms if e.efd_status == "PendingLate"]
+        if shipment.shipped_at is None or shipment.shipped_at > ship_by:
+            found["ship_late"].append(ship_by)
+        found["exception_scan"] += [
+            s.arrival for s in shipment.scans if s.detail in EXCEPTION_DETAILS
+        ]
+        silent = _silence(shipment)
+        if silent is not None:
+            found["silence_48h"].append(silent)
+        found["edd_past_promise"] += [
+            e.known_at for e in shipment.edd if e.day is not None and e.day > plan.promised
+        ]
+    plan.onsets = {signal: min(times) for signal, times in found.items() if times}
+    if plan.missed:
+        before = [t for t in plan.onsets.values() if t < plan.deadline]
+        plan.failure_onset = min(before) if before else None
+
+
+def onset_columns() -> tuple[str, ...]:
+    return tuple(f"onset_{signal}_at" for signal in SIGNALS)
+
+
+__all__ = ["DAY", "SIGNALS", "onset_columns", "record_onsets"]
