@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.measure import Measurement, run_measured
+from bench.model import bench_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PY = sys.executable
@@ -287,6 +288,9 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {
     "rules": lambda args: bench_rules(
         args.rules_seeds, args.dbt_days, args.dbt_orders_per_day, args.rules_home
     ),
+    "model": lambda args: bench_model(
+        args.model_seeds, args.model_days, args.model_orders_per_day, args.model_kinds
+    ),
 }
 
 
@@ -311,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rules-seeds", type=lambda s: [int(x) for x in s.split(",")], default=[7, 13]
     )
     parser.add_argument("--rules-home", type=Path, help="keep the rules worlds here (reused)")
+    parser.add_argument(
+        "--model-seeds", type=lambda s: [int(x) for x in s.split(",")], default=[7, 13]
+    )
+    parser.add_argument("--model-days", type=int, default=30)
+    parser.add_argument("--model-orders-per-day", type=int, default=1000)
+    parser.add_argument("--model-kinds", type=lambda s: s.split(","), default=["full", "snapshot"])
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

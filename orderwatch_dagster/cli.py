@@ -70,6 +70,7 @@ def run_demo(job_name: str) -> int:
 
     from orderwatch_dagster.definitions import defs
     from orderwatch_dagster.lib import settings
+    from orderwatch_dagster.lib.summary import model_summary
 
     # DAGSTER_HOME (set by make) keeps the run history, so the demo's runs show in `make ui`.
     # The console shows warnings only; dbt's line-per-node output goes to a log file.
@@ -99,6 +100,7 @@ def run_demo(job_name: str) -> int:
         actions_ok = actions.success
         print(f"  {ACTIONS_JOB:<60} {'ok' if actions_ok else 'FAILED'}")
     print(demo_summary())
+    print(model_summary(settings.home() / "models"))
     print(f"run {result.run_id}: {'success' if result.success and actions_ok else 'FAILED'}")
     return 0 if result.success and actions_ok else 1
 

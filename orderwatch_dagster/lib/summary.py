@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -136,3 +137,33 @@ def action_summary(con: duckdb.DuckDBPyConnection) -> list[str]:
             f" ({100.0 * early / escalations:.0f} %)"
         )
     return lines
+
+
+def model_summary(models: Path) -> str:
+    """The champion lateness model's holdout metrics beside the best single rule's (the
+    registry's champion.json and metrics.json, ml/registry.py), or why there is none."""
+    champion_file = models / "champion.json"
+    champion = (
+        json.loads(champion_file.read_text()).get("version") if champion_file.is_file() else None
+    )
+    if not champion:
+        return (
+            "  lateness model: none (cold start or not trained yet; exceptions rest on the rules)"
+        )
+    metrics = json.loads((models / champion / "metrics.json").read_text())
+    model, best = metrics["model"], metrics["best_rule"]
+    logistic = metrics.get("logistic", {})
+    start, end = (moment[:16] for moment in metrics["holdout_window"])
+    return "\n".join(
+        [
+            f"  lateness model {champion}",
+            f"    holdout {start} .. {end}"
+            f" ({model['rows']} snapshots, {model.get('positives')} missing their promise)",
+            f"    {'scorer':<34}{'AP':>8}{'ROC-AUC':>9}{'Brier':>8}",
+            f"    {'model (calibrated boosting)':<34}{model['average_precision']:>8.3f}"
+            f"{model['roc_auc']:>9.3f}{model['brier']:>8.3f}",
+            f"    {'logistic regression':<34}{logistic.get('average_precision', 0):>8.3f}"
+            f"{logistic.get('roc_auc', 0):>9.3f}{logistic.get('brier', 0):>8.3f}",
+            f"    {'best rule: ' + str(best['name']):<34}{best['average_precision']:>8.3f}",
+        ]
+    )

@@ -1,0 +1,281 @@
+"""Point-in-time features from snapshots of the order state.
+
+Input: a snapshot frame, one row per (order_id, as_of), with the columns of `marts.order_state`
+plus `as_of` (docs/architecture.md "Time: event time, known time, and 'as of'"): everything in
+a row was known at its `as_of`. `marts.order_state` itself is the snapshot at "now".
+
+Network context (trailing late rates, transit times, a site's queue against its throughput)
+is computed from the rows that share the snapshot's `as_of`, so it reads only what the as-of
+layer knew at that moment: an order counts towards a lane's late rate at t only if, as of t,
+it was delivered or its promise had passed. The frame must therefore hold every order's row
+at each `as_of` (closed ones too, back to `NETWORK_WINDOW`), not only the open ones.
+
+Nothing here knows a carrier, warehouse or region by name: categories are learned from the
+merchant's own history, unseen ones map to "unknown".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+RULES: tuple[str, ...] = (
+    "ship_late",
+    "no_first_scan",
+    "scan_gap",
+    "carrier_exception",
+    "fulfillment_hold",
+    "lost",
+)
+# promise_missed is the outcome itself, not a warning: never a feature or a baseline.
+OUTCOME_RULE = "promise_missed"
+
+CATEGORICAL: tuple[str, ...] = (
+    "carrier",
+    "service_code",
+    "warehouse_name",
+    "destination_region",
+    "lane",
+    "customer_tier",
+    "current_milestone",
+    "fulfillment_hold_category",
+    "carrier_exception_reason",
+)
+
+# Progress order of the milestone catalogue (dbt_project/macros/marts.sql milestone_catalogue).
+MILESTONE_RANK: dict[str, int] = {
+    "order_placed": 1,
+    "payment_captured": 2,
+    "released_to_warehouse": 3,
+    "picked": 4,
+    "packed": 5,
+    "label_created": 6,
+    "carrier_accepted": 7,
+    "in_transit": 8,
+    "out_for_delivery": 9,
+    "delivered": 10,
+}
+
+NETWORK_WINDOW = pd.Timedelta(days=14)  # trailing window of outcomes for late rates / transit
+THROUGHPUT_WINDOW = pd.Timedelta(days=3)  # a site's recent shipments, against its queue
+PRIOR_WEIGHT = 20.0  # late rates shrink towards the network-wide rate by this many orders
+
+NETWORK_GROUPS: tuple[str, ...] = ("lane", "carrier", "warehouse_name")
+
+NUMERIC: tuple[str, ...] = (
+    "order_value",
+    "item_count",
+    "shipment_count",
+    "milestone_rank",
+    "hours_since_placed",
+    "deliver_slack_hours",
+    "ship_slack_hours",
+    "hours_since_last_scan",
+    "hours_since_last_event",
+    "hours_in_milestone",
+    "hours_since_shipped",
+    "edd_vs_promise_hours",
+    "wismo_ticket_count",
+    "exception_scan_count",
+    *(f"{rule}_active" for rule in RULES),
+    *(f"{rule}_occurred" for rule in RULES),
+    *(f"{group}_late_rate" for group in NETWORK_GROUPS),
+    *(f"{group}_transit_hours" for group in NETWORK_GROUPS),
+    "lane_outcomes",
+    "warehouse_queue_days",
+    "warehouse_ship_hours",
+    "slack_after_expected_transit",
+)
+FEATURES: tuple[str, ...] = (*CATEGORICAL, *NUMERIC)
+
+# Columns of the snapshot that are optional: absent ones become missing features (the model
+# treats them as "not known"), so an as-of layer without them still trains.
+OPTIONAL_INPUTS: tuple[str, ...] = (
+    "item_count",
+    "exception_scan_count",
+    "carrier_est_delivery_at",
+    "milestone_reached_at",
+    "fulfillment_hold_category",
+    "carrier_exception_reason",
+)
+TIME_COLUMNS: tuple[str, ...] = (
+    "as_of",
+    "placed_at",
+    "promised_deliver_by",
+    "promised_ship_by",
+    "last_scan_at",
+    "last_event_at",
+    "shipped_at",
+    "delivered_at",
+    "carrier_est_delivery_at",
+    "milestone_reached_at",
+)
+
+
+def _hours(delta: pd.Series) -> pd.Series:
+    return delta.dt.total_seconds() / 3600.0
+
+
+def normalise(snapshots: pd.DataFrame) -> pd.DataFrame:
+    """A copy with optional columns present and every timestamp as UTC datetime64."""
+    frame = snapshots.copy()
+    for column in OPTIONAL_INPUTS:
+        if column not in frame.columns:
+            frame[column] = np.nan if column in {"item_count", "exception_scan_count"} else None
+    for column in TIME_COLUMNS:
+        if column in frame.columns:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    for rule in (*RULES, OUTCOME_RULE):
+        for suffix in ("active", "occurred"):
+            name = f"{rule}_{suffix}"
+            if name in frame.columns:
+                frame[name] = frame[name].fillna(False).astype(bool)
+    return frame
+
+
+def _resolved(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose outcome is known at their own as_of: delivered, or the promise has passed."""
+    delivered = frame["delivered_at"].notna() & (frame["delivered_at"] <= frame["as_of"])
+    passed = frame["promised_deliver_by"] < frame["as_of"]
+    return (delivered | passed) & ~frame["is_cancelled"].fillna(False).astype(bool)
+
+
+def _outcome_time(frame: pd.DataFrame) -> pd.Series:
+    """When the outcome became known: delivery if by the promise, else the promise deadline."""
+    on_time = frame["delivered_at"].notna() & (
+        frame["delivered_at"] <= frame["promised_deliver_by"]
+    )
+    return frame["delivered_at"].where(on_time, frame["promised_deliver_by"])
+
+
+def network_context(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per row, the trailing context of its lane, carrier and warehouse at its as_of.
+
+    Late rate: orders whose outcome became known in the trailing window before as_of, missed /
+    all, shrunk towards the network-wide rate (PRIOR_WEIGHT). Transit: mean hours from shipped
+    to delivered of the same orders. Queue: open, unshipped orders at the site over its
+    shipments per day in the last THROUGHPUT_WINDOW.
+    """
+    out = pd.DataFrame(index=frame.index)
+    outcome_at = _outcome_time(frame)
+    recent = _resolved(frame) & (outcome_at > frame["as_of"] - NETWORK_WINDOW)
+    outcomes = frame.loc[recent, ["as_of", *NETWORK_GROUPS]].copy()
+    on_time = frame["delivered_at"].notna() & (
+        frame["delivered_at"] <= frame["promised_deliver_by"]
+    )
+    outcomes["missed"] = (~on_time[recent]).astype(float)
+    delivered = frame["delivered_at"].notna() & frame["shipped_at"].notna()
+    outcomes["transit"] = _hours(frame["delivered_at"] - frame["shipped_at"]).where(delivered)
+    overall = outcomes.groupby("as_of")["missed"].agg(["sum", "count"])
+    keyed = frame[["as_of"]].join(overall, on="as_of")
+    base_rate = (keyed["sum"] + 1.0) / (keyed["count"] + 10.0)  # ~10 % prior when no history
+    for group in NETWORK_GROUPS:
+        stats = outcomes.groupby(["as_of", group], dropna=False).agg(
+            late=("missed", "sum"), n=("missed", "count"), transit=("transit", "mean")
+        )
+        joined = frame[["as_of", group]].join(stats, on=["as_of", group])
+        n = joined["n"].fillna(0.0)
+        late = joined["late"].fillna(0.0)
+        out[f"{group}_late_rate"] = (late + PRIOR_WEIGHT * base_rate) / (n + PRIOR_WEIGHT)
+        out[f"{group}_transit_hours"] = joined["transit"]
+        if group == "lane":
+            out["lane_outcomes"] = n
+    out["warehouse_queue_days"], out["warehouse_ship_hours"] = _site_load(frame)
+    return out
+
+
+def _site_load(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Days of queue at each site (open unshipped / shipped per day) and its recent ship time."""
+    as_of = frame["as_of"]
+    open_ = ~frame["is_cancelled"].fillna(False).astype(bool) & frame["delivered_at"].isna()
+    queued = open_ & frame["shipped_at"].isna()
+    shipped_recent = frame["shipped_at"].notna() & (frame["shipped_at"] > as_of - THROUGHPUT_WINDOW)
+    parts = pd.DataFrame(
+        {
+            "as_of": as_of,
+            "warehouse_name": frame["warehouse_name"],
+            "queued": queued.astype(float),
+            "shipped": shipped_recent.astype(float),
+            "ship_hours": _hours(frame["shipped_at"] - frame["placed_at"]).where(shipped_recent),
+        }
+    )
+    stats = parts.groupby(["as_of", "warehouse_name"], dropna=False).agg(
+        queued=("queued", "sum"), shipped=("shipped", "sum"), ship_hours=("ship_hours", "mean")
+    )
+    joined = frame[["as_of", "warehouse_name"]].join(stats, on=["as_of", "warehouse_name"])
+    per_day = joined["shipped"] / (THROUGHPUT_WINDOW / pd.Timedelta(days=1))
+    queue_days = joined["queued"] / per_day.clip(lower=1.0)
+    return queue_days, joined["ship_hours"]
+
+
+def build_features(snapshots: pd.DataFrame) -> pd.DataFrame:
+    """The feature table: `order_id`, `as_of` and FEATURES, one row per snapshot row."""
+    frame = normalise(snapshots)
+    as_of = frame["as_of"]
+    features = pd.DataFrame({"order_id": frame["order_id"], "as_of": as_of}, index=frame.index)
+    for column in CATEGORICAL:
+        features[column] = frame[column].astype("string").fillna("unknown").astype(object)
+    features["order_value"] = pd.to_numeric(frame["order_value"], errors="coerce")
+    features["item_count"] = pd.to_numeric(frame["item_count"], errors="coerce")
+    features["shipment_count"] = pd.to_numeric(frame["shipment_count"], errors="coerce")
+    features["milestone_rank"] = frame["current_milestone"].map(MILESTONE_RANK).astype(float)
+    features["hours_since_placed"] = _hours(as_of - frame["placed_at"])
+    features["deliver_slack_hours"] = _hours(frame["promised_deliver_by"] - as_of)
+    ship_ref = frame["shipped_at"].where(frame["shipped_at"].notna(), as_of)
+    features["ship_slack_hours"] = _hours(frame["promised_ship_by"] - ship_ref)
+    features["hours_since_last_scan"] = _hours(as_of - frame["last_scan_at"])
+    features["hours_since_last_event"] = _hours(as_of - frame["last_event_at"])
+    reached = frame["milestone_reached_at"].where(
+        frame["milestone_reached_at"].notna(), frame["last_event_at"]
+    )
+    features["hours_in_milestone"] = _hours(as_of - reached)
+    features["hours_since_shipped"] = _hours(as_of - frame["shipped_at"])
+    features["edd_vs_promise_hours"] = _hours(
+        frame["carrier_est_delivery_at"] - frame["promised_deliver_by"]
+    )
+    features["wismo_ticket_count"] = pd.to_numeric(frame["wismo_ticket_count"], errors="coerce")
+    features["exception_scan_count"] = pd.to_numeric(frame["exception_scan_count"], errors="coerce")
+    for rule in RULES:
+        for suffix in ("active", "occurred"):
+            name = f"{rule}_{suffix}"
+            features[name] = frame[name].astype(float) if name in frame.columns else np.nan
+    network = network_context(frame)
+    for column in network.columns:
+        features[column] = network[column]
+    # Time the lane usually needs from here, against the slack left.
+    remaining = (features["lane_transit_hours"] - features["hours_since_shipped"].fillna(0.0)).clip(
+        lower=0.0
+    )
+    not_shipped_wait = (
+        features["warehouse_ship_hours"].fillna(0.0).where(frame["shipped_at"].isna(), 0.0)
+    )
+    features["slack_after_expected_transit"] = features["deliver_slack_hours"] - (
+        remaining + not_shipped_wait
+    )
+    return features[["order_id", "as_of", *FEATURES]]
+
+
+def scoring_rows(snapshots: pd.DataFrame) -> pd.Series:
+    """Rows a score means something for: open, not cancelled, placed by as_of."""
+    frame = normalise(snapshots)
+    is_open = frame["is_open"].fillna(False).astype(bool)
+    return is_open & (frame["placed_at"] <= frame["as_of"])
+
+
+def labels(final_state: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """Per order whose promise has passed by `now`: `missed` (delivered late, lost, returned to
+    sender: not delivered by the promise); cancelled orders are set aside. `label_known_at` is
+    the promise deadline for every order, so that early deliveries (known sooner) do not bias
+    the latest windows towards on-time orders. Read from the state at `now`."""
+    frame = normalise(final_state)
+    now = pd.Timestamp(now)
+    now = now.tz_convert("UTC") if now.tzinfo else now.tz_localize("UTC")
+    cancelled = frame["is_cancelled"].fillna(False).astype(bool)
+    on_time = frame["delivered_at"].notna() & (
+        frame["delivered_at"] <= frame["promised_deliver_by"]
+    )
+    labelled = ~cancelled & (frame["promised_deliver_by"] < now)
+    out = frame.loc[labelled, ["order_id"]].copy()
+    out["missed"] = ~on_time[labelled]
+    out["label_known_at"] = frame.loc[labelled, "promised_deliver_by"]
+    return out.reset_index(drop=True)
