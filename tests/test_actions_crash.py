@@ -78,7 +78,7 @@ def test_killed_between_delivery_and_record(demo_world: DemoWorld, tmp_path: Pat
             " where m.status = 'uncertain'"
         ).fetchall()
     assert statuses.get("uncertain") == 1 and "sending" not in statuses
-    assert statuses.get("accepted") == len(second)
+    assert statuses.get("accepted", 0) == len(second)
     assert [(kind, target, status) for _, kind, target, status in uncertain] == [
         ("human_review", "uncertain_delivery", "open")
     ]
