@@ -260,7 +260,8 @@ TICKETS = [
 ]
 
 PAGES: dict[str, list[Any]] = {
-    "storefront_orders": [{"orders": ORDERS_V1}, {"orders": ORDERS_V2}],
+    # the newer version of 5003 is loaded first, the older one arrives after it
+    "storefront_orders": [{"orders": ORDERS_V2}, {"orders": ORDERS_V1}],
     "storefront_customers": [{"customers": CUSTOMERS_V1}, {"customers": CUSTOMERS_V2}],
     "oms_fulfillment_orders": [{"fulfillment_orders": FULFILLMENT_ORDERS}],
     # ShipBob answers bare arrays; the second page repeats version 2 (a redelivered webhook)
@@ -327,6 +328,7 @@ def build(work: Path, env: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 # -- expected promise windows (worked out by hand from the seeds' calendar) ----------------------
 NY, LA = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles")
+CHICAGO = ZoneInfo("America/Chicago")
 
 
 def _end_of_day(day: date, zone: ZoneInfo) -> datetime:
@@ -344,7 +346,8 @@ PROMISES: dict[int, dict[str, Any]] = {
     5002: {"ship_date": date(2026, 10, 30), "computed_delivery_date": date(2026, 11, 3),
            "promised_delivery_date": date(2026, 11, 3), "promise_source": "computed",
            "handling_business_days": 0, "customer_tier": "vip", "is_after_cutoff": False,
-           "promised_ship_by": datetime(2026, 10, 31, 3, 59, 59, 999999, tzinfo=UTC),
+           # ships from Dallas: the end of Fri 10-30 in Central time (CDT)
+           "promised_ship_by": datetime(2026, 10, 31, 4, 59, 59, 999999, tzinfo=UTC),
            "promised_deliver_by": datetime(2026, 11, 4, 4, 59, 59, 999999, tzinfo=UTC)},
     # overnight 11:30 < 12:00 -> Mon 11-02; +1 handling (Moreno Valley) -> Tue; +1 -> Wed
     5003: {"ship_date": date(2026, 11, 3), "computed_delivery_date": date(2026, 11, 4),
@@ -381,12 +384,14 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     orders = _rows(
         fetch,
         "select order_id, order_number, financial_status, payment_captured_at, is_cancelled, "
-        "service_code, promised_delivery_date from staging.stg_storefront__orders order by 1",
+        "service_code, promised_delivery_date from staging.stg_storefront__orders"
+        " where is_latest_version order by 1",
         ["order_id", "number", "financial", "captured", "cancelled", "service", "promised"],
     )
     assert [o["order_id"] for o in orders] == [5001, 5002, 5003, 5004]
     by_id = {o["order_id"]: o for o in orders}
-    assert by_id[5003]["financial"] == "paid"  # the later version won
+    # the older version of 5003 arrived after the newer one: the newer (vendor time) still wins
+    assert by_id[5003]["financial"] == "paid"
     assert by_id[5003]["captured"] == parse_timestamp("2026-11-02T11:30:00-05:00")
     assert by_id[5001]["promised"] == date(2026, 11, 18) and by_id[5002]["promised"] is None
     assert by_id[5004]["cancelled"] and not by_id[5001]["cancelled"]
@@ -397,14 +402,19 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     (tracking,) = fetch("select tracking_number from staging.stg_storefront__fulfillments")
     assert tracking[0] == "1ZTRK1"
 
-    tiers = dict(fetch("select customer_id, customer_tier from staging.stg_storefront__customers"))
+    tiers = dict(
+        fetch(
+            "select customer_id, customer_tier from staging.stg_storefront__customers"
+            " where is_latest_version"
+        )
+    )
     assert tiers == {9001: "standard", 9002: "vip"}
 
     holds = {
         row[0]: row[1:]
         for row in fetch(
             "select fulfillment_order_id, hold_reason, hold_reason_category, hold_count "
-            "from staging.stg_oms__fulfillment_orders"
+            "from staging.stg_oms__fulfillment_orders where is_latest_version"
         )
     }
     assert holds == {
@@ -415,7 +425,7 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
 
     (shipment,) = fetch(
         "select shipment_id, order_id, status, status_detail, tracking_number, warehouse_name "
-        "from staging.stg_wms__shipments"
+        "from staging.stg_wms__shipments where is_latest_version"
     )
     assert tuple(shipment) == (81001, 5001, "LabeledCreated", "LabelCreated", "1ZTRK1",
                                "Cicero (IL)")  # fmt: skip
@@ -430,7 +440,7 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
         row[0]: row[1:]
         for row in fetch(
             "select tracker_id, tracking_number, status, canonical_status, source_format "
-            "from staging.stg_carrier__trackers"
+            "from staging.stg_carrier__trackers where is_latest_version"
         )
     }
     assert trackers == {
@@ -453,15 +463,38 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     # the departed scan first appeared in the tracker's second version
     assert events[4][3] == parse_timestamp("2026-11-11T04:05:00Z")
     assert events[2][3] == parse_timestamp("2026-11-10T23:05:00Z")
+    # known_at: a scan of the tracker's first version from its own time, a scan that first
+    # showed in a later version from that version's update time
+    known = fetch(
+        "select event_at, first_observed_at, known_at from staging.stg_carrier__tracking_events"
+        " where tracker_id = 'trk_1' order by event_at"
+    )
+    assert [k[2] for k in known[:2]] == [k[0] for k in known[:2]]
+    assert known[2][2] == parse_timestamp("2026-11-11T04:05:00Z") > known[2][0]
+    # every version is kept: the older version of 5003 was valid until the newer one's time
+    versions = fetch(
+        "select known_at, valid_to, financial_status, is_latest_version"
+        " from staging.stg_storefront__orders where order_id = 5003 order by known_at"
+    )
+    assert len(versions) == 2 and versions[0][1] == versions[1][0]
+    assert [v[3] for v in versions] == [False, True] and versions[1][1] is None
 
-    returns = dict(fetch("select return_id, is_return_to_sender from staging.stg_returns__returns"))
+    returns = dict(
+        fetch(
+            "select return_id, is_return_to_sender from staging.stg_returns__returns"
+            " where is_latest_version"
+        )
+    )
     assert returns == {6001: True, 6002: False}
     # linked by provider_order_id (a string or a number), never by Loop's own order_id
     linked = dict(fetch("select return_id, order_id from staging.stg_returns__returns"))
     assert linked == {6001: 5003, 6002: 5001}
     tickets = {
         row[0]: row[1:]
-        for row in fetch("select ticket_id, order_name, is_wismo from staging.stg_support__tickets")
+        for row in fetch(
+            "select ticket_id, order_name, is_wismo from staging.stg_support__tickets"
+            " where is_latest_version"
+        )
     }
     assert tickets == {4001: ("#1001", True), 4002: ("#1002", False), 4003: ("#1003", True)}
 
@@ -481,9 +514,12 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     for order_id, expected in PROMISES.items():
         got = {k: promises[order_id][k] for k in expected}
         assert got == expected, order_id
+    warehouse_zones = {"Cicero (IL)": CHICAGO, "Dallas (TX)": CHICAGO, "Moreno Valley (CA)": LA}
     for row in promises.values():
-        # promised_ship_by is the end of ship_date in the shop's zone, whatever the offset
-        assert row["promised_ship_by"] == _end_of_day(row["ship_date"], NY)
+        # promised_ship_by is the end of ship_date where the warehouse works (the shop's zone
+        # before the order is routed), whatever the offset
+        zone = warehouse_zones.get(row["warehouse_name"], NY)
+        assert row["promised_ship_by"] == _end_of_day(row["ship_date"], zone)
     check_against_simulator(promises)
 
 
@@ -544,6 +580,7 @@ def test_staging_exposes_load_times(duckdb_world: tuple[Path, dict]) -> None:
         shown = dict(
             con.execute(
                 "select order_id, ingested_at from staging.stg_storefront__orders"
+                " where is_latest_version"
             ).fetchall()
         )
         assert shown == {key: ingested for key, (_updated, ingested) in latest.items()}
@@ -619,7 +656,9 @@ def test_promises_agree_with_the_simulator(simulated_world: tuple[Path, dict]) -
                "computed_delivery_date", "promised_delivery_date", "promise_source"]  # fmt: skip
     with duckdb.connect(str(warehouse), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
-        (orders,) = con.execute("select count(*) from staging.stg_storefront__orders").fetchone()
+        (orders,) = con.execute(
+            "select count(*) from staging.stg_storefront__orders where is_latest_version"
+        ).fetchone()
         rows = con.execute(
             f"select {', '.join(columns)} from staging.int_order_promises"
         ).fetchall()

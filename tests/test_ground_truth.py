@@ -2,107 +2,70 @@
 
 The world is simulated, ingested and built by the code location's own pipeline job (conftest's
 session fixture `world_30x1000`); then order_state is compared with `ground_truth.csv`: every
-order present, missed_promise right for >= 99 % of the orders delivered by now, and every
-injected failure mode caught by its rule for >= 90 % of its orders whose onset is at least the
-rule's threshold before now. The per-mode recall table is printed (`pytest -s` shows it).
+order present, missed_promise right for >= 99 % of the orders delivered by now; and the rules
+graded as an operator sees them (bench/rules_grading.py): at several
+moments, over open orders whose promise is >= 24 h away, a recall floor on the failures
+observable for each rule's own threshold and a false-alarm ceiling on failure-free orders. The
+table is printed (`pytest -s` shows it); the full figures are `make bench` section `rules`.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 from conftest import World
 
+from bench.rules_grading import grade_rules, grades_table
+
 MISSED_AGREEMENT_MIN = 0.99
-RECALL_MIN = 0.90
-
-# failure mode -> (rule flag in order_state, extra condition, threshold before "now")
-# Thresholds mirror the dbt vars' defaults (dbt_project.yml); scan_gap uses the lane threshold
-# the model computed for the order (order_state.scan_gap_threshold_hours).
-MODE_RULES: dict[str, tuple[str, str]] = {
-    "warehouse_backlog": ("ship_late", "ship_late_occurred"),
-    "stock_out": (
-        "fulfillment_hold(inventory)",
-        "fulfillment_hold_occurred and fulfillment_hold_category = 'inventory'",
-    ),
-    "invalid_address": (
-        "fulfillment_hold(address) | carrier address_issue",
-        "(fulfillment_hold_occurred and fulfillment_hold_category = 'address')"
-        " or (carrier_exception_occurred and carrier_exception_reason"
-        " in ('address_issue', 'address_correction'))",
-    ),
-    "label_never_accepted": ("no_first_scan", "no_first_scan_occurred"),
-    "scan_gap": ("scan_gap", "scan_gap_occurred"),
-    "lost_parcel": ("lost", "lost_occurred"),
-    "weather_delay": ("carrier_exception", "carrier_exception_occurred"),
-    "failed_delivery": ("carrier_exception", "carrier_exception_occurred"),
-    "return_to_sender": ("carrier_exception", "carrier_exception_occurred"),
+# Floors and ceilings per rule, graded as an operator sees it (bench/rules_grading.py): at 18:00
+# UTC each day of the last week, over open orders whose promise is >= 24 h away. Set below the
+# figures of seed 7 and seed 13 in bench/results/rules.md (`make bench BENCH_ARGS="--only
+# rules"`), not at them: a floor, not the target.
+OBSERVABLE_RECALL_MIN: dict[str, float] = {
+    "ship_late": 0.80,
+    "fulfillment_hold": 0.80,
+    "no_first_scan": 0.80,
+    "scan_gap": 0.50,
+    "lost": 0.80,
+    "carrier_exception": 0.80,
 }
-MODE_THRESHOLD_HOURS: dict[str, str] = {
-    "warehouse_backlog": "0",
-    "stock_out": "0",
-    "invalid_address": "0",
-    "label_never_accepted": "24",  # var no_first_scan_business_hours
-    "scan_gap": "coalesce(scan_gap_threshold_hours, 36)",  # lane p95, floor var 36
-    "lost_parcel": "168",  # var lost_after_days = 7
-    "weather_delay": "0",
-    "failed_delivery": "0",
-    "return_to_sender": "0",
+FALSE_ALARM_MAX: dict[str, float] = {
+    "ship_late": 0.10,
+    "fulfillment_hold": 0.02,
+    "no_first_scan": 0.02,
+    "scan_gap": 0.10,
+    "lost": 0.02,
+    "carrier_exception": 0.05,
 }
 
 
-@dataclass
-class ModeRecall:
-    mode: str
-    rule: str
-    eligible: int
-    caught: int
-
-    @property
-    def recall(self) -> float:
-        return self.caught / self.eligible if self.eligible else 1.0
+def grading_moments(warehouse: Path) -> list[datetime]:
+    """The snapshot grid's 18:00 UTC moments of the last 7 days before the world's clock."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return [
+            m
+            for (m,) in con.execute(
+                "select as_of from staging.int_snapshot_grid"
+                " where extract(hour from as_of) = 18"
+                " and as_of >= (select max(as_of) from staging.int_snapshot_grid) - interval 7 day"
+                " order by 1"
+            ).fetchall()
+        ]
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
     con.execute(
-        "create or replace temp table truth as select order_id, missed_promise, failure_mode,"
-        " failure_onset_at, actual_delivery_at, promised_deliver_by"
-        " from read_csv(?, header = true, all_varchar = false, types = {"
-        "'order_id': 'BIGINT', 'missed_promise': 'BOOLEAN', 'failure_mode': 'VARCHAR',"
-        " 'failure_onset_at': 'TIMESTAMPTZ', 'actual_delivery_at': 'TIMESTAMPTZ',"
-        " 'promised_deliver_by': 'TIMESTAMPTZ'})",
+        "create or replace temp table truth as select order_id, missed_promise,"
+        " actual_delivery_at from read_csv(?, header = true, all_varchar = false, types = {"
+        "'order_id': 'BIGINT', 'missed_promise': 'BOOLEAN', 'actual_delivery_at': 'TIMESTAMPTZ'})",
         [str(landing / "ground_truth.csv")],
     )
-
-
-def mode_recalls(con: duckdb.DuckDBPyConnection) -> list[ModeRecall]:
-    out = []
-    for mode, (rule, condition) in MODE_RULES.items():
-        threshold = MODE_THRESHOLD_HOURS[mode]
-        eligible, caught = con.execute(
-            f"""
-            select count(*), count(*) filter (where coalesce({condition}, false))
-            from truth join marts.order_state using (order_id)
-            where truth.failure_mode = ?
-              and truth.failure_onset_at + ({threshold}) * interval 1 hour <= order_state.as_of
-            """,
-            [mode],
-        ).fetchone()
-        out.append(ModeRecall(mode, rule, eligible, caught))
-    return out
-
-
-def print_recall_table(recalls: list[ModeRecall]) -> str:
-    lines = [f"{'failure mode':<22} {'rule':<50} {'eligible':>8} {'caught':>7} {'recall':>7}"]
-    for r in recalls:
-        lines.append(f"{r.mode:<22} {r.rule:<50} {r.eligible:>8} {r.caught:>7} {r.recall:>7.1%}")
-    table = "\n".join(lines)
-    print(table)
-    return table
 
 
 def evaluate(warehouse: Path, landing: Path) -> dict[str, object]:
@@ -120,7 +83,6 @@ def evaluate(warehouse: Path, landing: Path) -> dict[str, object]:
             where truth.actual_delivery_at <= s.as_of
             """
         ).fetchone()
-        recalls = mode_recalls(con)
     finally:
         con.close()
     return {
@@ -128,15 +90,12 @@ def evaluate(warehouse: Path, landing: Path) -> dict[str, object]:
         "missing": missing,
         "delivered": delivered,
         "agree": agree,
-        "recalls": recalls,
     }
 
 
 @pytest.mark.slow
 def test_ground_truth(world_30x1000: World) -> None:
     result = evaluate(world_30x1000.warehouse, world_30x1000.landing)
-    recalls: list[ModeRecall] = result["recalls"]  # type: ignore[assignment]
-    table = print_recall_table(recalls)
     agreement = result["agree"] / result["delivered"]  # type: ignore[operator]
     print(
         f"orders {result['truth_orders']}, missing from order_state {result['missing']}, "
@@ -146,13 +105,33 @@ def test_ground_truth(world_30x1000: World) -> None:
     assert result["missing"] == 0
     assert result["delivered"] > 10_000
     assert agreement >= MISSED_AGREEMENT_MIN
-    for r in recalls:
-        assert r.eligible > 0, f"no eligible orders for {r.mode}\n{table}"
-        assert r.recall >= RECALL_MIN, f"{r.mode} recall {r.recall:.1%}\n{table}"
+
+
+@pytest.mark.slow
+def test_rules_catch_observable_failures_without_crying_wolf(world_30x1000: World) -> None:
+    moments = grading_moments(world_30x1000.warehouse)
+    assert len(moments) >= 6
+    grades, population = grade_rules(
+        world_30x1000.warehouse, world_30x1000.landing / "ground_truth.csv", moments
+    )
+    table = grades_table(grades)
+    print(population, "\n" + table)
+    by_rule = {g.rule: g for g in grades}
+    for rule, floor in OBSERVABLE_RECALL_MIN.items():
+        grade = by_rule[rule]
+        assert grade.observable > 0, f"no observable failure for {rule}\n{table}"
+        assert grade.observable_recall >= floor, f"{rule} observable recall\n{table}"
+        assert grade.clean_pairs > 0
+        assert grade.false_alarm_rate <= FALSE_ALARM_MAX[rule], f"{rule} false alarms\n{table}"
 
 
 if __name__ == "__main__":  # dev: python tests/test_ground_truth.py <home>
     home_dir = Path(sys.argv[1])
     res = evaluate(home_dir / "warehouse.duckdb", home_dir / "landing")
-    print_recall_table(res["recalls"])  # type: ignore[arg-type]
-    print({k: v for k, v in res.items() if k != "recalls"})
+    print(res)
+    found, pop = grade_rules(
+        home_dir / "warehouse.duckdb",
+        home_dir / "landing" / "ground_truth.csv",
+        grading_moments(home_dir / "warehouse.duckdb"),
+    )
+    print(pop, "\n" + grades_table(found))

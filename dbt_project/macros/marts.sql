@@ -31,7 +31,9 @@
       released_to_warehouse placed_at             +4   (order sync to the 3PL)
       picked/packed/label   promised_ship_by      +0   (all warehouse work done by ship-by)
       carrier_accepted      promised_ship_by      +24  (first carrier scan the day after pickup)
-      in_transit            promised_ship_by      +24  (latest scan; same bound as acceptance)
+      in_transit            promised_deliver_by   +0   (latest in-transit scan: a parcel still
+                                                        moving after the promise is late; ground
+                                                        parcels are in transit for days by design)
       out_for_delivery      promised_deliver_by   +0
       delivered             promised_deliver_by   +0   (end of the promised day, destination zone)
 -#}
@@ -44,7 +46,7 @@
         ('packed', 5, 'progress', 'shipment', 'promised_ship_by', 0),
         ('label_created', 6, 'progress', 'shipment', 'promised_ship_by', 0),
         ('carrier_accepted', 7, 'progress', 'shipment', 'promised_ship_by', 24),
-        ('in_transit', 8, 'progress', 'shipment', 'promised_ship_by', 24),
+        ('in_transit', 8, 'progress', 'shipment', 'promised_deliver_by', 0),
         ('out_for_delivery', 9, 'progress', 'shipment', 'promised_deliver_by', 0),
         ('delivered', 10, 'progress', 'shipment', 'promised_deliver_by', 0),
         ('fulfillment_hold', none, 'exception', 'order', none, none),
@@ -102,6 +104,34 @@
         (
             cast({{ cal_alias }}.calendar_date as timestamp)
             + (({{ clock_expr }}) - 24.0 * ({{ cal_alias }}.business_day_index - 1)) * interval '1 hour'
+        ) at time zone '{{ var("shop_time_zone") }}'
+    )
+{%- endmacro %}
+
+{#- The carrier clock: like business_clock, over carrier days (is_carrier_day: Monday to
+    Saturday except the merchant's holidays; carriers scan on Saturdays), so a silence from
+    Friday evening to Monday counts Saturday. Scan gaps are measured on it. -#}
+{% macro carrier_clock(ts_expr, cal_alias) -%}
+    (
+        24.0 * ({{ cal_alias }}.carrier_day_index - case when {{ cal_alias }}.is_carrier_day then 1 else 0 end)
+        + case
+            when {{ cal_alias }}.is_carrier_day
+                then {{ hours_between(
+                    'cast(' ~ cal_alias ~ '.calendar_date as timestamp)',
+                    to_local_timestamp(ts_expr, "'" ~ var('shop_time_zone') ~ "'")
+                ) }}
+            else 0
+        end
+    )
+{%- endmacro %}
+
+{#- Inverse of carrier_clock, given the calendar row `cal_alias` of the carrier day with index
+    floor(clock / 24) + 1. -#}
+{% macro carrier_clock_instant(clock_expr, cal_alias) -%}
+    (
+        (
+            cast({{ cal_alias }}.calendar_date as timestamp)
+            + (({{ clock_expr }}) - 24.0 * ({{ cal_alias }}.carrier_day_index - 1)) * interval '1 hour'
         ) at time zone '{{ var("shop_time_zone") }}'
     )
 {%- endmacro %}

@@ -1,5 +1,7 @@
 -- The merchant's business-day calendar: weekends and seed merchant_holidays are not business
 -- days. The running business_day_index turns "+ N business days" into an index lookup.
+-- Carrier days (is_carrier_day, carrier_day_index) are the days carriers scan: Monday to
+-- Saturday except the merchant's holidays; scan-gap clocks count them.
 with
 
 spine as (
@@ -41,7 +43,8 @@ classified as (
         day_of_week in (0, 6) as is_weekend,
         holiday_name is not null as is_holiday,
         holiday_name,
-        day_of_week not in (0, 6) and holiday_name is null as is_business_day
+        day_of_week not in (0, 6) and holiday_name is null as is_business_day,
+        day_of_week <> 0 and holiday_name is null as is_carrier_day
     from flagged
 
 ),
@@ -52,7 +55,10 @@ indexed as (
         classified.*,
         cast(sum(case when is_business_day then 1 else 0 end) over (
             order by calendar_date rows between unbounded preceding and current row
-        ) as integer) as business_day_index
+        ) as integer) as business_day_index,
+        cast(sum(case when is_carrier_day then 1 else 0 end) over (
+            order by calendar_date rows between unbounded preceding and current row
+        ) as integer) as carrier_day_index
     from classified
 
 )
@@ -67,5 +73,7 @@ select
     business_day_index,
     -- the first business day on/after this date: itself, else the next index
     case when is_business_day then business_day_index else business_day_index + 1 end
-        as next_business_day_index
+        as next_business_day_index,
+    is_carrier_day,
+    carrier_day_index
 from indexed

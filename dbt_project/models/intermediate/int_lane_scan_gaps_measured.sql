@@ -1,14 +1,14 @@
 -- Every gap between consecutive physical carrier scans of a parcel (pre-transit / unknown /
 -- cancelled events are not scans; nothing after the first delivery counts), with the parcel's
--- lane = shipping warehouse -> destination region. Input of the lanes' scan-gap thresholds.
--- gap_business_hours counts only business days of the shop calendar: carriers barely scan on
--- weekends and holidays, so a Friday-evening-to-Monday silence is routine, not a gap.
+-- lane = shipping warehouse -> destination region, as known with everything known. Input of
+-- the lanes' scan-gap thresholds (int_lane_scan_gaps_aggregated). gap_known_at = when both
+-- scans were known. gap_business_hours counts only business days of the shop calendar.
 
 with
 
 shipments as (
     select * from {{ ref('stg_wms__shipments') }}
-    where order_id is not null and tracking_number is not null
+    where order_id is not null and tracking_number is not null and is_latest_version
 ),
 
 promises as (
@@ -43,17 +43,20 @@ first_delivery as (
 ),
 
 scan_times as (
-    select distinct scans.tracking_number, scans.event_at
+    select scans.tracking_number, scans.event_at, min(scans.known_at) as known_at
     from scans
     left join first_delivery on scans.tracking_number = first_delivery.tracking_number
     where first_delivery.delivered_at is null or scans.event_at <= first_delivery.delivered_at
+    group by scans.tracking_number, scans.event_at
 ),
 
 gaps as (
     select
         tracking_number,
         lag(event_at) over (partition by tracking_number order by event_at) as previous_scan_at,
-        event_at as scan_at
+        lag(known_at) over (partition by tracking_number order by event_at) as previous_known_at,
+        event_at as scan_at,
+        known_at
     from scan_times
 )
 
@@ -66,10 +69,12 @@ select
     parcels.warehouse_name || ' -> ' || parcels.destination_region as lane,
     gaps.previous_scan_at,
     gaps.scan_at,
+    case when gaps.previous_known_at > gaps.known_at then gaps.previous_known_at else gaps.known_at end
+        as gap_known_at,
     {{ hours_between('gaps.previous_scan_at', 'gaps.scan_at') }} as gap_hours,
-    {{ business_clock('gaps.previous_scan_at', 'previous_day') }} as previous_scan_business_clock,
-    {{ business_clock('gaps.scan_at', 'scan_day') }}
-    - {{ business_clock('gaps.previous_scan_at', 'previous_day') }} as gap_business_hours
+    {{ carrier_clock('gaps.previous_scan_at', 'previous_day') }} as previous_scan_business_clock,
+    {{ carrier_clock('gaps.scan_at', 'scan_day') }}
+    - {{ carrier_clock('gaps.previous_scan_at', 'previous_day') }} as gap_business_hours
 from gaps
 inner join parcels on gaps.tracking_number = parcels.tracking_number
 inner join calendar as previous_day

@@ -57,13 +57,15 @@ touched_orders as (
 
 orders as (
     select * from {{ ref('stg_storefront__orders') }}
-    where order_id is not null {{ only_touched }}
+    where order_id is not null and is_latest_version {{ only_touched }}
 ),
 
 customers as (
     select * from {{ ref('stg_storefront__customers') }}
+    where is_latest_version
 ),
 
+-- every version: a hold shows in the versions of its time, not in the latest one
 fulfillment_orders as (
     select * from {{ ref('stg_oms__fulfillment_orders') }}
     where order_id is not null {{ only_touched }}
@@ -71,7 +73,7 @@ fulfillment_orders as (
 
 shipments as (
     select * from {{ ref('stg_wms__shipments') }}
-    where order_id is not null {{ only_touched }}
+    where order_id is not null and is_latest_version {{ only_touched }}
 ),
 
 status_changes as (
@@ -83,6 +85,7 @@ tracking_events as (
     select * from {{ ref('stg_carrier__tracking_events') }}
 ),
 
+-- every version: the outcome is known from the version that shows it
 returns_ as (
     select * from {{ ref('stg_returns__returns') }}
     where order_id is not null {{ only_touched }}
@@ -110,7 +113,8 @@ storefront_events as (
             when routing_updates.routed_updated_at > orders.updated_at
                 then routing_updates.routed_updated_at
             else orders.updated_at
-        end as source_updated_at
+        end as source_updated_at,
+        orders.placed_at as known_at
     from orders
     left join routing_updates on orders.order_id = routing_updates.order_id
 
@@ -125,7 +129,8 @@ storefront_events as (
         'shopify:order:' || cast(order_id as varchar),
         'payment ' || coalesce(financial_status, ''),
         cast(null as varchar),
-        updated_at
+        updated_at,
+        payment_captured_at
     from orders
     where payment_captured_at is not null
 
@@ -140,21 +145,26 @@ storefront_events as (
         'shopify:order:' || cast(order_id as varchar),
         'order cancelled: ' || coalesce(cancel_reason, 'no reason given'),
         cancel_reason,
-        updated_at
+        updated_at,
+        coalesce(cancelled_at, updated_at)
     from orders
     where is_cancelled
 ),
 
--- OMS holds: the latest FulfillmentOrder's first hold (staging keeps the latest version only).
+-- OMS holds: the first version of each FulfillmentOrder that shows a hold, at its update time
+-- (a hold is state without its own time: known from the version that shows it).
 oms_holds as (
-    select
-        order_id,
-        fulfillment_order_id,
-        hold_reason,
-        hold_reason_category,
-        updated_at
-    from fulfillment_orders
-    where hold_reason is not null
+    select order_id, fulfillment_order_id, hold_reason, hold_reason_category, updated_at
+    from (
+        select
+            fulfillment_orders.*,
+            row_number() over (
+                partition by fulfillment_order_id order by known_at, version_number
+            ) as hold_version_rank
+        from fulfillment_orders
+        where hold_reason is not null
+    ) as held
+    where hold_version_rank = 1
 ),
 
 oms_events as (
@@ -167,7 +177,8 @@ oms_events as (
         'shopify:fulfillment_order:' || cast(fulfillment_order_id as varchar) as evidence_id,
         'fulfillment hold: ' || hold_reason as evidence_message,
         hold_reason_category as detail,
-        updated_at as source_updated_at
+        updated_at as source_updated_at,
+        updated_at as known_at
     from oms_holds
 
     union all
@@ -181,6 +192,7 @@ oms_events as (
         'shopify:fulfillment_order:' || cast(fulfillment_order_id as varchar),
         'fulfillment hold: ' || hold_reason,
         hold_reason_category,
+        updated_at,
         updated_at
     from oms_holds
     where hold_reason_category in ('inventory', 'address')
@@ -262,7 +274,8 @@ warehouse_events as (
         'shipbob:order:' || cast(wms_order_id as varchar) as evidence_id,
         'received by ' || coalesce(warehouse_name, 'the 3PL') as evidence_message,
         warehouse_name as detail,
-        last_update_at as source_updated_at
+        last_update_at as source_updated_at,
+        released_at as known_at
     from shipments
 
     union all
@@ -276,6 +289,7 @@ warehouse_events as (
         'shipbob:shipment:' || cast(shipment_id as varchar),
         'shipment ' || coalesce(status, '') || coalesce(' / ' || status_detail, ''),
         detail,
+        observed_at,
         observed_at
     from warehouse_first
     where occurrence = 1
@@ -323,14 +337,18 @@ carrier_candidates as (
         tracking_events.canonical_status,
         tracking_events.message,
         tracking_events.first_observed_at,
-        row_number() over (
+        tracking_events.known_at,
+        -- the earliest (latest, for pick_latest) scan known before this one was known
+        min(tracking_events.event_at) over (
             partition by parcels.order_id, parcels.shipment_id, scan_milestones.milestone
-            order by tracking_events.event_at, tracking_events.event_id
-        ) as first_rank,
-        row_number() over (
+            order by tracking_events.known_at, tracking_events.event_at, tracking_events.event_id
+            rows between unbounded preceding and 1 preceding
+        ) as earlier_known_first_at,
+        max(tracking_events.event_at) over (
             partition by parcels.order_id, parcels.shipment_id, scan_milestones.milestone
-            order by tracking_events.event_at desc, tracking_events.event_id desc
-        ) as last_rank
+            order by tracking_events.known_at, tracking_events.event_at, tracking_events.event_id
+            rows between unbounded preceding and 1 preceding
+        ) as earlier_known_last_at
     from tracking_events
     inner join parcels on tracking_events.tracking_number = parcels.tracking_number
     inner join scan_milestones
@@ -348,9 +366,24 @@ carrier_events as (
         canonical_status || ' (' || coalesce(status, '') || '/' || coalesce(status_detail, '')
         || '): ' || coalesce(message, '') as evidence_message,
         status_detail as detail,
-        coalesce(first_observed_at, event_at) as source_updated_at
+        coalesce(first_observed_at, event_at) as source_updated_at,
+        known_at
     from carrier_candidates
-    where (pick_latest and last_rank = 1) or (not pick_latest and first_rank = 1)
+    -- every scan that was the milestone's first (latest) at some moment of knowledge: a late
+    -- scan dated earlier does not erase what was known before it arrived (the as-of layer picks
+    -- among the candidates known by its moment; fct_order_milestones picks over all)
+    where (pick_latest and (earlier_known_last_at is null or event_at > earlier_known_last_at))
+        or (not pick_latest and (earlier_known_first_at is null or event_at < earlier_known_first_at))
+),
+
+return_versions as (
+    select
+        returns_.*,
+        row_number() over (
+            partition by return_id, is_return_to_sender order by known_at, version_number
+        ) as outcome_version_rank
+    from returns_
+    where order_id is not null
 ),
 
 return_events as (
@@ -365,9 +398,11 @@ return_events as (
         'return ' || coalesce(outcome, '') || ' (' || coalesce(state, '') || ')'
             as evidence_message,
         outcome as detail,
-        updated_at as source_updated_at
-    from returns_
-    where order_id is not null
+        updated_at as source_updated_at,
+        -- the outcome is state: known from the first version that shows it
+        case when known_at > created_at then known_at else created_at end as known_at
+    from return_versions
+    where outcome_version_rank = 1
 ),
 
 -- the latest load of anything this order's rows (or its promise) are built from; every row of
@@ -406,10 +441,38 @@ unioned as (
     select * from carrier_events
     union all
     select * from return_events
+),
+
+-- Decisive candidates over time: per (order, shipment, milestone), in the order they became
+-- known, keep a candidate only when it beats every one known before it (earlier; later for
+-- in_transit, the latest in-transit scan). Each kept candidate is THE decisive one from its
+-- known_at until the next kept one's (valid_to): the as-of layer joins on that interval.
+ordered as (
+    select
+        unioned.*,
+        min(actual_at) over (
+            partition by order_id, shipment_id, milestone
+            order by known_at, actual_at, evidence_id, evidence_message
+            rows between unbounded preceding and 1 preceding
+        ) as earlier_known_first_at,
+        max(actual_at) over (
+            partition by order_id, shipment_id, milestone
+            order by known_at, actual_at, evidence_id, evidence_message
+            rows between unbounded preceding and 1 preceding
+        ) as earlier_known_last_at
+    from unioned
+    where actual_at is not null
+),
+
+records as (
+    select *
+    from ordered
+    where (milestone = 'in_transit' and (earlier_known_last_at is null or actual_at > earlier_known_last_at))
+        or (milestone <> 'in_transit' and (earlier_known_first_at is null or actual_at < earlier_known_first_at))
 )
 
 select
-    unioned.order_id,
+    records.order_id,
     shipment_id,
     milestone,
     actual_at,
@@ -418,7 +481,11 @@ select
     evidence_message,
     detail,
     source_updated_at,
+    records.known_at,
+    lead(records.known_at) over (
+        partition by records.order_id, shipment_id, milestone
+        order by records.known_at, actual_at, evidence_id, evidence_message
+    ) as valid_to,
     order_loads.source_ingested_at
-from unioned
-left join order_loads on unioned.order_id = order_loads.order_id
-where unioned.actual_at is not null
+from records
+left join order_loads on records.order_id = order_loads.order_id

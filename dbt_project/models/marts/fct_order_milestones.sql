@@ -48,10 +48,26 @@ touched_orders as (
     {% endif %}
 ),
 
+-- int_shipment_milestones_unioned keeps every candidate that was decisive at some moment of
+-- knowledge (the as-of layer needs them); with everything known, a shipment's milestone is its
+-- earliest candidate (the latest one for in_transit, the latest in-transit scan)
 touched_events as (
-    select events.*
-    from events
-    inner join touched_orders on events.order_id = touched_orders.order_id
+    select *
+    from (
+        select
+            events.*,
+            row_number() over (
+                partition by events.order_id, events.shipment_id, events.milestone
+                order by
+                    case when events.milestone = 'in_transit' then events.actual_at end desc,
+                    events.actual_at,
+                    events.evidence_id,
+                    events.evidence_message
+            ) as candidate_rank
+        from events
+        inner join touched_orders on events.order_id = touched_orders.order_id
+    ) as candidates
+    where candidate_rank = 1
 ),
 
 shipment_list as (
@@ -125,7 +141,9 @@ ranked_events as (
                         then touched_events.actual_at
                 end desc,
                 touched_events.actual_at,
-                touched_events.evidence_id
+                touched_events.evidence_id,
+                touched_events.evidence_message,
+                touched_events.shipment_id
         ) as decisive_rank
     from touched_events
     inner join catalogue on touched_events.milestone = catalogue.milestone

@@ -1,8 +1,11 @@
+-- A table, not a view: every version is kept and the as-of layer joins it many times.
+{{ config(materialized='table') }}
+
 with
 
 source as (
 
-    {{ latest_versions(source('raw', 'carrier_trackers')) }}
+    {{ all_versions(source('raw', 'carrier_trackers')) }}
 
 ),
 
@@ -28,7 +31,10 @@ unified as (
             else source.payload ->> 'is_return' end as is_return_text,
         source.payload ->> 'created_at' as created_at_text,
         source._updated_at as updated_at,
-        source._ingested_at as ingested_at
+        source._ingested_at as ingested_at,
+        source._valid_to as valid_to,
+        source._version_number as version_number,
+        source._version_rank = 1 as is_latest_version
 
     from source
 
@@ -51,7 +57,13 @@ renamed as (
         source_format,
         {{ json_timestamp('created_at_text') }} as created_at,
         updated_at,
-        ingested_at
+        ingested_at,
+        -- this version's place in the tracker's history (macro all_versions): status and the
+        -- estimated delivery date are known from its update time until the next version's
+        updated_at as known_at,
+        valid_to,
+        version_number,
+        is_latest_version
 
     from unified
 

@@ -17,9 +17,12 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'carrier_trackers') }}
+    select
+        trackers.*,
+        min(trackers._updated_at) over (partition by trackers._key) as _first_version_at
+    from {{ source('raw', 'carrier_trackers') }} as trackers
     {% if is_incremental() %}
-    where _key in (
+    where trackers._key in (
         select _key from {{ source('raw', 'carrier_trackers') }}
         where _ingested_at > {{ ingestion_watermark('first_ingested_at') }}
     )
@@ -41,6 +44,7 @@ scans as (
         scan.value -> 'tracking_location' ->> 'city' as city,
         scan.value -> 'tracking_location' ->> 'state' as state,
         source._updated_at as version_updated_at,
+        source._first_version_at,
         source._ingested_at as version_ingested_at
     from source
     {{ json_array_rows("source.payload -> 'tracking_details'", 'scan') }}
@@ -59,6 +63,7 @@ scans as (
         scan.value ->> 'city' as city,
         scan.value ->> 'state' as state,
         source._updated_at as version_updated_at,
+        source._first_version_at,
         source._ingested_at as version_ingested_at
     from source
     {{ json_array_rows("source.payload -> 'checkpoints'", 'scan') }}
@@ -79,6 +84,7 @@ deduplicated as (
         max(city) as city,
         max(state) as state,
         min(version_updated_at) as first_observed_at,
+        min(_first_version_at) as tracker_first_version_at,
         -- the load that first carried this scan (late scans arrive in later versions)
         min(version_ingested_at) as first_ingested_at
     from scans
@@ -109,6 +115,14 @@ renamed as (
         city,
         state,
         first_observed_at,
+        -- known_at: a scan in the tracker's first version is known from its own time (a first
+        -- backfill cannot say when it became visible); a scan that first shows in a later
+        -- version (a late scan) is known from that version's update time
+        case
+            when first_observed_at <= tracker_first_version_at then event_at
+            when first_observed_at > event_at then first_observed_at
+            else event_at
+        end as known_at,
         first_ingested_at
 
     from deduplicated

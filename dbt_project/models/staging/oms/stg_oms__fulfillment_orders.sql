@@ -1,8 +1,11 @@
+-- A table, not a view: every version is kept and the as-of layer joins it many times.
+{{ config(materialized='table') }}
+
 with
 
 source as (
 
-    {{ latest_versions(source('raw', 'oms_fulfillment_orders')) }}
+    {{ all_versions(source('raw', 'oms_fulfillment_orders')) }}
 
 ),
 
@@ -10,13 +13,14 @@ holds as (
 
     select
         source._key,
+        source._record_hash,
         count(*) as hold_count,
         -- the first hold in the vendor's list is the one that stopped the order
         min(case when hold.ordinal = 1 then hold.value ->> 'reason' end) as hold_reason,
         min(case when hold.ordinal = 1 then hold.value ->> 'reason_notes' end) as hold_reason_notes
     from source
     {{ json_array_rows("source.payload -> 'fulfillment_holds'", 'hold') }}
-    group by source._key
+    group by source._key, source._record_hash
 
 ),
 
@@ -42,11 +46,18 @@ renamed as (
         cast(coalesce(holds.hold_count, 0) as integer) as hold_count,
         {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
         source._updated_at as updated_at,
-        -- when this (latest) version was loaded: the incremental watermark downstream
+        -- this version's place in the record's history (macro all_versions): the vendor showed
+        -- it from known_at (its update time) until valid_to (the next version's)
+        source._updated_at as known_at,
+        source._valid_to as valid_to,
+        source._version_number as version_number,
+        source._version_rank = 1 as is_latest_version,
+        -- when this version was loaded: the incremental watermark downstream
         source._ingested_at as ingested_at
 
     from source
-    left join holds on source._key = holds._key
+    left join holds
+        on source._key = holds._key and source._record_hash = holds._record_hash
 
 )
 

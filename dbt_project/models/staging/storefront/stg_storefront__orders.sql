@@ -1,8 +1,11 @@
+-- A table, not a view: every version is kept and the as-of layer joins it many times.
+{{ config(materialized='table') }}
+
 with
 
 source as (
 
-    {{ latest_versions(source('raw', 'storefront_orders')) }}
+    {{ all_versions(source('raw', 'storefront_orders')) }}
 
 ),
 
@@ -11,11 +14,12 @@ promised as (
 
     select
         source._key,
+        source._record_hash,
         max(note.value ->> 'value') as promised_delivery_date_text
     from source
     {{ json_array_rows("source.payload -> 'note_attributes'", 'note') }}
     where note.value ->> 'name' = 'promised_delivery_date'
-    group by source._key
+    group by source._key, source._record_hash
 
 ),
 
@@ -36,7 +40,13 @@ renamed as (
                 then {{ json_timestamp("source.payload ->> 'processed_at'") }}
         end as payment_captured_at,
         source._updated_at as updated_at,
-        -- when this (latest) version was loaded: the incremental watermark downstream
+        -- this version's place in the record's history (macro all_versions): the vendor showed
+        -- it from known_at (its update time) until valid_to (the next version's)
+        source._updated_at as known_at,
+        source._valid_to as valid_to,
+        source._version_number as version_number,
+        source._version_rank = 1 as is_latest_version,
+        -- when this version was loaded: the incremental watermark downstream
         source._ingested_at as ingested_at,
         {{ json_timestamp("source.payload ->> 'cancelled_at'") }} as cancelled_at,
         source.payload ->> 'cancel_reason' as cancel_reason,
@@ -54,7 +64,8 @@ renamed as (
         cast(nullif(promised.promised_delivery_date_text, '') as date) as promised_delivery_date
 
     from source
-    left join promised on source._key = promised._key
+    left join promised
+        on source._key = promised._key and source._record_hash = promised._record_hash
 
 )
 

@@ -1,8 +1,11 @@
+-- A table, not a view: every version is kept and the as-of layer joins it many times.
+{{ config(materialized='table') }}
+
 with
 
 source as (
 
-    {{ latest_versions(source('raw', 'support_tickets')) }}
+    {{ all_versions(source('raw', 'support_tickets')) }}
 
 ),
 
@@ -11,11 +14,12 @@ order_number_field as (
 
     select
         source._key,
+        source._record_hash,
         max(nullif(trim(custom_field.value ->> 'value'), '')) as order_number
     from source
     {{ json_array_rows("source.payload -> 'custom_fields'", 'custom_field') }}
     where custom_field.value ->> 'id' = '360012345678'
-    group by source._key
+    group by source._key, source._record_hash
 
 ),
 
@@ -35,11 +39,18 @@ renamed as (
         source.payload -> 'via' ->> 'channel' as channel,
         {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
         source._updated_at as updated_at,
-        -- when this (latest) version was loaded: the incremental watermark downstream
+        -- this version's place in the record's history (macro all_versions): the vendor showed
+        -- it from known_at (its update time) until valid_to (the next version's)
+        source._updated_at as known_at,
+        source._valid_to as valid_to,
+        source._version_number as version_number,
+        source._version_rank = 1 as is_latest_version,
+        -- when this version was loaded: the incremental watermark downstream
         source._ingested_at as ingested_at
 
     from source
-    left join order_number_field on source._key = order_number_field._key
+    left join order_number_field
+        on source._key = order_number_field._key and source._record_hash = order_number_field._record_hash
 
 )
 

@@ -67,6 +67,8 @@ renamed as (
         status_detail,
         max(tracking_number) as tracking_number,
         observed_at,
+        -- a ShipBob state is known from its own time (the shipment's last_update_at)
+        observed_at as known_at,
         -- the load that first carried this state (a retried webhook can bring an old state late)
         min(_ingested_at) as first_ingested_at,
         -- the latest load that carried it: every new ShipBob version carries each shipment's

@@ -1,8 +1,11 @@
+-- A table, not a view: every version is kept and the as-of layer joins it many times.
+{{ config(materialized='table') }}
+
 with
 
 source as (
 
-    {{ latest_versions(source('raw', 'wms_shipments')) }}
+    {{ all_versions(source('raw', 'wms_shipments')) }}
 
 ),
 
@@ -29,12 +32,39 @@ renamed as (
         {{ json_timestamp("shipment.value ->> 'last_update_at'") }} as last_update_at,
         {{ json_timestamp("shipment.value ->> 'last_tracking_update_at'") }} as last_tracking_update_at,
         {{ json_timestamp("source.payload ->> 'created_date'") }} as released_at,
-        -- when this (latest) version was loaded: the incremental watermark downstream
-        source._ingested_at as ingested_at
+        -- when this version was loaded: the incremental watermark downstream
+        source._ingested_at as ingested_at,
+        -- a shipment's state is known from its own last_update_at (the version's time for it)
+        coalesce(
+            {{ json_timestamp("shipment.value ->> 'last_update_at'") }},
+            {{ json_timestamp("shipment.value ->> 'created_date'") }},
+            source._updated_at
+        ) as known_at,
+        source._updated_at as version_updated_at,
+        source._record_hash as version_hash,
+        source._version_rank = 1 as is_latest_version
 
     from source
     {{ json_array_rows("source.payload -> 'shipments'", 'shipment') }}
 
+),
+
+-- one ShipBob order version repeats every shipment: a shipment's state is valid from its
+-- known_at until the next version of that shipment
+final as (
+
+    select
+        renamed.*,
+        row_number() over (
+            partition by shipment_id
+            order by known_at, version_updated_at, ingested_at, version_hash
+        ) as version_number,
+        lead(known_at) over (
+            partition by shipment_id
+            order by known_at, version_updated_at, ingested_at, version_hash
+        ) as valid_to
+    from renamed
+
 )
 
-select * from renamed
+select * from final
