@@ -847,3 +847,28 @@ def test_edd_is_a_forecast_not_the_outcome(medium_plans: list) -> None:
             flagged += first is not None and first > plan.promised
     assert quiet >= 20
     assert flagged <= 0.2 * quiet, (flagged, quiet)
+
+
+def test_revised_edd_is_a_forecast_not_the_delivery_day(medium_plans: list) -> None:
+    """A revision after acceptance is the carrier's guess at the delay: it under- and
+    overshoots, and is rarely exactly the day the parcel then arrives."""
+    exact = under = over = 0
+    for plan in medium_plans:
+        for s in plan.shipments:
+            if s.delivered_at is None or s.shipped_at is None:
+                continue
+            accepted = [e for e in s.edd if e.known_at <= s.shipped_at + 7 * 3600]
+            revised = [e for e in s.edd if e.known_at > s.shipped_at + 7 * 3600]
+            if not accepted or not revised or revised[-1].day <= accepted[-1].day:
+                continue
+            arrived = datetime.fromtimestamp(s.delivered_at, plan.destination.tz).date()
+            if arrived <= accepted[-1].day:
+                continue  # on time against the acceptance estimate: a pessimistic revision
+            last = revised[-1].day
+            exact += last == arrived
+            under += last < arrived
+            over += last > arrived
+    total = exact + under + over
+    assert total >= 30, total
+    assert exact < 0.5 * total, (exact, under, over)
+    assert under >= 0.1 * total and over >= 0.1 * total, (exact, under, over)

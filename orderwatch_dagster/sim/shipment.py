@@ -66,6 +66,7 @@ NOISE = {
 PICKUP_CUTOFF = 19.0  # labels printed later than this (site time) go with the next pickup
 EDD_ABSENT = {"USPS": 0.12, "UPS": 0.04, "FedEx": 0.04}
 EDD_UPDATE = 0.55  # the carrier revises its estimate after a delay it knows of
+EDD_REVISION = (0.35, 0.75, 1.0)  # cumulative: the revision adds 1, 2 or 3 days
 WEATHER_SCAN_HIT, WEATHER_SCAN_MISS = 0.6, 0.2  # weather scans on delayed / on-time parcels
 DELAY_SCAN = 0.3  # a `delayed` scan on a parcel slowed by the carrier's network
 STORM_REVISION = 0.5  # on-time parcels with a weather scan whose estimate moves anyway
@@ -453,18 +454,19 @@ class Delays:
             life.scan(known_at + 60, "in_transit", "delayed",
                       "Delayed in transit: missed connection", where)  # fmt: skip
         if self.extra > 0:
-            edd.delay(known_at, self.extra)
+            edd.delay(known_at)
         elif self.storm_scan and life.rng.random() < STORM_REVISION:
             # The carrier revises a whole region's estimates; this parcel makes it anyway.
-            edd.delay(known_at, ri(life.rng, 1, 2), always=True)
+            edd.delay(known_at, always=True)
 
 
 class EddTrack:
     """The carrier's estimated delivery date: a forecast, never the realised date by design.
 
     Nominal transit for the service from the label (then the acceptance) day; revised later
-    only when the carrier learns of a delay (EDD_UPDATE of the time, up to a day late,
-    sometimes still a day short); a few on-time parcels get a pessimistic revision; some
+    only when the carrier learns of a delay (EDD_UPDATE of the time, up to 30 h late, by the
+    carrier's forecast of the delay: EDD_REVISION, not this parcel's actual delay); a few
+    on-time parcels get a pessimistic revision; some
     trackers never carry an estimate.
     """
 
@@ -491,11 +493,12 @@ class EddTrack:
     def accepted(self, nominal: date, known_at: int) -> None:
         self._set(known_at, nominal)
 
-    def delay(self, known_at: int, extra: int, always: bool = False) -> None:
+    def delay(self, known_at: int, always: bool = False) -> None:
+        """Revise by the carrier's own forecast of a delay (a typical day, sometimes two or
+        three), drawn independently of how late this parcel will really be."""
         if not (self.revise or always) or self.current is None:
             return
-        rng = self.life.rng
-        days = extra - 1 if extra >= 2 and rng.random() < 0.25 else extra
+        days = pick(self.life.rng, (1, 2, 3), EDD_REVISION)
         later = known_at + self.life.lag(0, 30 * HOUR)
         self._set(
             later, carrier_add_days(self.life.carrier, self.current, days, self.life.holidays)
