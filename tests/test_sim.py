@@ -872,3 +872,34 @@ def test_revised_edd_is_a_forecast_not_the_delivery_day(medium_plans: list) -> N
     assert total >= 30, total
     assert exact < 0.5 * total, (exact, under, over)
     assert under >= 0.1 * total and over >= 0.1 * total, (exact, under, over)
+
+
+def test_shipbob_versions_as_an_hourly_poll_sees_them(medium_world: tuple[Path, object]) -> None:
+    """At most one ShipBob version of an order per poll hour (changes inside it collapse)."""
+    out, _ = medium_world
+    seen: Counter[tuple[int, int]] = Counter()
+    for record in _records(out, "wms_shipments"):
+        last = max(parse_timestamp(s["last_update_at"]).timestamp() for s in record["shipments"])
+        seen[(record["id"], -(-int(last) // 3600))] += 1
+    assert seen and max(seen.values()) == 1, seen.most_common(3)
+
+
+def test_some_orders_unshipped_a_day_before_the_promise_still_arrive(medium_plans: list) -> None:
+    """Late-shipping orders rescued by a same-day courier or a faster label: look-alikes for
+    "not handed to the carrier 24 h before the promise"."""
+    unshipped = [
+        p
+        for p in medium_plans
+        if p.shipments
+        and p.delivered_at is not None
+        and any(s.shipped_at is None or s.shipped_at > p.deadline - 24 * 3600 for s in p.shipments)
+    ]
+    on_time = [p for p in unshipped if not p.missed]
+    assert len(unshipped) >= 30, len(unshipped)
+    assert 0.1 * len(unshipped) <= len(on_time) <= 0.5 * len(unshipped), (
+        len(on_time),
+        len(unshipped),
+    )
+    faster = ("overnight", "express")
+    upgraded = [s for p in medium_plans for s in p.shipments if s.service in faster]
+    assert upgraded, "some late shipments get a faster label"
