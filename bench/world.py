@@ -12,6 +12,8 @@ would have known it then (record versions whose vendor time is at or before that
 - an active hold: the latest FulfillmentOrder is `on_hold`, or a ShipBob shipment is
   `Exception` / `OnHold`
 - no scan for 48 h: a parcel with a tracker, not delivered, whose newest scan is 48 h old
+  by the scan's `datetime` (what the tracker shows; the ground-truth `onset_silence_48h_at`
+  counts from each scan's arrival at the tracker, so a late upload can shift it)
 
 Precision and recall are over missed promises among the orders an operator still watches at
 that moment: not cancelled, not delivered 24 h before the promise, promise deadline before the

@@ -842,6 +842,8 @@ def test_edd_is_a_forecast_not_the_outcome(medium_plans: list) -> None:
         for shipment in plan.shipments:
             if shipment.label_at is None or shipment.label_at > plan.deadline - 48 * 3600:
                 continue
+            if shipment.delivered_at is not None and shipment.delivered_at < plan.deadline:
+                continue  # the on-time parcel of a split order
             quiet += 1
             first = shipment.edd[0].day if shipment.edd else None
             flagged += first is not None and first > plan.promised
