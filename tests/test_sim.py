@@ -905,3 +905,18 @@ def test_some_orders_unshipped_a_day_before_the_promise_still_arrive(medium_plan
     faster = ("overnight", "express")
     upgraded = [s for p in medium_plans for s in p.shipments if s.service in faster]
     assert upgraded, "some late shipments get a faster label"
+
+
+def test_zendesk_wording_varies_with_look_alikes(medium_world: tuple[Path, object]) -> None:
+    """Subjects vary, other questions mention delivery too, and `via` has channel + source."""
+    out, _ = medium_world
+    tickets = _records(out, "support_tickets")
+    wismo = [t for t in tickets if "wismo" in t["tags"]]
+    other = [t for t in tickets if t["tags"] and "wismo" not in t["tags"]]
+    shapes = {re.sub(r"#\d+", "#", t["subject"]) for t in wismo}
+    assert len(shapes) >= 4, shapes
+    about_delivery = [t for t in other if "deliver" in (t["subject"] + t["description"]).lower()]
+    assert len(about_delivery) >= 0.1 * len(other) > 0, (len(about_delivery), len(other))
+    assert all({"channel", "source"} <= t["via"].keys() for t in tickets)
+    mailed = [t for t in tickets if t["via"]["channel"] == "email"]
+    assert mailed and all(t["via"]["source"]["from"]["address"] for t in mailed)
