@@ -920,3 +920,23 @@ def test_zendesk_wording_varies_with_look_alikes(medium_world: tuple[Path, objec
     assert all({"channel", "source"} <= t["via"].keys() for t in tickets)
     mailed = [t for t in tickets if t["via"]["channel"] == "email"]
     assert mailed and all(t["via"]["source"]["from"]["address"] for t in mailed)
+
+
+def test_guaranteed_date_is_the_carriers_not_the_promise(medium_plans: list) -> None:
+    """EasyPost's guaranteed date: only on overnight labels, from the carrier's own nominal
+    day (late-shipped upgrades included), so it is not the merchant's promise."""
+    guaranteed = [(p, s) for p in medium_plans for s in p.shipments if s.guaranteed]
+    assert guaranteed
+    for plan, s in guaranteed:
+        assert (s.service or plan.service) == "overnight"
+    assert all(
+        s.guaranteed is None
+        for p in medium_plans
+        for s in p.shipments
+        if (s.service or p.service) != "overnight"
+    )
+    assert any(s.guaranteed != p.promised for p, s in guaranteed)
+    plan, shipment = guaranteed[0]
+    tracker = easypost_tracker(plan, shipment, 2**40)
+    assert tracker is not None
+    assert tracker["carrier_detail"]["guaranteed_delivery_date"] == str(shipment.guaranteed)
