@@ -6,13 +6,19 @@ would have known it then (record versions whose vendor time is at or before that
 
 - EDD later than the promise: the latest tracker version's `est_delivery_date` (any parcel)
 - any exception scan: an exception `status_detail` in the tracking history
-- PendingLate: a ShipBob version so far had a shipment `PendingLate`
+- PendingLate: the latest ShipBob version has a shipment `PendingLate`
+- not handed to the carrier: no ShipBob version yet, or the latest has a shipment without
+  `actual_fulfillment_date`
 - an active hold: the latest FulfillmentOrder is `on_hold`, or a ShipBob shipment is
   `Exception` / `OnHold`
 - no scan for 48 h: a parcel with a tracker, not delivered, whose newest scan is 48 h old
+  by the scan's `datetime` (what the tracker shows; the ground-truth `onset_silence_48h_at`
+  counts from each scan's arrival at the tracker, so a late upload can shift it)
 
-Precision and recall are over missed promises among orders whose outcome is known at the
-clock (not cancelled, promise deadline before the clock).
+Precision and recall are over missed promises among the orders an operator still watches at
+that moment: not cancelled, not delivered 24 h before the promise, promise deadline before the
+clock. "No direct signal" is measured twice: none of these signals fired, and (ground truth)
+no `onset_*_at` at or before that moment.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ except ImportError:  # pragma: no cover
 EXCEPTION_DETAILS = frozenset(
     ("weather_delay", "delayed", "address_correction", "delivery_exception", "lost", "return")
 )
-SIGNALS = ("edd_past_promise", "exception_scan", "pending_late", "active_hold", "no_scan_48h")
+SIGNALS = (
+    "edd_past_promise",
+    "exception_scan",
+    "pending_late",
+    "active_hold",
+    "no_scan_48h",
+    "not_handed_to_carrier",
+)
 HOUR = 3600
 
 
@@ -52,6 +65,7 @@ class TrackerVersion:
     last_scan: int
     first_exception: int | None
     delivered: bool
+    delivered_at: int | None
 
 
 @dataclass
@@ -60,9 +74,12 @@ class Order:
     deadline: int
     missed: bool
     mode: str
+    delivered_at: int | None = None
+    onsets: list[int] = field(default_factory=list)
     cancelled: bool = False
     codes: set[str] = field(default_factory=set)
-    shipbob: list[tuple[int, bool, bool]] = field(default_factory=list)  # (t, late, held)
+    # (t, PendingLate, held, not yet handed to the carrier)
+    shipbob: list[tuple[int, bool, bool, bool]] = field(default_factory=list)
     holds: dict[int, list[tuple[int, bool]]] = field(default_factory=dict)  # fo -> (t, held)
 
 
@@ -83,6 +100,8 @@ def load(landing: Path) -> tuple[dict[int, Order], dict[str, list[TrackerVersion
                 deadline=_t(row["promised_deliver_by"]) or 0,
                 missed=row["missed_promise"] == "true",
                 mode=row["failure_mode"],
+                delivered_at=_t(row["actual_delivery_at"]),
+                onsets=[_t(v) or 0 for k, v in row.items() if k.startswith("onset_") and v],
             )
     for path in sorted((landing / "storefront_orders").glob("*.json")):
         for record in _loads(path.read_bytes())["orders"]:
@@ -100,7 +119,8 @@ def load(landing: Path) -> tuple[dict[int, Order], dict[str, list[TrackerVersion
             at = max(_t(s["last_update_at"]) or 0 for s in shipments)
             late = any(s["estimated_fulfillment_date_status"] == "PendingLate" for s in shipments)
             held = any(s["status"] in ("Exception", "OnHold") for s in shipments)
-            order.shipbob.append((at, late, held))
+            unshipped = any(s["actual_fulfillment_date"] is None for s in shipments)
+            order.shipbob.append((at, late, held, unshipped))
     for path in sorted((landing / "oms_fulfillment_orders").glob("*.json")):
         for record in _loads(path.read_bytes())["fulfillment_orders"]:
             order = orders.get(record["order_id"])
@@ -125,6 +145,9 @@ def load(landing: Path) -> tuple[dict[int, Order], dict[str, list[TrackerVersion
                     last_scan=max(scans) if scans else 0,
                     first_exception=min(exceptions) if exceptions else None,
                     delivered=record["status"] == "delivered",
+                    delivered_at=next(
+                        (_t(d["datetime"]) for d in details if d["status"] == "delivered"), None
+                    ),
                 )
             )
     for versions in trackers.values():
@@ -155,12 +178,13 @@ def signals_at(order: Order, trackers: dict[str, list[TrackerVersion]], at: int)
             fired.add("exception_scan")
         if not version.delivered and at - version.last_scan >= 48 * HOUR:
             fired.add("no_scan_48h")
-    versions = sorted(order.shipbob)
-    if any(late for t, late, _ in versions if t <= at):
-        fired.add("pending_late")  # ShipBob has said PendingLate by now
-    shipbob = _latest(versions, at)
+    shipbob = _latest(sorted(order.shipbob), at)
+    if isinstance(shipbob, tuple) and shipbob[1]:
+        fired.add("pending_late")  # ShipBob says PendingLate now
     if isinstance(shipbob, tuple) and shipbob[2]:
         fired.add("active_hold")
+    if not isinstance(shipbob, tuple) or shipbob[3]:
+        fired.add("not_handed_to_carrier")
     for history in order.holds.values():
         fo = _latest(sorted(history), at)
         if isinstance(fo, tuple) and fo[1]:
@@ -170,16 +194,23 @@ def signals_at(order: Order, trackers: dict[str, list[TrackerVersion]], at: int)
 
 def evaluate(landing: Path) -> dict[str, object]:
     orders, trackers, clock = load(landing)
-    known = [o for o in orders.values() if not o.cancelled and o.deadline <= clock]
-    missed = [o for o in known if o.missed]
+    outcome_known = [o for o in orders.values() if not o.cancelled and o.deadline <= clock]
+    known = [  # what an operator still watches 24 h before the promise
+        o
+        for o in outcome_known
+        if o.delivered_at is None or o.delivered_at > o.deadline - 24 * HOUR
+    ]
+    missed = [o for o in known if o.missed]  # a miss is never delivered by then
     fired_by: dict[str, list[bool]] = {s: [] for s in SIGNALS}
-    no_signal = 0
+    no_signal = no_onset = 0
     for order in known:
-        fired = signals_at(order, trackers, order.deadline - 24 * HOUR)
+        at = order.deadline - 24 * HOUR
+        fired = signals_at(order, trackers, at)
         for signal in SIGNALS:
             if signal in fired:
                 fired_by[signal].append(order.missed)
         no_signal += order.missed and not fired
+        no_onset += order.missed and not any(t <= at for t in order.onsets)
     table = {}
     for signal, outcomes in fired_by.items():
         hits = sum(outcomes)
@@ -189,27 +220,38 @@ def evaluate(landing: Path) -> dict[str, object]:
             len(outcomes),
         )
     # Parcels late with no incident behind them, labelled >= 48 h before the promise.
-    quiet_late = 0
-    early_estimate = 0
+    quiet_late: Counter[str] = Counter()
+    early_estimate: Counter[str] = Counter()
     for order in missed:
-        if order.mode != "transit_delay":
+        if order.mode not in ("transit_delay", "label_never_accepted"):
             continue
         for code in order.codes:
             versions = trackers.get(code)
             if not versions or versions[0].created > order.deadline - 48 * HOUR:
                 continue
-            quiet_late += 1
+            arrived = versions[-1].delivered_at
+            if arrived is not None and arrived < order.deadline:
+                continue  # the on-time parcel of a split order
+            quiet_late[order.mode] += 1
             first = versions[0]
-            early_estimate += first.est is not None and first.est > order.promised
+            early_estimate[order.mode] += first.est is not None and first.est > order.promised
+    quiet = quiet_late["transit_delay"]
+    unaccepted = quiet_late["label_never_accepted"]
     return {
-        "orders": len(known),
+        "orders": len(outcome_known),
+        "open": len(known),
         "missed": len(missed),
-        "miss_rate": len(missed) / len(known) if known else 0.0,
+        "miss_rate": len(missed) / len(outcome_known) if outcome_known else 0.0,
         "by_cause": Counter(o.mode for o in missed),
         "signals": table,
         "no_signal_share": no_signal / len(missed) if missed else 0.0,
-        "quiet_late_parcels": quiet_late,
-        "quiet_late_first_edd_past": early_estimate / quiet_late if quiet_late else 0.0,
+        "no_onset_share": no_onset / len(missed) if missed else 0.0,
+        "quiet_late_parcels": quiet,
+        "quiet_late_first_edd_past": early_estimate["transit_delay"] / quiet if quiet else 0.0,
+        "unaccepted_parcels": unaccepted,
+        "unaccepted_first_edd_past": early_estimate["label_never_accepted"] / unaccepted
+        if unaccepted
+        else 0.0,
     }
 
 
@@ -220,17 +262,23 @@ def report(results: dict[int, dict[str, object]], days: int, per_day: int) -> st
         f"Worlds: {days} days × {per_day:,} orders/day, seeds {', '.join(map(str, seeds))}, "
         "simulated one-shot with full history (`python -m orderwatch_dagster.sim`); figures "
         "from the landing pages and `ground_truth.csv` directly (bench/world.py). Orders "
-        "counted: not cancelled, promise deadline before the clock.\n",
-        "| seed | orders | missed | miss rate | misses with no direct signal 24 h before "
-        "| late parcels, no incident, labelled ≥ 48 h before | … first EDD past the promise |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "counted: not cancelled, promise deadline before the clock; signals are evaluated on "
+        "those still open 24 h before the promise (not delivered then), as an operator sees "
+        "them. Late parcels: delivered at or after the deadline, or never.\n",
+        "| seed | orders | open at T−24 h | missed | miss rate | misses, none of the signals "
+        "below at T−24 h | misses, no ground-truth onset by T−24 h "
+        "| late parcels, no incident, labelled ≥ 48 h before | … first EDD past the promise "
+        "| label never accepted, labelled ≥ 48 h before | … first EDD past the promise |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for seed in seeds:
         r = results[seed]
         lines.append(
-            f"| {seed} | {r['orders']:,} | {r['missed']:,} | {r['miss_rate']:.1%} | "
-            f"{r['no_signal_share']:.1%} | {r['quiet_late_parcels']:,} | "
-            f"{r['quiet_late_first_edd_past']:.1%} |"
+            f"| {seed} | {r['orders']:,} | {r['open']:,} | {r['missed']:,} | "
+            f"{r['miss_rate']:.1%} | "
+            f"{r['no_signal_share']:.1%} | {r['no_onset_share']:.1%} | "
+            f"{r['quiet_late_parcels']:,} | {r['quiet_late_first_edd_past']:.1%} | "
+            f"{r['unaccepted_parcels']:,} | {r['unaccepted_first_edd_past']:.1%} |"
         )
     lines += [
         "\n## Single shortcut signals, 24 h before each promise\n",

@@ -842,8 +842,101 @@ def test_edd_is_a_forecast_not_the_outcome(medium_plans: list) -> None:
         for shipment in plan.shipments:
             if shipment.label_at is None or shipment.label_at > plan.deadline - 48 * 3600:
                 continue
+            if shipment.delivered_at is not None and shipment.delivered_at < plan.deadline:
+                continue  # the on-time parcel of a split order
             quiet += 1
             first = shipment.edd[0].day if shipment.edd else None
             flagged += first is not None and first > plan.promised
     assert quiet >= 20
     assert flagged <= 0.2 * quiet, (flagged, quiet)
+
+
+def test_revised_edd_is_a_forecast_not_the_delivery_day(medium_plans: list) -> None:
+    """A revision after acceptance is the carrier's guess at the delay: it under- and
+    overshoots, and is rarely exactly the day the parcel then arrives."""
+    exact = under = over = 0
+    for plan in medium_plans:
+        for s in plan.shipments:
+            if s.delivered_at is None or s.shipped_at is None:
+                continue
+            accepted = [e for e in s.edd if e.known_at <= s.shipped_at + 7 * 3600]
+            revised = [e for e in s.edd if e.known_at > s.shipped_at + 7 * 3600]
+            if not accepted or not revised or revised[-1].day <= accepted[-1].day:
+                continue
+            arrived = datetime.fromtimestamp(s.delivered_at, plan.destination.tz).date()
+            if arrived <= accepted[-1].day:
+                continue  # on time against the acceptance estimate: a pessimistic revision
+            last = revised[-1].day
+            exact += last == arrived
+            under += last < arrived
+            over += last > arrived
+    total = exact + under + over
+    assert total >= 30, total
+    assert exact < 0.5 * total, (exact, under, over)
+    assert under >= 0.1 * total and over >= 0.1 * total, (exact, under, over)
+
+
+def test_shipbob_versions_as_an_hourly_poll_sees_them(medium_world: tuple[Path, object]) -> None:
+    """At most one ShipBob version of an order per poll hour (changes inside it collapse)."""
+    out, _ = medium_world
+    seen: Counter[tuple[int, int]] = Counter()
+    for record in _records(out, "wms_shipments"):
+        last = max(parse_timestamp(s["last_update_at"]).timestamp() for s in record["shipments"])
+        seen[(record["id"], -(-int(last) // 3600))] += 1
+    assert seen and max(seen.values()) == 1, seen.most_common(3)
+
+
+def test_some_orders_unshipped_a_day_before_the_promise_still_arrive(medium_plans: list) -> None:
+    """Late-shipping orders rescued by a same-day courier or a faster label: look-alikes for
+    "not handed to the carrier 24 h before the promise"."""
+    unshipped = [
+        p
+        for p in medium_plans
+        if p.shipments
+        and p.delivered_at is not None
+        and any(s.shipped_at is None or s.shipped_at > p.deadline - 24 * 3600 for s in p.shipments)
+    ]
+    on_time = [p for p in unshipped if not p.missed]
+    assert len(unshipped) >= 30, len(unshipped)
+    assert 0.1 * len(unshipped) <= len(on_time) <= 0.5 * len(unshipped), (
+        len(on_time),
+        len(unshipped),
+    )
+    faster = ("overnight", "express")
+    upgraded = [s for p in medium_plans for s in p.shipments if s.service in faster]
+    assert upgraded, "some late shipments get a faster label"
+
+
+def test_zendesk_wording_varies_with_look_alikes(medium_world: tuple[Path, object]) -> None:
+    """Subjects vary, other questions mention delivery too, and `via` has channel + source."""
+    out, _ = medium_world
+    tickets = _records(out, "support_tickets")
+    wismo = [t for t in tickets if "wismo" in t["tags"]]
+    other = [t for t in tickets if t["tags"] and "wismo" not in t["tags"]]
+    shapes = {re.sub(r"#\d+", "#", t["subject"]) for t in wismo}
+    assert len(shapes) >= 4, shapes
+    about_delivery = [t for t in other if "deliver" in (t["subject"] + t["description"]).lower()]
+    assert len(about_delivery) >= 0.1 * len(other) > 0, (len(about_delivery), len(other))
+    assert all({"channel", "source"} <= t["via"].keys() for t in tickets)
+    mailed = [t for t in tickets if t["via"]["channel"] == "email"]
+    assert mailed and all(t["via"]["source"]["from"]["address"] for t in mailed)
+
+
+def test_guaranteed_date_is_the_carriers_not_the_promise(medium_plans: list) -> None:
+    """EasyPost's guaranteed date: only on overnight labels, from the carrier's own nominal
+    day (late-shipped upgrades included), so it is not the merchant's promise."""
+    guaranteed = [(p, s) for p in medium_plans for s in p.shipments if s.guaranteed]
+    assert guaranteed
+    for plan, s in guaranteed:
+        assert (s.service or plan.service) == "overnight"
+    assert all(
+        s.guaranteed is None
+        for p in medium_plans
+        for s in p.shipments
+        if (s.service or p.service) != "overnight"
+    )
+    assert any(s.guaranteed != p.promised for p, s in guaranteed)
+    plan, shipment = guaranteed[0]
+    tracker = easypost_tracker(plan, shipment, 2**40)
+    assert tracker is not None
+    assert tracker["carrier_detail"]["guaranteed_delivery_date"] == str(shipment.guaranteed)

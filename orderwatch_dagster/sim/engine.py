@@ -482,13 +482,9 @@ def _emit_fulfillment_orders(plan: OrderPlan, window: _Window) -> None:
 
 
 def _emit_wms(plan: OrderPlan, window: _Window) -> None:
-    # The 3PL's webhook stream: one version per shipment status change in the window.
-    versions = shipbob.shipbob_versions(plan)
-    if window.snapshot:
-        versions = [max(v for v in versions if v <= window.hi)] if window.changed(versions) else []
-    for version in versions:
-        if window.lo < version <= window.hi:
-            window.writer.add("wms_shipments", shipbob.shipbob_order(plan, version))
+    # Polled hourly like the other feeds: changes within one poll hour show as its last state.
+    for moment in window.moments(shipbob.shipbob_versions(plan)):
+        window.writer.add("wms_shipments", shipbob.shipbob_order(plan, moment))
 
 
 def _emit_trackers(plan: OrderPlan, window: _Window) -> None:

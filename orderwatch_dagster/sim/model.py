@@ -245,6 +245,8 @@ class ShipmentPlan:
     edd: list[EddEvent] = field(default_factory=list)  # the carrier's estimate over time
     scans: list[Scan] = field(default_factory=list)
     status_changes: list[StatusChange] | None = None  # memo (render/shopify.py)
+    service: str | None = None  # a late shipment upgraded to a faster service (else the order's)
+    guaranteed: date | None = None  # the carrier's guaranteed delivery day (overnight only)
 
 
 @dataclass(slots=True)

@@ -73,6 +73,8 @@ def zone_days(site: Warehouse, dest_region: str, dest_code: str) -> int:
 
 
 def nominal_transit(service: str, zone: int) -> int:
+    if service == "same_day":
+        return 0
     if service == "overnight":
         return 1
     if service == "express":

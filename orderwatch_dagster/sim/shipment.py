@@ -66,8 +66,11 @@ NOISE = {
 PICKUP_CUTOFF = 19.0  # labels printed later than this (site time) go with the next pickup
 EDD_ABSENT = {"USPS": 0.12, "UPS": 0.04, "FedEx": 0.04}
 EDD_UPDATE = 0.55  # the carrier revises its estimate after a delay it knows of
+EDD_REVISION = (0.35, 0.75, 1.0)  # cumulative: the revision adds 1, 2 or 3 days
 WEATHER_SCAN_HIT, WEATHER_SCAN_MISS = 0.6, 0.2  # weather scans on delayed / on-time parcels
 DELAY_SCAN = 0.3  # a `delayed` scan on a parcel slowed by the carrier's network
+LOCAL_RESCUE = 0.75  # shipping on the promised day, same region: a same-day courier
+UPGRADE_LATE = 0.4  # late-shipped ground/express shipments upgraded to a faster service
 STORM_REVISION = 0.5  # on-time parcels with a weather scan whose estimate moves anyway
 
 
@@ -181,6 +184,16 @@ class ShipmentLife:
             if pickup_day > plan.promised_ship:  # missed the carrier's pickup: the site's delay
                 self.cause("warehouse_backlog", site.name, 1, label)
         pickup = max(label + 1800, epoch(pickup_day, 17.5 + 2.5 * rng.random(), site.tz))
+        dest = plan.destination
+        if (
+            plan.promised_ship < pickup_day == plan.promised
+            and zone_days(site, dest.region, dest.code) <= 2
+            and rng.random() < LOCAL_RESCUE
+        ):
+            # Shipping on the promised day itself: the merchant books a same-day courier.
+            courier = max(label + 1800, epoch(pickup_day, 9.0 + 2.0 * rng.random(), site.tz))
+            if courier < epoch(pickup_day, 15.0, site.tz):
+                pickup, shipment.service = courier, "same_day"
         efd_end = epoch(plan.promised_ship, 24.0, plan.warehouse.tz) - 1
         late = pick_at > efd_end
         if late:
@@ -233,7 +246,12 @@ class ShipmentLife:
             self.cause(mode, self.carrier, (accept - pickup) / DAY, pickup + DAY)
         dest = plan.destination
         zone = zone_days(self.site, dest.region, dest.code)
-        nominal_days = nominal_transit(plan.service, zone)
+        service = shipment.service or plan.service
+        late_ship = local_date(pickup, self.site.tz) > plan.promised_ship
+        if late_ship and service in ("ground", "express") and rng.random() < UPGRADE_LATE:
+            # The 3PL/merchant buys a faster label to make up for shipping late.
+            service = shipment.service = pick(rng, ("overnight", "express"), (0.6, 1.0))
+        nominal_days = nominal_transit(service, zone)
         start = self._work_day(local_date(accept - 4 * HOUR, self.site.tz))
         nominal = carrier_add_days(self.carrier, start, nominal_days, self.holidays)
         edd = EddTrack(self, nominal_days, label)
@@ -242,6 +260,8 @@ class ShipmentLife:
             accepted = self.scan(accept, "in_transit", "received_at_origin_facility",
                                  "Accepted at Origin Facility", self.origin)  # fmt: skip
         edd.accepted(nominal, accepted.arrival if accepted else accept + 6 * HOUR)
+        if service == "overnight":
+            shipment.guaranteed = nominal
         delays = Delays(self, nominal, accept)
         final = delays.final_day(nominal_days, start)
         self._transit(accept, final, delays, edd, mode)
@@ -258,6 +278,9 @@ class ShipmentLife:
         rng, dest = self.rng, self.plan.destination
         ofd = epoch(final, 7.0 + 2.5 * rng.random(), dest.tz)
         at_dest = ofd - self.lag(2 * HOUR, 6 * HOUR)
+        if self.shipment.service == "same_day":  # out for delivery straight from the pickup
+            ofd = max(ofd, accept + self.lag(HOUR, 2 * HOUR))
+            at_dest = max(at_dest, accept + 600)
         if delays.address_issue:
             # Reaches the destination on time, where the address turns out to be wrong.
             at_dest = min(at_dest, epoch(delays.nominal, 4.0 + 2 * rng.random(), dest.tz))
@@ -313,7 +336,8 @@ class ShipmentLife:
             self.scan(fix_at, "in_transit", "address_correction",
                       "Address information corrected; delivery rescheduled", dest_loc)  # fmt: skip
         self._out_for_delivery(ofd)
-        delivered = ofd + self.lag(HOUR, 10 * HOUR)
+        same_day = self.shipment.service == "same_day"
+        delivered = ofd + self.lag(HOUR, 3 * HOUR if same_day else 10 * HOUR)
         if mode in ("failed_delivery", "return_to_sender"):
             attempted = delivered
             if mode == "return_to_sender" or rng.random() < 0.5:
@@ -453,18 +477,19 @@ class Delays:
             life.scan(known_at + 60, "in_transit", "delayed",
                       "Delayed in transit: missed connection", where)  # fmt: skip
         if self.extra > 0:
-            edd.delay(known_at, self.extra)
+            edd.delay(known_at)
         elif self.storm_scan and life.rng.random() < STORM_REVISION:
             # The carrier revises a whole region's estimates; this parcel makes it anyway.
-            edd.delay(known_at, ri(life.rng, 1, 2), always=True)
+            edd.delay(known_at, always=True)
 
 
 class EddTrack:
     """The carrier's estimated delivery date: a forecast, never the realised date by design.
 
     Nominal transit for the service from the label (then the acceptance) day; revised later
-    only when the carrier learns of a delay (EDD_UPDATE of the time, up to a day late,
-    sometimes still a day short); a few on-time parcels get a pessimistic revision; some
+    only when the carrier learns of a delay (EDD_UPDATE of the time, up to 30 h late, by the
+    carrier's forecast of the delay: EDD_REVISION, not this parcel's actual delay); a few
+    on-time parcels get a pessimistic revision; some
     trackers never carry an estimate.
     """
 
@@ -491,11 +516,12 @@ class EddTrack:
     def accepted(self, nominal: date, known_at: int) -> None:
         self._set(known_at, nominal)
 
-    def delay(self, known_at: int, extra: int, always: bool = False) -> None:
+    def delay(self, known_at: int, always: bool = False) -> None:
+        """Revise by the carrier's own forecast of a delay (a typical day, sometimes two or
+        three), drawn independently of how late this parcel will really be."""
         if not (self.revise or always) or self.current is None:
             return
-        rng = self.life.rng
-        days = extra - 1 if extra >= 2 and rng.random() < 0.25 else extra
+        days = pick(self.life.rng, (1, 2, 3), EDD_REVISION)
         later = known_at + self.life.lag(0, 30 * HOUR)
         self._set(
             later, carrier_add_days(self.life.carrier, self.current, days, self.life.holidays)

@@ -40,6 +40,7 @@ TRACKING_URL = {
 CARRIER_SERVICE = {
     ("USPS", "ground"): "Ground Advantage",
     ("USPS", "express"): "Priority Mail",
+    ("USPS", "overnight"): "Priority Mail Express",
     ("UPS", "ground"): "Ground",
     ("UPS", "express"): "2nd Day Air",
     ("UPS", "overnight"): "Next Day Air",

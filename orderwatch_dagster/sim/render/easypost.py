@@ -63,6 +63,7 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
     )
     site = shipment.warehouse
     dest = plan.destination
+    service = shipment.service or plan.service
     est = estimate.day if estimate is not None else None
     delivered = latest.status == "delivered"
     finalized = latest.status in ("delivered", "return_to_sender") or latest.detail == "lost"
@@ -85,7 +86,7 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
         "fees": [],
         "carrier_detail": {
             "object": "CarrierDetail",
-            "service": CARRIER_SERVICE.get((shipment.carrier, plan.service), plan.service),
+            "service": CARRIER_SERVICE.get((shipment.carrier, service), service),
             "container_type": None,
             "est_delivery_date_local": est.isoformat() if est else None,
             "est_delivery_time_local": None,
@@ -93,8 +94,9 @@ def easypost_tracker(plan: OrderPlan, shipment: ShipmentPlan, moment: int) -> di
             "origin_tracking_location": _location(site.city.upper(), site.state, site.zip),
             "destination_location": f"{dest.city.upper()} {dest.code}, {plan.zip}",
             "destination_tracking_location": None,
-            "guaranteed_delivery_date": plan.promised.isoformat()
-            if plan.service == "overnight"
+            # The carrier's own guarantee (overnight services), never the merchant's promise.
+            "guaranteed_delivery_date": shipment.guaranteed.isoformat()
+            if shipment.guaranteed
             else None,
             "alternate_identifier": None,
             "initial_delivery_attempt": next(

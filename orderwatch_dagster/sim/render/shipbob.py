@@ -73,7 +73,10 @@ def _shipbob_constants(plan: OrderPlan) -> dict[str, Any]:
         tracking = {
             "carrier": shipment.carrier,
             "tracking_number": shipment.tracking_code,
-            "carrier_service": CARRIER_SERVICE.get((shipment.carrier, plan.service), plan.service),
+            "carrier_service": CARRIER_SERVICE.get(
+                (shipment.carrier, shipment.service or plan.service),
+                shipment.service or plan.service,
+            ),
             "tracking_url": TRACKING_URL[shipment.carrier].format(shipment.tracking_code),
         }
         products = [

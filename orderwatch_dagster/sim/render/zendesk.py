@@ -43,12 +43,39 @@ def zendesk_user(plan: OrderPlan) -> dict:
     }
 
 
-def _text(plan: OrderPlan, ticket: TicketPlan) -> tuple[str, str, list[str]]:
+# Wording varies, and other questions mention delivery too: subjects alone do not classify.
+_WISMO_NAMED = (
+    "Where is my order {name}?",
+    "Order {name} status",
+    "{name} hasn't arrived",
+    "Tracking for {name}",
+)
+_WISMO_UNNAMED = (
+    "Where is my package?",
+    "Delivery status?",
+    "Still waiting",
+    "Has my order shipped?",
+)
+_OTHER = (  # (subject, description, tag)
+    ("Question about my order {name}", "Hi, can I change the size on my order? Thanks.",
+     "product_question"),
+    ("Delivery address for {name}", "Can you deliver to my work address instead?",
+     "address_change"),
+    ("Return for order {name}", "The shoes are too small, how do I return them?", "returns"),
+    ("Discount code", "My discount code did not apply at checkout.", "billing"),
+    ("Delivery instructions", "Please leave the parcel with my neighbour if I am out.",
+     "delivery_instructions"),
+)  # fmt: skip
+
+
+def _text(plan: OrderPlan, ticket: TicketPlan, ticket_id: int) -> tuple[str, str, list[str]]:
+    pick = ticket_id // 4 + ticket.k  # deterministic per ticket
     if not ticket.wismo:
-        subject = f"Question about my order {plan.name}"
-        return subject, "Hi, can I change the size on my order? Thanks.", ["product_question"]
+        subject, description, tag = _OTHER[pick % len(_OTHER)]
+        return subject.format(name=plan.name), description, [tag]
     named = ticket.link == "external_id"
-    subject = f"Where is my order {plan.name}?" if named else "Where is my package?"
+    templates = _WISMO_NAMED if named else _WISMO_UNNAMED
+    subject = templates[pick % len(templates)].format(name=plan.name)
     description = (
         f"Hi, I ordered {plan.name if named else 'something from you'} and it still hasn't "
         "arrived. Can you tell me when it will be delivered?"
@@ -56,16 +83,30 @@ def _text(plan: OrderPlan, ticket: TicketPlan) -> tuple[str, str, list[str]]:
     return subject, description, ["order_status", "wismo"] if ticket.tagged else []
 
 
+def _via(plan: OrderPlan, channel: str) -> dict:
+    """Zendesk's via object: the channel and, for e-mail, who wrote to which address."""
+    if channel != "email":
+        return {"channel": channel, "source": {"from": {}, "to": {}, "rel": None}}
+    return {
+        "channel": channel,
+        "source": {
+            "from": {"address": email(plan), "name": f"{plan.first_name} {plan.last_name}"},
+            "to": {"address": "support@orderwatch-demo.zendesk.com", "name": "Support"},
+            "rel": None,
+        },
+    }
+
+
 def zendesk_ticket(plan: OrderPlan, ticket: TicketPlan, moment: int) -> dict:
     current = last_event(ticket.events, moment) or ticket.events[0]
     ticket_id = TICKET_ID_BASE + plan.index * 4 + ticket.k
-    subject, description, tags = _text(plan, ticket)
+    subject, description, tags = _text(plan, ticket, ticket_id)
     order_field = plan.order_number if ticket.link != "none" or not ticket.wismo else None
     return {
         "url": f"https://orderwatch-demo.zendesk.com/api/v2/tickets/{ticket_id}.json",
         "id": ticket_id,
         "external_id": plan.name if ticket.link == "external_id" else None,
-        "via": {"channel": ticket.channel},
+        "via": _via(plan, ticket.channel),
         "created_at": utc(ticket.created_at),
         "updated_at": utc(current.at),
         "type": "question",
