@@ -362,6 +362,17 @@ def test_shipbob_without_paging_headers_pages_while_a_page_is_full(
     assert sum(len(json.loads(p.body)) for p in pages) == 5
 
 
+def test_shipbob_ignoring_page_fails_instead_of_looping(server: ScriptedHTTPServer) -> None:
+    full = [{"id": 1, "reference_id": "1", "created_date": "2026-10-05T10:00:00Z"}]
+    server.route("/1.0/order", Reply(body=full))  # the same full page whatever Page says
+    connector = ShipBobConnector(
+        transport="http", base_url=server.url + "/1.0", api_key=KEY, page_size=1, **FAST
+    )
+    with pytest.raises(ConnectorError, match="repeats the previous page"):
+        list(connector.pages("wms_shipments", None))
+    assert len(server.requests) == 2
+
+
 # -- finding 11: an unreadable Shopify order list is kept ----------------------------------------
 
 

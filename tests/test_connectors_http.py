@@ -291,6 +291,8 @@ def test_shipbob_next_page_header(http_server: ScriptedHTTPServer) -> None:
         n = int(request.param("Page") or 1)
         body = [{"id": 600 + n, "reference_id": "1", "created_date": _stamp(n), "shipments": []}]
         headers = {"Next-Page": f"/order?Page={n + 1}&Limit=1"} if n < 3 else {}
+        if n > 3:  # past the end: an empty page (page 3 was full, so it is asked for)
+            body = []
         return Reply(body=body, headers=headers)
 
     http_server.route("/1.0/order", orders)

@@ -576,8 +576,9 @@ def test_http_ingest_sets_cursor_and_sends_updated_since(
     second = metadata_by_feed(materialize(asset, resources, instance))["carrier_trackers"]
     assert {r.param("start_datetime") for r in server.requests} == {"2026-10-02T00:00:00Z"}
     assert second["updated_since"] == "2026-10-05T13:30:00+00:00"  # the cursor - 1h, as before
-    # the four unchanged trackers are read again, as duplicates
-    assert (second["rows_read"], second["rows_loaded"], second["rows_duplicate"]) == (5, 1, 4)
+    # the first page (trk_004, trk_003) changed; the two unchanged pages are in the ledger
+    assert (second["rows_read"], second["rows_loaded"], second["rows_duplicate"]) == (2, 1, 1)
+    assert second["pages_skipped"] == 2
     assert get_cursor(warehouse, "carrier_trackers") == datetime(2026, 10, 5, 15, 10, tzinfo=UTC)
     assert query(warehouse, "SELECT count(*) FROM raw.carrier_trackers WHERE _key = 'trk_004'") == [
         (2,)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import requests
 
 from orderwatch_dagster.defs.ingest.connector import FeedConnector, Page, iso_utc
-from orderwatch_dagster.lib.http import json_body
+from orderwatch_dagster.lib.http import ConnectorError, json_body
 
 SHIPBOB_MAX_LIMIT = 250
 
@@ -53,6 +53,8 @@ class ShipBobConnector(FeedConnector):
         if updated_since is not None:
             params["LastUpdateStartDate"] = iso_utc(updated_since)
 
+        previous: dict[str, bytes] = {}
+
         def next_request(
             response: requests.Response,
         ) -> tuple[str, dict[str, Any] | None] | None:
@@ -68,8 +70,12 @@ class ShipBobConnector(FeedConnector):
             # No paging headers: a full page may have a successor.
             body = json_body(response, feed)
             page = int(parse_qs(urlsplit(response.url).query).get("Page", ["1"])[0])
-            if isinstance(body, list) and len(body) >= params["Limit"]:
-                return url, {**params, "Page": page + 1}
-            return None
+            if not (isinstance(body, list) and len(body) >= params["Limit"]):
+                return None
+            if response.content == previous.get("body"):
+                # the same full page again: the server ignores `Page`; never loop for ever
+                raise ConnectorError(f"{feed}: {response.url} repeats the previous page")
+            previous["body"] = response.content
+            return url, {**params, "Page": page + 1}
 
         return self._follow(feed, url, params, next_request)
