@@ -7,9 +7,9 @@ rule "flags" an order when `<rule>_occurred` is true at t. Against the simulator
   precision   flagged (order, moment) pairs whose order misses its promise / flagged pairs
   recall      flagged pairs among the pairs whose order misses
   observable recall  the same over the misses whose failure this rule watches for was already
-              observable at t: its onset + the rule's own threshold <= t (the ground truth's
-              per-signal `onset_<rule>_at` when present, else `failure_onset_at` of the failure
-              modes the rule watches for)
+              observable at t: the onset of the signal it watches (ground truth
+              `onset_<signal>_at`, rule_signals below) + the rule's own threshold <= t; a rule
+              without a signal of its own: `failure_onset_at` of its failure modes
   false alarms  flagged pairs among the orders without any failure (failure_mode 'none')
   lead time   per missed order, hours from the rule's detected_at (first flag) to the breach
               (promised_deliver_by), median over the flagged missed orders
@@ -43,6 +43,21 @@ RULE_MODES: dict[str, tuple[str, ...]] = {
         "invalid_address",
     ),
 }
+
+
+# rule -> (ground-truth signal, hours after the signal's onset the rule needs): the simulator's
+# per-signal onsets (`onset_<signal>_at`: when the signal could first be seen in the feeds).
+# silence_48h starts after 48 h without a scan: the scan-gap floor is below that, lost needs
+# lost_after_days in all. A rule without a signal of its own falls back to failure_onset_at.
+def rule_signals(project: Path = DBT_PROJECT) -> dict[str, list[tuple[str, float]]]:
+    thresholds = rule_thresholds(project)
+    return {
+        "ship_late": [("ship_late", thresholds["ship_late"]), ("pending_late", 0.0)],
+        "fulfillment_hold": [("hold", 0.0)],
+        "scan_gap": [("silence_48h", max(thresholds["scan_gap"] - 48.0, 0.0))],
+        "lost": [("silence_48h", thresholds["lost"] - 48.0)],
+        "carrier_exception": [("exception_scan", 0.0)],
+    }
 
 
 def rule_thresholds(project: Path = DBT_PROJECT) -> dict[str, float]:
@@ -112,18 +127,17 @@ def grade_rules(
         truth_columns = _load_truth(con, ground_truth)
         con.execute("create temp table moments (as_of timestamptz)")
         con.executemany("insert into moments values (?)", [[m] for m in moments])
+        onset_columns = "".join(
+            f", cast(nullif(t.{c}, '') as timestamptz) as truth_{c}"
+            for c in truth_columns
+            if c.startswith("onset_")
+        )
         con.execute(
             f"""
             create temp table population as
             select s.*, cast(t.missed_promise as boolean) as truth_missed, t.failure_mode,
                    cast(nullif(t.failure_onset_at, '') as timestamptz) as failure_onset_at
-                   {
-                "".join(
-                    f", cast(nullif(t.onset_{rule}_at, '') as timestamptz) as onset_{rule}_at"
-                    for rule in RULE_MODES
-                    if f"onset_{rule}_at" in truth_columns
-                )
-            }
+                   {onset_columns}
             from marts.order_state_snapshots as s
             inner join moments using (as_of)
             inner join truth as t on cast(t.order_id as bigint) = s.order_id
@@ -146,20 +160,32 @@ def grade_rules(
     return grades, population
 
 
-def _onset(rule: str, truth_columns: list[str]) -> str:
-    if f"onset_{rule}_at" in truth_columns:
-        return f"onset_{rule}_at"
+def _observable_at(rule: str, threshold: float, truth_columns: list[str]) -> str:
+    """When the failure this rule watches for became observable for its threshold (SQL)."""
+    signals = [
+        (signal, hours)
+        for signal, hours in rule_signals().get(rule, [])
+        if f"onset_{signal}_at" in truth_columns
+    ]
+    if signals:
+        moments = [
+            f"coalesce(truth_onset_{signal}_at + {hours} * interval 1 hour,"
+            " 'infinity'::timestamptz)"
+            for signal, hours in signals
+        ]
+        return moments[0] if len(moments) == 1 else f"least({', '.join(moments)})"
     modes = ", ".join(f"'{m}'" for m in RULE_MODES[rule])
-    return f"case when failure_mode in ({modes}) then failure_onset_at end"
+    return (
+        f"(case when failure_mode in ({modes}) then failure_onset_at end)"
+        f" + {threshold} * interval 1 hour"
+    )
 
 
 def _grade(
     con: duckdb.DuckDBPyConnection, rule: str, threshold: float, truth_columns: list[str]
 ) -> RuleGrade:
     flag = f"coalesce({rule}_occurred, false)"
-    observable = (
-        f"truth_missed and ({_onset(rule, truth_columns)}) + {threshold} * interval 1 hour <= as_of"
-    )
+    observable = f"truth_missed and {_observable_at(rule, threshold, truth_columns)} <= as_of"
     return _grade_expr(con, rule, flag, observable, f"{rule}_detected_at")
 
 
@@ -168,8 +194,7 @@ def _grade_any(
 ) -> RuleGrade:
     flag = " or ".join(f"coalesce({rule}_occurred, false)" for rule in RULE_MODES)
     observable = " or ".join(
-        f"(truth_missed and ({_onset(rule, truth_columns)})"
-        f" + {thresholds[rule]} * interval 1 hour <= as_of)"
+        f"(truth_missed and {_observable_at(rule, thresholds[rule], truth_columns)} <= as_of)"
         for rule in RULE_MODES
     )
     detected = (
