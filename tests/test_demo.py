@@ -65,7 +65,10 @@ def test_demo_twice_is_idempotent(demo_world: DemoWorld, monkeypatch: pytest.Mon
     # same clock, same pages: every mart row is the same (as_of included)
     assert _mart_digests(warehouse) == first_digests
     assert {"order_state", "order_state_snapshots", "fct_order_milestones"} <= set(first_digests)
-    assert all(first[f"raw.{feed}"] > 0 for feed in FEED_FOLDERS if feed != "returns")
+    # a 3-day world has no returns yet and rarely a status ticket (customers ask after days of
+    # waiting, docs/feeds.md): every other feed is loaded
+    quiet = {"returns", "support_tickets"}
+    assert all(first[f"raw.{feed}"] > 0 for feed in FEED_FOLDERS if feed not in quiet)
     assert first["marts.order_state"] == 120
     assert first["ops.customer_messages"] > 0
     # both runs are in DAGSTER_HOME's history, as `make ui` will show them
