@@ -13,9 +13,10 @@ delay, not always, sometimes late, sometimes wrong.
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from datetime import date, time, timedelta
+from typing import Protocol
 
+from orderwatch_dagster.sim.config import MerchantConfig
 from orderwatch_dagster.sim.model import (
     DAY,
     HOUR,
@@ -35,14 +36,29 @@ from orderwatch_dagster.sim.model import (
 from orderwatch_dagster.sim.network import (
     EARLY,
     TRANSIT_TAIL,
+    Incident,
+    SiteQueues,
     carrier_add_days,
     carrier_works,
     nominal_transit,
     zone_days,
 )
 
-if TYPE_CHECKING:
-    from orderwatch_dagster.sim.world import World
+
+class World(Protocol):
+    """What a shipment's life reads from the world (sim/world.py `World` implements it; a
+    protocol, so this module does not import world.py, which imports it)."""
+
+    config: MerchantConfig
+    holidays: frozenset[date]
+    queues: SiteQueues
+
+    def add_bd(self, day: date, n: int) -> date: ...
+
+    def order_day(self, t: int, cutoff: time) -> date: ...
+
+    def incident(self, mode: str, entity: str, day: date) -> Incident | None: ...
+
 
 Location = tuple[str | None, str | None, str | None]
 

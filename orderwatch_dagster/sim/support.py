@@ -10,7 +10,7 @@ requester's e-mail, sideloaded with `include=users`).
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from orderwatch_dagster.sim.model import (
     DAY,
@@ -23,8 +23,13 @@ from orderwatch_dagster.sim.model import (
     ri,
 )
 
-if TYPE_CHECKING:
-    from orderwatch_dagster.sim.world import World
+
+class World(Protocol):
+    """What settling an order reads from the world (sim/world.py `World` implements it; a
+    protocol, so this module does not import world.py, which imports it)."""
+
+    def attribute(self, plan: OrderPlan) -> None: ...
+
 
 WISMO_TAGGED = 0.75
 TICKET_LINK = (("external_id", "field", "none"), (0.5, 0.65, 1.0))
