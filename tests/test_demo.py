@@ -46,6 +46,15 @@ def _mart_digests(warehouse: Path) -> dict[str, str]:
     return out
 
 
+def _episodes(warehouse: Path) -> set[tuple[str, str, str]]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select exception_id, exception_type, cast(started_at as varchar)"
+            " from marts.order_exceptions"
+        ).fetchall()
+    return set(rows)
+
+
 def test_demo_twice_is_idempotent(demo_world: DemoWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     tmp_path = demo_world.home
     monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
@@ -55,6 +64,7 @@ def test_demo_twice_is_idempotent(demo_world: DemoWorld, monkeypatch: pytest.Mon
 
     first = _counts(warehouse)
     first_digests = _mart_digests(warehouse)
+    first_episodes = _episodes(warehouse)
     output = demo_world.output
     assert "success" in output and "order_state: 120 orders" in output
     assert "exception_actions_job" in output and "human coverage:" in output
@@ -62,8 +72,13 @@ def test_demo_twice_is_idempotent(demo_world: DemoWorld, monkeypatch: pytest.Mon
     assert main(SIM_ARGS) == 0  # same seed and clock: byte-identical pages, nothing new
     assert main(["demo"]) == 0
     assert _counts(warehouse) == first
-    # same clock, same pages: every mart row is the same (as_of included)
-    assert _mart_digests(warehouse) == first_digests
+    # same clock, same pages: every mart row is the same (as_of included); order_exceptions
+    # also carries what the first action run did (evidence of actions taken), so there the
+    # episodes are compared: the same exception ids, types and starts, none new
+    second_digests = _mart_digests(warehouse)
+    assert second_digests.pop("order_exceptions") and first_digests.pop("order_exceptions")
+    assert second_digests == first_digests
+    assert _episodes(warehouse) == first_episodes and first_episodes
     assert {"order_state", "order_state_snapshots", "fct_order_milestones"} <= set(first_digests)
     # a 3-day world has no returns yet and rarely a status ticket (customers ask after days of
     # waiting, docs/feeds.md): every other feed is loaded
