@@ -1,9 +1,14 @@
 {#- Helpers of the marts: "now", hour arithmetic, the milestone catalogue. -#}
 
-{#- "Now" for as-of-dependent models: var as_of (ISO timestamp, passed by the Dagster wiring from
-    orderwatch_dagster.lib.settings.now()), else the warehouse's current timestamp. -#}
+{#- "Now" for as-of-dependent models: var as_of (ISO timestamp: tests, a manual `dbt build
+    --vars`), else env var ORDERWATCH_DBT_AS_OF (the Dagster asset sets it from
+    orderwatch_dagster.lib.settings.now(), defs/transform/assets.py), else the warehouse's current
+    timestamp. The asset does not pass a var: --vars are part of dbt's partial-parse state check, so
+    a moment that changes every run would re-parse the whole project every run. The env var is read
+    only when executing (`execute` is false while parsing): one read at parse time would be
+    recorded, and its changed value would re-parse every model calling this macro. -#}
 {% macro orderwatch_as_of() -%}
-    {%- set as_of = var('as_of', none) -%}
+    {%- set as_of = var('as_of', none) or (env_var('ORDERWATCH_DBT_AS_OF', '') if execute else '') -%}
     {%- if as_of -%}
         cast('{{ as_of }}' as timestamptz)
     {%- else -%}

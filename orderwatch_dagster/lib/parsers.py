@@ -42,23 +42,39 @@ class _Inexact(Exception):
     again by the standard library (a string holding `e+` only costs that re-read)."""
 
 
-def _canonical_bytes(payload: Any, *, exact: bool = False) -> bytes:
-    """Sorted keys, compact separators, UTF-8 kept: the bytes `record_hash` is computed over.
+def _stdlib_bytes(payload: Any) -> bytes:
+    """The canonical text as the standard library writes it (the serializer versions were
+    hashed with before orjson: the same record must keep its `record_hash`)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
 
-    orjson writes what the standard library writes except for float exponents (`0.00001`, not
-    `1e-05`), integers beyond 64 bits (it refuses them) and NaN/Infinity (`null`). `exact`
-    marks payloads the standard library read (it admits NaN): their NaN stays in the text, so
-    the loader quarantines the record (lib/warehouse_batch.py `strict_records`).
+
+# orjson writes a float below 1e-4 unlike `repr`: `0.00001` and `2.5e-5`, not `1e-05` and
+# `2.5e-05` (tests/test_ingest_hashes.py). Canonical text holding either marker is written by
+# the standard library instead (a string holding one only costs that re-write).
+_UNLIKE_REPR = (b"e-", b"0.0000")
+
+
+def _canonical_bytes(payload: Any, *, exact: bool = False) -> bytes:
+    """Sorted keys, compact separators, UTF-8 kept: the bytes `record_hash` is computed over,
+    byte for byte what the standard library writes (`_stdlib_bytes`).
+
+    orjson writes the same except for small floats (`_UNLIKE_REPR`), integers beyond 64 bits
+    (it refuses them) and NaN/Infinity (`null`). `exact` marks payloads the standard library
+    read (it admits NaN): their NaN stays in the text, so the loader quarantines the record
+    (lib/warehouse_batch.py `strict_records`).
     """
     if exact:
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         if "NaN" in text or "Infinity" in text:
             return text.encode("utf-8", "surrogatepass")
     try:
-        return orjson.dumps(payload, option=_SORTED)
+        canonical = orjson.dumps(payload, option=_SORTED)
     except TypeError:  # an integer beyond 64 bits
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return text.encode("utf-8", "surrogatepass")
+        return _stdlib_bytes(payload)
+    if any(marker in canonical for marker in _UNLIKE_REPR):
+        return _stdlib_bytes(payload)
+    return canonical
 
 
 def canonical_json(payload: Any) -> str:

@@ -1,9 +1,10 @@
 """dbt models as Dagster assets: sources are the ingest assets, dbt tests are asset checks."""
 
-import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -61,12 +62,45 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+# The moment dbt builds "as of" (macro orderwatch_as_of, dbt_project/macros/marts.sql).
+AS_OF_VARIABLE = "ORDERWATCH_DBT_AS_OF"
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def parse_state_path() -> Path:
+    """dbt's parse state of the last build on this ORDERWATCH_HOME, kept between runs.
+
+    dagster-dbt gives every invocation a fresh target folder seeded with the project's prebuilt
+    `target/partial_parse.msgpack` (`make manifest`), and dbt writes its new state there. That
+    prebuilt state matches only the profile it was parsed with (dbt's state check hashes the
+    connection, the DuckDB path included), so on any other ORDERWATCH_HOME every run would
+    re-parse the whole project. dbt reads `DBT_PARTIAL_PARSE_FILE_PATH` instead when it is set.
+    """
+    return settings.home() / "dbt" / PARTIAL_PARSE_FILE
+
+
+def _keep_parse_state(target_path: Path, kept: Path) -> None:
+    """Replace the kept parse state with the one this invocation wrote (atomically: a run
+    reading it meanwhile sees the old file or the new one, never half of one)."""
+    written = target_path / PARTIAL_PARSE_FILE
+    if not written.is_file():
+        return
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    copy = kept.with_name(f"{kept.name}.{os.getpid()}.tmp")
+    shutil.copyfile(written, copy)
+    os.replace(copy, kept)
+
+
 @dbt_assets(
     manifest=orderwatch_dbt_project().manifest_path,
     project=orderwatch_dbt_project(),
-    # Source tests (keys, freshness of _ingested_at) become checks on the raw ingest assets.
+    # Source tests are not asset checks: a check on a raw asset runs with every materialization
+    # of it, and these would start a dbt process for a raw-only run. They still run in each
+    # `dbt build` (default selection); the raw tables' own NOT NULL columns
+    # (lib/warehouse_session.py) and quarantine checks (defs/ingest/factory.py) guard the raw
+    # layer where it is written.
     dagster_dbt_translator=OrderwatchDbtTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)
+        settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=False)
     ),
     name="orderwatch_dbt_models",
 )
@@ -79,18 +113,17 @@ def orderwatch_dbt_models(
     as_of = settings.now()
     # dbt unit tests check the SQL, not the data: the test suite runs them (tests/test_dbt_*.py),
     # not every pipeline run
-    args = [
-        "build",
-        "--exclude",
-        "test_type:unit",
-        "--vars",
-        json.dumps({"as_of": as_of.isoformat()}),
-    ]
+    args = ["build", "--exclude", "test_type:unit"]
     if config.full_refresh:
         args.append("--full-refresh")
     context.log.info(f"dbt build as of {as_of.isoformat()}")
-    # The warehouse names its dbt target and connection (defs/resources.py).
-    with _environment(warehouse.dbt_environment()):
+    # The warehouse names its dbt target and connection (defs/resources.py); "now" travels in an
+    # environment variable, not --vars, so dbt's partial parse stays valid (macros/marts.sql).
+    environment = {**warehouse.dbt_environment(), AS_OF_VARIABLE: as_of.isoformat()}
+    kept = parse_state_path()
+    if kept.is_file():  # dbt refuses a DBT_PARTIAL_PARSE_FILE_PATH that does not exist
+        environment["DBT_PARTIAL_PARSE_FILE_PATH"] = str(kept)
+    with _environment(environment):
         invocation = dbt.cli(args, context=context)
         try:
             # Column names and types of each built model, read from the warehouse once it is
@@ -100,6 +133,7 @@ def orderwatch_dbt_models(
             yield from invocation.stream().fetch_column_metadata(with_column_lineage=False)
         finally:
             _release_adapter(invocation.adapter)
+    _keep_parse_state(invocation.target_path, kept)
 
 
 def _release_adapter(adapter: Any) -> None:
