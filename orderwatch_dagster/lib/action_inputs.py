@@ -28,6 +28,7 @@ class Controls:
     # (now, customer time zone) -> when quiet hours end, or None outside them; SMS only
     quiet_until: Callable[[datetime, str], datetime | None] | None = None
     default_time_zone: str = "America/New_York"  # the shop's, where the province is unknown
+    packet_base_url: str | None = None  # where outbox/packets/ is served; None: the file path
 
 
 @dataclass

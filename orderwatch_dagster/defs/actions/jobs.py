@@ -31,6 +31,7 @@ def act_on_exceptions(
         max_messages=action_controls.max_messages,
         shop_name=action_controls.shop_name,
         quiet_until=quiet_until,
+        packet_base_url=action_controls.packet_base_url,
     )
     policy = load_policy()
     with warehouse.connect() as session:
