@@ -24,6 +24,7 @@ from smtp_server import free_port
 
 from orderwatch_dagster.defs.actions.resources import ActionSink
 from orderwatch_dagster.defs.actions.senders import (
+    ShopifyOrderTagSender,
     SlackWebhookSender,
     ZendeskTicketSender,
     senders_from_env,
@@ -36,6 +37,7 @@ from orderwatch_dagster.lib.policy import DEFAULT_POLICY, parse_policy
 from orderwatch_dagster.lib.warehouse import open_duckdb
 
 TICKETS = "/api/v2/tickets.json"
+GRAPHQL = "/admin/api/2025-07/graphql.json"
 HOOK = "/services/T000/B000/XXXXSECRET"
 FAST = {"backoff_factor": 0.0, "read_timeout_s": 0.25, "connect_timeout_s": 1.0}
 GROUPS = {"warehouse": 360001, "inventory": 360002, "carrier_ops": 360003}
@@ -48,8 +50,8 @@ POLICY = parse_policy(
 )
 
 
-@pytest.fixture
-def home(demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(name="home")
+def _home(demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(demo_world.warehouse, tmp_path / "warehouse.duckdb")
     shutil.copy(demo_world.home / "clock", tmp_path / "clock")
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
@@ -74,6 +76,10 @@ class Provider:
         self.created: dict[str, int] = {}  # Idempotency-Key -> ticket id (Zendesk replays it)
         server.route(TICKETS, self._zendesk)
         server.route(HOOK, self._slack)
+        server.route(GRAPHQL, self._shopify)
+        self.updates: list[tuple[int, dict[str, Any]]] = []  # (ticket id, ticket) of each PUT
+        for ticket_id in range(9001, 9011):
+            server.route(f"/api/v2/tickets/{ticket_id}.json", self._update)
 
     def _fail(self, path: str) -> Reply | None:
         mode = self.mode[path]
@@ -96,6 +102,29 @@ class Provider:
         delay = 1.0 if self.mode[TICKETS] == "slow_once" and not replay else 0.0
         return Reply(201, {"ticket": {"id": ticket_id}}, headers, delay=delay)
 
+    def _update(self, request: RecordedRequest) -> Reply:
+        ticket_id = int(request.path.rsplit("/", 1)[1].split(".")[0])
+        self.updates.append((ticket_id, request.json()["ticket"]))
+        audit = {"events": [{"type": "Comment", "id": 77}]}
+        return Reply(200, {"ticket": {"id": ticket_id}, "audit": audit})
+
+    def _shopify(self, request: RecordedRequest) -> Reply:
+        """Answers whichever set-semantics mutations were sent (senders/shopify.py)."""
+        body = request.json()
+        node = {"node": {"id": body["variables"]["id"]}, "userErrors": []}
+        data: dict[str, Any] = {}
+        for name in ("tagsAdd", "tagsRemove"):
+            if f"{name}(" in body["query"]:
+                data[name] = node
+        if "metafieldsSet(" in body["query"]:
+            data["metafieldsSet"] = {
+                "metafields": [{"id": "gid://shopify/Metafield/1"}],
+                "userErrors": [],
+            }
+        if "metafieldsDelete(" in body["query"]:
+            data["metafieldsDelete"] = {"deletedMetafields": [None], "userErrors": []}
+        return Reply(200, {"data": data})
+
     def _slack(self, request: RecordedRequest) -> Reply:
         return self._fail(HOOK) or Reply(200, "ok", {"Content-Type": "text/plain"})
 
@@ -110,20 +139,23 @@ def sink(home: Path, server_url: str) -> ActionSink:
         group_ids=",".join(f"{q}={g}" for q, g in GROUPS.items()),
         **FAST,
     )
+    senders["order_tag_sender"] = ShopifyOrderTagSender(
+        enabled=True, base_url=f"{server_url}/admin/api/2025-07", access_token="shpat_t", **FAST
+    )
     senders["slack_sender"] = SlackWebhookSender(
         enabled=True, webhook_url=server_url + HOOK, **FAST
     )
     return ActionSink(outbox=str(home / "outbox"), **senders)
 
 
-def run(home: Path, server_url: str) -> RunReport:
+def run(home: Path, server_url: str, policy: Any = POLICY) -> RunReport:
     controls = Controls(packet_base_url="https://ops.example.com/packets")
     with open_duckdb(home / "warehouse.duckdb") as session:
         return run_actions(
             session,
             sink(home, server_url).send,
             controls,
-            POLICY,
+            policy,
             settings.now(),
             "test",
             home / "outbox",

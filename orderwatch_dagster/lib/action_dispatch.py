@@ -13,13 +13,14 @@ run under the same key, one `accepted`, `uncertain` or `rejected` never again (l
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orderwatch_dagster.lib import ledger as lg
 from orderwatch_dagster.lib.decide import SENT_STATUSES
 from orderwatch_dagster.lib.outbound import Outbound
 from orderwatch_dagster.lib.packets import STATUS_TEXT, OrderContext, packet_name
+from orderwatch_dagster.lib.support_decisions import TicketDecision
 from orderwatch_dagster.lib.templating import render_text
 
 if TYPE_CHECKING:
@@ -186,3 +187,118 @@ def _tag(run: ActionRun, oid: Any, ctx: OrderContext, cycle: int, *, add: bool) 
         "close the loop (lib/action_dispatch.py)",
     )
     run.send_recorded(row, Outbound(idem, "order_tags", str(oid), template, metadata=meta))
+
+
+# -- what agents decided (lib/support_decisions.py) ------------------------------------------------
+def _ticket_id(provider_id: Any) -> int | None:
+    """`ticket 9001` / `ticket 9001 comment 5` (senders/zendesk.py) → 9001."""
+    parts = str(provider_id or "").split()
+    return (
+        int(parts[1]) if len(parts) >= 2 and parts[0] == "ticket" and parts[1].isdigit() else None
+    )
+
+
+def task_tickets(run: ActionRun) -> dict[int, dict[str, Any]]:
+    """Zendesk ticket id → the queue item orderwatch opened it for."""
+    out: dict[int, dict[str, Any]] = {}
+    for item in run.queue.values():
+        if item["kind"] != "create_task":
+            continue
+        made = run.messages.get(delivery_key(item["action_key"], "ticket_create"))
+        ticket_id = _ticket_id(made.get("provider_id")) if made else None
+        if made and made["status"] == "accepted" and ticket_id is not None:
+            out[ticket_id] = item
+    return out
+
+
+def honour_agent_decisions(run: ActionRun, decisions: Sequence[TicketDecision]) -> None:
+    """An agent's `false_alarm` suppresses the exception (its queue items done, no further
+    actions); `compensated` records that a person settled it (no new tasks or escalations, its
+    human reviews done; customer updates go on, as for `acknowledged`); a task ticket solved
+    by an agent closes that task. A decision on a ticket orderwatch opened applies to that
+    ticket's exception; on any other ticket linked to an order (a customer's own), to the
+    order's exceptions open when the agent decided."""
+    ours = task_tickets(run)
+    for decision in decisions:
+        item = ours.get(decision.ticket_id)
+        if item is not None:
+            targets = [item["exception_id"]]
+        elif decision.decision != "solved" and decision.order_name:
+            targets = [
+                eid
+                for eid, entry in run.ledger.items()
+                if entry.get("order_name") == decision.order_name
+                and entry["status"] in lg.OPEN_STATUSES
+                and entry["opened_at"] <= decision.at
+            ]
+        else:
+            continue
+        for eid in targets:
+            if _apply(run, run.ledger[eid], decision, item):
+                run.report.agent_decisions[decision.decision] += 1
+
+
+def _apply(
+    run: ActionRun,
+    entry: dict[str, Any],
+    decision: TicketDecision,
+    item: Mapping[str, Any] | None,
+) -> bool:
+    if entry["status"] not in lg.OPEN_STATUSES:
+        return False  # resolved or already suppressed: nothing left to decide
+    current = entry.get("human_decision")
+    eid = entry["exception_id"]
+    who = {"decided_by": decision.by, "decided_at": decision.at, "updated_at": run.now}
+    if decision.decision == "false_alarm":
+        reason = f"false_alarm (Zendesk ticket {decision.ticket_id})"
+        entry.update(who, human_decision="false_alarm", owner=decision.by, status="suppressed")
+        entry["suppressed_reason"] = reason
+        run.close_queue_items(eid)
+    elif decision.decision == "compensated":
+        if current == "compensated":
+            return False
+        entry.update(who, human_decision="compensated", owner=decision.by)
+        run.close_queue_items(eid, kinds=("human_review",))
+    else:  # an agent solved the task orderwatch opened
+        if item is None or item["status"] != "open":
+            return False
+        run.close_queue_items(eid, kinds=("create_task",))
+        if current is None:
+            entry.update(who, human_decision="acknowledged", owner=decision.by)
+    if run.writes:
+        lg.write_ledger(run.s, entry)
+    return True
+
+
+def close_task_tickets(run: ActionRun, ctx: OrderContext, solved_by_agents: set[int]) -> None:
+    """A task ticket whose exception resolved (the order recovered or was delivered) is solved
+    with a note saying so, once; one an agent already solved, or a false alarm, is left as is."""
+    for ticket_id, item in sorted(task_tickets(run).items()):
+        entry = run.ledger.get(item["exception_id"], {})
+        if entry.get("status") != "resolved" or ticket_id in solved_by_agents:
+            continue
+        key = delivery_key(item["action_key"], "ticket_resolve")
+        previous = run.messages.get(key)
+        if previous is not None and previous["status"] in SENT_STATUSES:
+            continue
+        order = _order(run, ctx, item)
+        milestone = STATUS_TEXT.get(str(order.get("current_milestone")), "back on track")
+        body = (
+            f"orderwatch: order {order.get('order_name')} is {milestone}; its"
+            f" {entry.get('exception_type')} exception ended at {entry.get('resolved_at')}."
+            " Nothing left to do on this task: solved by orderwatch."
+        )
+        meta = {"status": "solved", "tags": ["orderwatch_resolved"]}
+        run.report.actions["ticket_resolve"] += 1
+        row = run.row(
+            key,
+            order,
+            "ticket_note",
+            "task_resolved",
+            f"resolved:{item['action_key']}",
+            [item["exception_id"]],
+            f"ticket {ticket_id}",
+            None,
+            "close the loop (lib/action_dispatch.py)",
+        )
+        run.send_recorded(row, Outbound(key, "ticket_note", str(ticket_id), body, metadata=meta))

@@ -40,6 +40,7 @@ class RunReport:
     actions: Counter[str] = field(default_factory=Counter)  # kind → count (this run)
     messages: Counter[str] = field(default_factory=Counter)  # outcome → count
     held: Counter[str] = field(default_factory=Counter)  # why → count
+    agent_decisions: Counter[str] = field(default_factory=Counter)  # read back from support
     would_send: int = 0
     resolved: int = 0
     uncertain_recovered: int = 0
@@ -57,6 +58,7 @@ class RunReport:
             "actions": dict(sorted(self.actions.items())),
             "messages": dict(sorted(self.messages.items())),
             "held": dict(sorted(self.held.items())),
+            "agent_decisions": dict(sorted(self.agent_decisions.items())),
             "would_send": self.would_send,
             "resolved": self.resolved,
             "uncertain_recovered": self.uncertain_recovered,

@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from orderwatch_dagster.lib import ledger as lg
-from orderwatch_dagster.lib.action_dispatch import dispatch_queue, tag_orders
+from orderwatch_dagster.lib.action_dispatch import (
+    close_task_tickets,
+    dispatch_queue,
+    honour_agent_decisions,
+    tag_orders,
+)
 from orderwatch_dagster.lib.action_inputs import (
     Controls,
     RunReport,
@@ -45,6 +50,7 @@ from orderwatch_dagster.lib.packets import (
     packet_name,
 )
 from orderwatch_dagster.lib.policy import HUMAN_KINDS, Policy
+from orderwatch_dagster.lib.support_decisions import read_ticket_decisions
 from orderwatch_dagster.lib.tables import table_exists
 from orderwatch_dagster.lib.templating import render_message, render_text
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
@@ -140,15 +146,17 @@ class ActionRun(PacketsAndPage):
             if exc.get("ended_at") is not None and entry["status"] in lg.OPEN_STATUSES:
                 entry.update(status="resolved", resolved_at=exc["ended_at"], updated_at=self.now)
                 self.report.resolved += 1
-                self._close_queue_items(exc["exception_id"])
+                self.close_queue_items(exc["exception_id"])
             elif exc.get("ended_at") is None:
                 entry["severity"] = exc["severity"]
             self.ledger[exc["exception_id"]] = entry
             if self.writes:
                 lg.write_ledger(self.s, entry)
 
-    def _close_queue_items(self, eid: str) -> None:
+    def close_queue_items(self, eid: str, kinds: tuple[str, ...] | None = None) -> None:
         for item in self.queue.values():
+            if kinds is not None and item["kind"] not in kinds:
+                continue
             if item["exception_id"] == eid and item["status"] == "open":
                 item.update(status="done", updated_at=self.now)
                 if self.writes:
@@ -457,6 +465,8 @@ def run_actions(
     rows = run.load()
     run.recover_interrupted()
     run.sync(rows)
+    decisions = read_ticket_decisions(session)
+    honour_agent_decisions(run, decisions)
     open_rows = [r for r in rows if r.get("ended_at") is None]
     run.report.exceptions_open = len(open_rows)
     run.report.exceptions_by_type.update(r["exception_type"] for r in open_rows)
@@ -474,6 +484,8 @@ def run_actions(
     for plan in plans.values():
         run.act(plan, by_id)
     dispatch_queue(run, ctx, by_id)
+    solved = {d.ticket_id for d in decisions if d.decision == "solved"}
+    close_task_tickets(run, ctx, solved)
     at_risk = {oid for oid, p in plans.items() if p.decisions}
     answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages)
     if stale and answers:  # a reply would state a state that may be out of date
