@@ -59,7 +59,11 @@ def _order(run: ActionRun, ctx: OrderContext, item: Mapping[str, Any]) -> dict[s
 
 
 def _outbound(
-    run: ActionRun, item: Mapping[str, Any], order: Mapping[str, Any], exc: Mapping[str, Any]
+    run: ActionRun,
+    item: Mapping[str, Any],
+    order: Mapping[str, Any],
+    exc: Mapping[str, Any],
+    status_ticket: Any = None,
 ) -> Outbound:
     channel = PROVIDER_CHANNEL[item["kind"]]
     promised = order.get("promised_deliver_by")
@@ -92,6 +96,9 @@ def _outbound(
             "priority": ZENDESK_PRIORITY.get(str(item.get("severity")), "normal"),
             "external_id": order.get("order_name"),  # the support feed links the ticket back
         }
+        if status_ticket is not None:  # the customer already asked: onto that ticket, no second
+            note = {"queue": item["target"], "tags": tags}
+            return Outbound(idem, "ticket_note", str(status_ticket), body, metadata=note)
         return Outbound(idem, channel, str(order.get("order_name")), body, subject, metadata=meta)
     # Slack escapes mrkdwn itself (senders/slack.py): plain text, not the autoescaped template
     summary = (
@@ -112,10 +119,15 @@ def _outbound(
 
 
 def dispatch_queue(
-    run: ActionRun, ctx: OrderContext, by_id: Mapping[str, Mapping[str, Any]]
+    run: ActionRun,
+    ctx: OrderContext,
+    by_id: Mapping[str, Mapping[str, Any]],
+    status_tickets: Mapping[Any, Any],
 ) -> None:
     """Every open task and escalation to its provider once (again only after a provable
-    `not_accepted`); what the sink answers is in the ledger and on the item's exception."""
+    `not_accepted`); what the sink answers is in the ledger and on the item's exception. A task
+    on an order whose customer has an open status ticket (`status_tickets`: order → ticket) is
+    an internal note on that ticket, assigned to the queue's group, not a second ticket."""
     for item in sorted(run.queue.values(), key=lambda q: str(q["action_key"])):
         channel = PROVIDER_CHANNEL.get(item["kind"])
         if channel is None or item["status"] != "open":
@@ -125,12 +137,12 @@ def dispatch_queue(
             continue
         order = _order(run, ctx, item)
         exc = by_id.get(item["exception_id"]) or run.ledger.get(item["exception_id"]) or {}
-        outbound = _outbound(run, item, order, exc)
-        run.report.actions[channel] += 1
+        outbound = _outbound(run, item, order, exc, status_tickets.get(item["order_id"]))
+        run.report.actions[outbound.channel] += 1
         row = run.row(
             outbound.idempotency_key,
             order,
-            channel,
+            outbound.channel,
             item["kind"],
             f"{item['kind']}:{item['target']}",
             [item["exception_id"]],
@@ -206,7 +218,9 @@ def task_tickets(run: ActionRun) -> dict[int, dict[str, Any]]:
             continue
         made = run.messages.get(delivery_key(item["action_key"], "ticket_create"))
         ticket_id = _ticket_id(made.get("provider_id")) if made else None
-        if made and made["status"] == "accepted" and ticket_id is not None:
+        # a task delivered as a note on a customer's ticket is not a task ticket of ours
+        created = made and made["channel"] == "ticket_create" and made["status"] == "accepted"
+        if created and ticket_id is not None:
             out[ticket_id] = item
     return out
 

@@ -101,15 +101,18 @@ def stops_channel(result: DeliveryResult) -> bool:
 
 
 def open_status_tickets(session: WarehouseSession) -> list[dict[str, Any]]:
-    """Open status-question (WISMO) tickets linked to an order by its name."""
+    """Open status-question (WISMO) tickets linked to an order by its name: each ticket's
+    newest version only (staging keeps every version; an older `new` one of a ticket solved
+    since must not be answered, nor one ticket answered once per version)."""
     if not table_exists(session, "staging", "stg_support__tickets"):
         return []
-    cols = ("ticket_id", "status", "is_wismo", "order_id")
+    cols = ("ticket_id", "status", "is_wismo", "order_id", "created_at")
     sql = (
-        "select t.ticket_id, t.status, t.is_wismo, o.order_id"
+        "select t.ticket_id, t.status, t.is_wismo, o.order_id, t.created_at"
         " from staging.stg_support__tickets t"
         " inner join marts.order_state o on o.order_name = t.order_name"
-        " where t.is_wismo and t.status in ('new', 'open') order by t.ticket_id"
+        " where t.is_latest_version and t.is_wismo and t.status in ('new', 'open')"
+        " order by t.ticket_id"
     )
     return select_dicts(session, sql, cols)
 

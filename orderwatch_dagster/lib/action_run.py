@@ -483,7 +483,8 @@ def run_actions(
     by_id = {r["exception_id"]: r for r in open_rows}
     for plan in plans.values():
         run.act(plan, by_id)
-    dispatch_queue(run, ctx, by_id)
+    asked = {t["order_id"]: t["ticket_id"] for t in reversed(tickets)}  # the oldest ticket
+    dispatch_queue(run, ctx, by_id, asked)
     solved = {d.ticket_id for d in decisions if d.decision == "solved"}
     close_task_tickets(run, ctx, solved)
     at_risk = {oid for oid, p in plans.items() if p.decisions}

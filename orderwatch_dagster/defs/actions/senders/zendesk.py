@@ -10,9 +10,10 @@
   same key; a comment update has no key and is `UNCERTAIN` instead.
 
 `metadata` carries the ticket fields: `status` (`new` only for creates: Zendesk refuses to set
-an existing ticket back to new), `group_id` (else `queue`, the policy's task queue, looked up in
-`ORDERWATCH_ZENDESK_GROUP_IDS`: `carrier_claims=360001,warehouse=360002`, `*` for any other
-queue; a queue with no group is created in the account's default group, tagged
+an existing ticket back to new), `group_id` (creates and updates; else `queue`, the policy's
+task queue, looked up in `ORDERWATCH_ZENDESK_GROUP_IDS`: `carrier_claims=360001,warehouse=360002`,
+`*` for any other queue; a queue with no group stays in (or is created in) the default group,
+tagged
 `orderwatch_queue_<queue>` either way so a Zendesk trigger can route it), `assignee_id`,
 `tags` (added), `remove_tags`,
 `priority`, `type`, `external_id` (default for creates: `recipient`, the order name the support
@@ -135,6 +136,8 @@ class ZendeskTicketSender(HttpSenderResource):
 
     def _prepare(self, message: Outbound) -> Request:
         meta = dict(message.metadata)
+        if meta.get("group_id") is None and meta.get("queue"):
+            meta["group_id"] = self.group_for(str(meta["queue"]))
         if message.channel == "ticket_create":
             return self._create(message, meta)
         ticket_id = str(require(message.recipient, "ticket id"))
@@ -144,8 +147,11 @@ class ZendeskTicketSender(HttpSenderResource):
             "comment": _comment(message, public=message.channel == "ticket_reply"),
             **_common_fields(meta, UPDATE_STATUSES),
         }
-        if meta.get("tags"):
-            ticket["additional_tags"] = string_list(meta["tags"], "tags")
+        tags = string_list(meta.get("tags"), "tags")
+        if meta.get("queue"):
+            tags.append(f"orderwatch_queue_{meta['queue']}")
+        if tags:
+            ticket["additional_tags"] = list(dict.fromkeys(tags))
         if meta.get("remove_tags"):
             ticket["remove_tags"] = string_list(meta["remove_tags"], "remove_tags")
         path = f"tickets/{ticket_id}.json"
@@ -154,8 +160,6 @@ class ZendeskTicketSender(HttpSenderResource):
         )
 
     def _create(self, message: Outbound, meta: dict[str, Any]) -> Request:
-        if meta.get("group_id") is None and meta.get("queue"):
-            meta["group_id"] = self.group_for(str(meta["queue"]))
         ticket: dict[str, Any] = {
             "subject": require(message.subject, "subject"),
             "comment": _comment(message, public=bool(meta.get("public", False))),
