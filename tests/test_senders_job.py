@@ -319,3 +319,62 @@ def test_zendesk_group_map_is_checked_before_sending() -> None:
     assert result.outcome is Outcome.NOT_ACCEPTED and result.follow_up is FollowUp.FIX_CONFIG
     assert "ORDERWATCH_ZENDESK_GROUP_IDS" in result.detail and result.attempts == 0
     assert ZendeskTicketSender(group_ids="warehouse=1,*=9").group_for("other") == 9
+
+
+def test_pending_then_sent_once_across_two_runs_of_the_job(
+    home: Path, server: ScriptedHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code location's own job, its senders switched on by environment variables alone
+    (README "Outbound channels"): the first run's e-mails meet an SMTP 4xx before DATA and its
+    tasks a Zendesk 503 + Retry-After; all stay pending in the ledger; the second run sends
+    each once, and the ledger keeps both runs' tries."""
+    import dagster as dg
+    from smtp_server import RecordingHandler, SMTPServer
+
+    from orderwatch_dagster.definitions import defs
+
+    provider = Provider(server)
+    provider.mode = {TICKETS: "unavailable", HOOK: "ok"}
+    handler = RecordingHandler(rcpt_reply="451 4.3.0 Mailbox busy, try again later")
+    with SMTPServer(handler) as smtp:
+        env = {
+            "ORDERWATCH_SMTP_ENABLED": "true",
+            "ORDERWATCH_SMTP_HOST": "127.0.0.1",
+            "ORDERWATCH_SMTP_PORT": str(smtp.port),
+            "ORDERWATCH_SMTP_SECURITY": "none",
+            "ORDERWATCH_SMTP_FROM": "orders@shop.example",
+            "ORDERWATCH_ZENDESK_ENABLED": "true",
+            "ORDERWATCH_ZENDESK_URL": f"{server.url}/api/v2",
+            "ZENDESK_EMAIL": "ops@example.com",
+            "ZENDESK_API_TOKEN": "zd-token",
+            "ORDERWATCH_SHOPIFY_ENABLED": "true",
+            "ORDERWATCH_SHOPIFY_URL": f"{server.url}/admin/api/2025-07",
+            "SHOPIFY_ACCESS_TOKEN": "shpat_t",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        job = defs().resolve_job_def("exception_actions_job")
+        with dg.instance_for_test() as instance:
+            assert job.execute_in_process(instance=instance).success
+            emails, tasks = deliveries(home, "email"), deliveries(home, "ticket_create")
+            assert emails and tasks
+            for pending in (emails, tasks):
+                assert {d["status"] for d in pending.values()} == {"not_accepted"}
+            assert handler.messages == [] and deliveries(home, "order_tags") == {}
+            handler.rcpt_reply = "250 OK"
+            provider.mode = {TICKETS: "ok", HOOK: "ok"}
+            assert job.execute_in_process(instance=instance).success
+            assert job.execute_in_process(instance=instance).success  # a third: nothing new
+    for channel, before in (("email", emails), ("ticket_create", tasks)):
+        after = deliveries(home, channel)
+        assert set(after) == set(before) and {d["status"] for d in after.values()} == {"accepted"}
+        for key, d in after.items():  # the first run's refusal is still on record
+            assert d["attempts"] == len(d["history"]) == before[key]["attempts"] + 1
+    message_ids = [m.message["Message-ID"] for m in handler.messages]
+    assert len(message_ids) == len(set(message_ids)) == len(emails)
+    # run 1: every try a 503 (retried within the send: a create under its key is safe to
+    # retry); later runs: exactly one request each, answered 201
+    keys = Counter(r.headers["Idempotency-Key"] for r in server.requests_to(TICKETS))
+    assert keys == {key: d["attempts"] + 1 for key, d in tasks.items()}
+    tagged = [r for r in server.requests_to(GRAPHQL) if "tagsAdd(" in r.json()["query"]]
+    assert len(tagged) == len({d["key"] for d in deliveries(home, "order_tags").values()}) > 0

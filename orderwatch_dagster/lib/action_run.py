@@ -352,6 +352,11 @@ class ActionRun(PacketsAndPage):
         if not self.writes:
             self.report.would_send += 1
             return
+        earlier = self.messages.get(row["idempotency_key"])
+        if earlier is not None:  # a pending delivery tried again: its earlier tries stay on record
+            row.update(
+                history=list(earlier.get("history") or []), attempts=earlier["attempts"] or 0
+            )
         lg.write_message(self.s, row)  # the intent, committed before the sink is called
         self.messages[row["idempotency_key"]] = row
         result = self.send(outbound)
@@ -372,8 +377,8 @@ class ActionRun(PacketsAndPage):
             status=str(result.outcome),
             detail=result.detail,
             provider_id=result.provider_id,
-            attempts=result.attempts,
-            history=[a.__dict__ for a in result.history],
+            attempts=(row.get("attempts") or 0) + result.attempts,
+            history=[*(row.get("history") or []), *(a.__dict__ for a in result.history)],
             follow_up=str(result.follow_up) if result.follow_up else None,
             updated_at=self.now,
         )

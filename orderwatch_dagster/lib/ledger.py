@@ -168,6 +168,7 @@ def read_messages(session: WarehouseSession) -> dict[str, dict[str, Any]]:
     rows = select_dicts(session, sql, MESSAGE_COLUMNS)
     for row in rows:
         row["exception_ids"] = _load(row["exception_ids"]) or []
+        row["history"] = _load(row["history"]) or []  # every try, across runs
     return {r["idempotency_key"]: r for r in rows}
 
 
