@@ -84,9 +84,9 @@ class Provider:
     def _fail(self, path: str) -> Reply | None:
         mode = self.mode[path]
         if mode == "throttle":
-            return Reply(429, {"error": "slow down"}, {"Retry-After": "7"})
+            return Reply(429, {"error": "slow down"}, {"Retry-After": "1"})
         if mode == "unavailable":
-            return Reply(503, {"error": "maintenance"}, {"Retry-After": "7"})
+            return Reply(503, {"error": "maintenance"}, {"Retry-After": "1"})
         if mode == "error":
             return Reply(500, {"error": "boom"})
         return None

@@ -14,17 +14,51 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
 
 from orderwatch_dagster.lib import ledger as lg
+from orderwatch_dagster.lib.action_inputs import Controls, RunReport
 from orderwatch_dagster.lib.decide import SENT_STATUSES
 from orderwatch_dagster.lib.outbound import Outbound
 from orderwatch_dagster.lib.packets import STATUS_TEXT, OrderContext, packet_name
 from orderwatch_dagster.lib.support_decisions import TicketDecision
 from orderwatch_dagster.lib.templating import render_text
+from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
-if TYPE_CHECKING:
-    from orderwatch_dagster.lib.action_run import ActionRun
+
+class ActionRun(Protocol):
+    """What these steps use of one action run (lib/action_run.py `ActionRun`; a protocol, so
+    this module does not import that one, which imports it)."""
+
+    s: WarehouseSession
+    c: Controls
+    writes: bool
+    now: datetime
+    outbox: Path
+    report: RunReport
+    ledger: dict[str, dict[str, Any]]
+    messages: dict[str, dict[str, Any]]
+    queue: dict[str, dict[str, Any]]
+
+    def row(
+        self,
+        idem: str,
+        order: Mapping[str, Any],
+        channel: str,
+        template: str,
+        state_key: str,
+        eids: list[str],
+        recipient: str,
+        subject: str | None,
+        policy_rule: str,
+    ) -> dict[str, Any]: ...
+
+    def send_recorded(self, row: dict[str, Any], outbound: Outbound) -> None: ...
+
+    def close_queue_items(self, eid: str, kinds: tuple[str, ...] | None = None) -> None: ...
+
 
 # queue kind → the provider channel that carries it (request_reroute: senders/shipbob.py, to come)
 PROVIDER_CHANNEL = {"create_task": "ticket_create", "escalate": "slack"}
