@@ -197,6 +197,19 @@ def test_the_readme_lists_every_variable_with_its_default() -> None:
     assert _readme_rows() == expected
 
 
+def test_the_readme_lists_every_action_job_variable() -> None:
+    """README "Acting on exceptions": the action job's own switches (resources.py), in order,
+    with the code's defaults where it has one."""
+    from orderwatch_dagster.defs.actions.resources import ACTION_SETTINGS
+
+    section = README.read_text().split("## Acting on exceptions", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
+    assert [var for var, _ in rows] == [s.name for s in ACTION_SETTINGS]
+    for (_, default), setting in zip(rows, ACTION_SETTINGS, strict=True):
+        if setting.default is not None:
+            assert default.strip().strip("`") == setting.default, setting.name
+
+
 def test_opt_out_classification() -> None:
     opted_out = DeliveryResult(Outcome.REJECTED, follow_up=FollowUp.OPT_OUT)
     invalid = DeliveryResult(Outcome.REJECTED, follow_up=FollowUp.INVALID_RECIPIENT)

@@ -28,6 +28,7 @@ class Controls:
     # (now, customer time zone) -> when quiet hours end, or None outside them; SMS only
     quiet_until: Callable[[datetime, str], datetime | None] | None = None
     default_time_zone: str = "America/New_York"  # the shop's, where the province is unknown
+    packet_base_url: str | None = None  # where outbox/packets/ is served; None: the file path
 
 
 @dataclass
@@ -39,6 +40,7 @@ class RunReport:
     actions: Counter[str] = field(default_factory=Counter)  # kind → count (this run)
     messages: Counter[str] = field(default_factory=Counter)  # outcome → count
     held: Counter[str] = field(default_factory=Counter)  # why → count
+    agent_decisions: Counter[str] = field(default_factory=Counter)  # read back from support
     would_send: int = 0
     resolved: int = 0
     uncertain_recovered: int = 0
@@ -56,6 +58,7 @@ class RunReport:
             "actions": dict(sorted(self.actions.items())),
             "messages": dict(sorted(self.messages.items())),
             "held": dict(sorted(self.held.items())),
+            "agent_decisions": dict(sorted(self.agent_decisions.items())),
             "would_send": self.would_send,
             "resolved": self.resolved,
             "uncertain_recovered": self.uncertain_recovered,
@@ -98,15 +101,18 @@ def stops_channel(result: DeliveryResult) -> bool:
 
 
 def open_status_tickets(session: WarehouseSession) -> list[dict[str, Any]]:
-    """Open status-question (WISMO) tickets linked to an order by its name."""
+    """Open status-question (WISMO) tickets linked to an order by its name: each ticket's
+    newest version only (staging keeps every version; an older `new` one of a ticket solved
+    since must not be answered, nor one ticket answered once per version)."""
     if not table_exists(session, "staging", "stg_support__tickets"):
         return []
-    cols = ("ticket_id", "status", "is_wismo", "order_id")
+    cols = ("ticket_id", "status", "is_wismo", "order_id", "created_at")
     sql = (
-        "select t.ticket_id, t.status, t.is_wismo, o.order_id"
+        "select t.ticket_id, t.status, t.is_wismo, o.order_id, t.created_at"
         " from staging.stg_support__tickets t"
         " inner join marts.order_state o on o.order_name = t.order_name"
-        " where t.is_wismo and t.status in ('new', 'open') order by t.ticket_id"
+        " where t.is_latest_version and t.is_wismo and t.status in ('new', 'open')"
+        " order by t.ticket_id"
     )
     return select_dicts(session, sql, cols)
 

@@ -21,6 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from orderwatch_dagster.lib import ledger as lg
+from orderwatch_dagster.lib.action_dispatch import (
+    close_task_tickets,
+    dispatch_queue,
+    honour_agent_decisions,
+    tag_orders,
+)
 from orderwatch_dagster.lib.action_inputs import (
     Controls,
     RunReport,
@@ -32,8 +38,8 @@ from orderwatch_dagster.lib.action_inputs import (
     stops_channel,
 )
 from orderwatch_dagster.lib.action_outputs import PacketsAndPage
-from orderwatch_dagster.lib.decide import SENT_STATUSES, OrderPlan, PlannedMessage, plan_order
-from orderwatch_dagster.lib.outbound import DeliveryResult, Outbound, Outcome
+from orderwatch_dagster.lib.decide import OrderPlan, PlannedMessage, plan_order
+from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp, Outbound, Outcome
 from orderwatch_dagster.lib.packets import (
     Contact,
     OrderContext,
@@ -44,16 +50,18 @@ from orderwatch_dagster.lib.packets import (
     packet_name,
 )
 from orderwatch_dagster.lib.policy import HUMAN_KINDS, Policy
+from orderwatch_dagster.lib.support_decisions import read_ticket_decisions
 from orderwatch_dagster.lib.tables import table_exists
 from orderwatch_dagster.lib.templating import render_message, render_text
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 from orderwatch_dagster.lib.wismo import TicketAnswer, plan_tickets
 
 Send = Callable[[Outbound], DeliveryResult]
+CUSTOMER_CHANNELS = ("email", "sms")  # an opt-out blocks a customer's address, nothing else
 Log = Callable[[str], None]
 
 
-class _Run(PacketsAndPage):
+class ActionRun(PacketsAndPage):
     def __init__(
         self,
         session: WarehouseSession,
@@ -138,15 +146,17 @@ class _Run(PacketsAndPage):
             if exc.get("ended_at") is not None and entry["status"] in lg.OPEN_STATUSES:
                 entry.update(status="resolved", resolved_at=exc["ended_at"], updated_at=self.now)
                 self.report.resolved += 1
-                self._close_queue_items(exc["exception_id"])
+                self.close_queue_items(exc["exception_id"])
             elif exc.get("ended_at") is None:
                 entry["severity"] = exc["severity"]
             self.ledger[exc["exception_id"]] = entry
             if self.writes:
                 lg.write_ledger(self.s, entry)
 
-    def _close_queue_items(self, eid: str) -> None:
+    def close_queue_items(self, eid: str, kinds: tuple[str, ...] | None = None) -> None:
         for item in self.queue.values():
+            if kinds is not None and item["kind"] not in kinds:
+                continue
             if item["exception_id"] == eid and item["status"] == "open":
                 item.update(status="done", updated_at=self.now)
                 if self.writes:
@@ -248,7 +258,7 @@ class _Run(PacketsAndPage):
         rendered = render_message(message.template, message.channel, facts)
         self.report.actions["notify_customer"] += 1
         masked = mask_email(recipient) if message.channel == "email" else mask_phone(recipient)
-        row = self._row(
+        row = self.row(
             message.idempotency_key,
             order,
             message.channel,
@@ -268,7 +278,7 @@ class _Run(PacketsAndPage):
             body_html=rendered.html,
             metadata={"order_id": message.order_id, "order_name": order["order_name"]},
         )
-        self._send_recorded(row, outbound)
+        self.send_recorded(row, outbound)
 
     def answer_ticket(
         self, answer: TicketAnswer, ctx: OrderContext, plans: Mapping[Any, OrderPlan]
@@ -287,7 +297,7 @@ class _Run(PacketsAndPage):
         )
         self.report.actions[answer.channel] += 1
         eids = [d["exception_id"] for d in plan.decisions] if plan else []
-        row = self._row(
+        row = self.row(
             answer.idempotency_key,
             order,
             answer.channel,
@@ -304,9 +314,9 @@ class _Run(PacketsAndPage):
         outbound = Outbound(
             answer.idempotency_key, answer.channel, str(answer.ticket_id), body, metadata=meta
         )
-        self._send_recorded(row, outbound)
+        self.send_recorded(row, outbound)
 
-    def _row(
+    def row(
         self,
         idem: str,
         order: Mapping[str, Any],
@@ -338,15 +348,20 @@ class _Run(PacketsAndPage):
             "updated_at": self.now,
         }
 
-    def _send_recorded(self, row: dict[str, Any], outbound: Outbound) -> None:
+    def send_recorded(self, row: dict[str, Any], outbound: Outbound) -> None:
         if not self.writes:
             self.report.would_send += 1
             return
+        earlier = self.messages.get(row["idempotency_key"])
+        if earlier is not None:  # a pending delivery tried again: its earlier tries stay on record
+            row.update(
+                history=list(earlier.get("history") or []), attempts=earlier["attempts"] or 0
+            )
         lg.write_message(self.s, row)  # the intent, committed before the sink is called
         self.messages[row["idempotency_key"]] = row
         result = self.send(outbound)
         self._record(row, result)
-        if stops_channel(result):
+        if stops_channel(result) and outbound.channel in CUSTOMER_CHANNELS:
             lg.write_block(
                 self.s,
                 outbound.channel,
@@ -362,13 +377,15 @@ class _Run(PacketsAndPage):
             status=str(result.outcome),
             detail=result.detail,
             provider_id=result.provider_id,
-            attempts=result.attempts,
-            history=[a.__dict__ for a in result.history],
+            attempts=(row.get("attempts") or 0) + result.attempts,
+            history=[*(row.get("history") or []), *(a.__dict__ for a in result.history)],
             follow_up=str(result.follow_up) if result.follow_up else None,
             updated_at=self.now,
         )
         lg.write_message(self.s, row)
         self.report.messages[str(result.outcome)] += 1
+        if result.follow_up == FollowUp.FIX_CONFIG:  # pending until a person fixes a setting
+            self.alert("fix_config", f"{row['channel']}: {result.detail}"[:300])
         for eid in row["exception_ids"]:
             kind = "notify_customer" if row["channel"] in ("email", "sms") else row["channel"]
             self._note_action(eid, kind, row["template"], str(result.outcome))
@@ -378,54 +395,22 @@ class _Run(PacketsAndPage):
             self._queue_item(eid, row, "human_review", "uncertain_delivery", reason, "")
             self.alert("uncertain_delivery", f"{row['order_name']} {row['template']}")
 
-    # -- write-back: the order's tag in the storefront ---------------------------------------
-    def tag_orders(self, open_orders: set[Any], ctx: OrderContext) -> None:
-        """`orderwatch:delayed` on an order once its customer was told, removed when its last
-        exception resolves (close the loop). Cycle n of an order is keyed (order, n)."""
-        tags = [m for m in self.messages.values() if m["channel"] == "order_tags"]
-        notified = {
-            m["order_id"]
-            for m in self.messages.values()
-            if m["channel"] in ("email", "sms") and m["status"] == "accepted"
-        }
-        orders = notified | {m["order_id"] for m in tags}
-        for oid in sorted(orders):
-            mine = [m for m in tags if m["order_id"] == oid and m["status"] in SENT_STATUSES]
-            cycle = sum(m["template"] == "untag_delayed" for m in mine)
-            added = any(m["state_key"] == f"delayed#{cycle}" for m in mine)
-            if not added and oid in open_orders and oid in notified:
-                self._tag(oid, ctx, cycle, add=True)
-            elif added and oid not in open_orders:
-                self._tag(oid, ctx, cycle, add=False)
 
-    def _tag(self, oid: Any, ctx: OrderContext, cycle: int, *, add: bool) -> None:
-        known = next((m for m in self.messages.values() if m["order_id"] == oid), {})
-        order = ctx.orders.get(oid) or {"order_id": oid, "order_name": known.get("order_name")}
-        template = "tag_delayed" if add else "untag_delayed"
-        idem = lg.key(oid, template, cycle)
-        state_key = f"delayed#{cycle}" if add else f"recovered#{cycle}"
-        meta: dict[str, Any] = (
-            {"add_tags": ["orderwatch:delayed"], "note": f"orderwatch: see packet order-{oid}"}
-            if add
-            else {"remove_tags": ["orderwatch:delayed"], "clear_note": True}
+def open_orders_of(run: ActionRun, by_order: Mapping[Any, list[dict[str, Any]]]) -> set[Any]:
+    """Orders with an exception still open in the ledger (a false alarm or a resolved one no
+    longer counts, so its storefront tag comes off)."""
+    return {
+        oid
+        for oid, rows in by_order.items()
+        if any(
+            run.ledger.get(r["exception_id"], {}).get("status", "open") in lg.OPEN_STATUSES
+            for r in rows
         )
-        self.report.actions[template] += 1
-        row = self._row(
-            idem,
-            order,
-            "order_tags",
-            template,
-            state_key,
-            [],
-            str(oid),
-            None,
-            "close the loop (lib/action_run.py)",
-        )
-        self._send_recorded(row, Outbound(idem, "order_tags", str(oid), template, metadata=meta))
+    }
 
 
 def _plan_orders(
-    run: _Run, ctx: OrderContext, by_order: Mapping[Any, list[dict[str, Any]]], stale: set[str]
+    run: ActionRun, ctx: OrderContext, by_order: Mapping[Any, list[dict[str, Any]]], stale: set[str]
 ) -> dict[Any, OrderPlan]:
     messages_by_order: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for m in run.messages.values():
@@ -445,7 +430,7 @@ def _plan_orders(
 
 
 def _send_all(
-    run: _Run,
+    run: ActionRun,
     ctx: OrderContext,
     plans: Mapping[Any, OrderPlan],
     answers: list[TicketAnswer],
@@ -481,10 +466,12 @@ def run_actions(
         report = RunReport(mode="kill_switch", as_of=now.isoformat())
         report.alerts.append("kill_switch: ORDERWATCH_ACTIONS_KILL_SWITCH is on; nothing done")
         return report
-    run = _Run(session, send, controls, policy, now, run_id, outbox, log)
+    run = ActionRun(session, send, controls, policy, now, run_id, outbox, log)
     rows = run.load()
     run.recover_interrupted()
     run.sync(rows)
+    decisions = read_ticket_decisions(session)
+    honour_agent_decisions(run, decisions)
     open_rows = [r for r in rows if r.get("ended_at") is None]
     run.report.exceptions_open = len(open_rows)
     run.report.exceptions_by_type.update(r["exception_type"] for r in open_rows)
@@ -501,13 +488,17 @@ def run_actions(
     by_id = {r["exception_id"]: r for r in open_rows}
     for plan in plans.values():
         run.act(plan, by_id)
+    asked = {t["order_id"]: t["ticket_id"] for t in reversed(tickets)}  # the oldest ticket
+    dispatch_queue(run, ctx, by_id, asked)
+    solved = {d.ticket_id for d in decisions if d.decision == "solved"}
+    close_task_tickets(run, ctx, solved)
     at_risk = {oid for oid, p in plans.items() if p.decisions}
     answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages)
     if stale and answers:  # a reply would state a state that may be out of date
         run.report.held["stale_feed"] += len(answers)
         answers = []
     _send_all(run, ctx, plans, answers)
-    run.tag_orders(set(by_order), ctx)
+    tag_orders(run, open_orders_of(run, by_order), ctx)
     if not controls.replay:
         for answer in answers:  # an answered ticket's order gets its packet too
             by_order.setdefault(answer.order_id, [])

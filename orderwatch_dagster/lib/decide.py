@@ -111,7 +111,10 @@ def plan_order(
                 "policy_line": decision.policy_line,
             }
         )
-        acknowledged = bool(entry and entry.get("human_decision") == "acknowledged")
+        # a person owns it (acknowledged) or settled it with the customer (compensated)
+        acknowledged = bool(
+            entry and entry.get("human_decision") in ("acknowledged", "compensated")
+        )
         for action in decision.actions:
             if action.kind == "notify_customer":
                 channel, template = action.params["channel"], action.params["template"]

@@ -26,7 +26,7 @@ LEDGER_COLUMNS = (
     "owner",
     "policy_rule",
     "actions",  # JSON list of {kind, target, at, result}
-    "human_decision",  # acknowledged | snoozed | false_alarm
+    "human_decision",  # acknowledged | snoozed | false_alarm | compensated
     "snoozed_until",
     "decided_by",
     "decided_at",
@@ -81,7 +81,8 @@ QUEUE_COLUMNS = (
 ALERT_COLUMNS = ("alert_key", "kind", "detail", "run_id", "created_at")
 # a recipient that opted out of a channel (or cannot receive it): never used on it again
 BLOCK_COLUMNS = ("block_key", "channel", "recipient", "reason", "created_at")
-HUMAN_DECISIONS = ("acknowledged", "snoozed", "false_alarm")
+# compensated: a person settled it with the customer (read back from a Zendesk tag)
+HUMAN_DECISIONS = ("acknowledged", "snoozed", "false_alarm", "compensated")
 OPEN_STATUSES = ("open", "actioned")
 
 
@@ -167,6 +168,7 @@ def read_messages(session: WarehouseSession) -> dict[str, dict[str, Any]]:
     rows = select_dicts(session, sql, MESSAGE_COLUMNS)
     for row in rows:
         row["exception_ids"] = _load(row["exception_ids"]) or []
+        row["history"] = _load(row["history"]) or []  # every try, across runs
     return {r["idempotency_key"]: r for r in rows}
 
 

@@ -239,7 +239,9 @@ def message_facts(
 ) -> dict[str, Any]:
     """What a customer message may say: facts from the order state only."""
     promised = order.get("promised_deliver_by")
-    last_scan = order.get("last_scan_at") or order.get("last_event_at")
+    # a carrier scan only: the templates say "last carrier update" / "not scanned since", and
+    # a warehouse event is neither (tests/test_actions_wismo.py compares with order_state)
+    last_scan = order.get("last_scan_at")
     return {
         "first_name": contact.first_name or "there",
         "order_name": order["order_name"],

@@ -116,13 +116,16 @@ def action_summary(con: duckdb.DuckDBPyConnection) -> list[str]:
         f" human reviews {kinds.get('human_review', 0)}"
     )
     replies = con.execute(
-        "select count(*) filter (where channel = 'ticket_reply'),"
-        " count(*) filter (where channel = 'ticket_note') from ops.customer_messages"
+        "select count(*) filter (where template = 'wismo_reply'),"
+        " count(*) filter (where template = 'wismo_note') from ops.customer_messages"
+        " where status = 'accepted'"
     ).fetchone()
     lines.append(
         f"  status tickets: {replies[0]} answered automatically, {replies[1]} packets as"
         " internal notes on at-risk orders"
     )
+    if ("staging", "stg_support__tickets") in tables and ("marts", "order_exceptions") in tables:
+        lines.append("  " + tickets_avoided_line(con))
     (orders,) = con.execute("select count(*) from marts.order_state").fetchone()
     human, early, escalations = con.execute(
         "select count(distinct order_id) filter (where kind in ('escalate', 'human_review')),"
@@ -137,6 +140,73 @@ def action_summary(con: duckdb.DuckDBPyConnection) -> list[str]:
             f" ({100.0 * early / escalations:.0f} %)"
         )
     return lines
+
+
+# Orders with an exception: when they were first messaged (if ever) and first asked where the
+# order is (a `wismo` ticket, newest version of each ticket).
+_AVOIDED_SQL = """
+with asked as (
+    select o.order_id, min(t.created_at) as first_ticket
+    from staging.stg_support__tickets t
+    inner join marts.order_state o on o.order_name = t.order_name
+    where t.is_latest_version and t.is_wismo
+    group by o.order_id
+),
+messaged as (
+    select order_id, min(created_at) as first_message from ops.customer_messages
+    where channel in ('email', 'sms') and status = 'accepted' group by order_id
+),
+excepted as (
+    select order_id, min(started_at) as first_exception from marts.order_exceptions
+    group by order_id
+)
+select
+    count(*) filter (where m.order_id is null),
+    count(*) filter (where m.order_id is null and a.first_ticket >= e.first_exception),
+    count(*) filter (
+        where m.order_id is not null
+        and (a.first_ticket is null or a.first_ticket > m.first_message)
+    ),
+    count(*) filter (where m.order_id is not null and a.first_ticket > m.first_message)
+from excepted e
+left join messaged m on m.order_id = e.order_id
+left join asked a on a.order_id = e.order_id
+"""
+
+
+def tickets_avoided(con: duckdb.DuckDBPyConnection) -> dict[str, float] | None:
+    """Status tickets the proactive messages avoided, estimated (README "Acting on
+    exceptions"): the usual rate `r` is the share of orders with an exception that were not
+    messaged and whose customer asked after the exception began; the orders messaged before
+    any status ticket would have asked at that rate, so avoided = r × messaged-first − the
+    messaged orders whose customer asked anyway after the message (never below 0). None
+    without an unmessaged order to take the rate from. The unmessaged orders are mostly the
+    less severe exceptions (a policy's `min_severity`), so `r` and the estimate lean low."""
+    if ("ops", "customer_messages") not in _tables(con):
+        return None
+    unmessaged, unmessaged_asked, messaged_first, asked_after = con.execute(_AVOIDED_SQL).fetchone()
+    if not unmessaged:
+        return None
+    rate = unmessaged_asked / unmessaged
+    return {
+        "rate": rate,
+        "unmessaged": unmessaged,
+        "messaged_first": messaged_first,
+        "asked_after": asked_after,
+        "avoided": max(0.0, rate * messaged_first - asked_after),
+    }
+
+
+def tickets_avoided_line(con: duckdb.DuckDBPyConnection) -> str:
+    est = tickets_avoided(con)
+    if est is None:
+        return "status tickets avoided: no estimate (no unmessaged exception order for the rate)"
+    return (
+        f"status tickets avoided ≈ {est['avoided']:.1f}: {est['messaged_first']:.0f} orders"
+        f" messaged before any status ticket × usual rate {100 * est['rate']:.1f} %"
+        f" (of {est['unmessaged']:.0f} unmessaged exception orders)"
+        f" − {est['asked_after']:.0f} who asked anyway"
+    )
 
 
 def model_summary(models: Path) -> str:

@@ -3,7 +3,9 @@
 On an order that is on track, a public reply with the real state (templates/ticket/
 wismo_reply.j2) and the ticket set to `pending` (`solved` once delivered); on an order at risk,
 the packet's summary as an internal note on that same ticket (wismo_note.j2), never a second
-ticket. The key is (ticket, kind), so a ticket is answered once whatever the runs.
+ticket: the order's tasks go onto that ticket too, as notes that assign it to the task queue's
+group (lib/action_dispatch.py). The key is (ticket, kind), so a ticket is answered once
+whatever the runs.
 """
 
 from __future__ import annotations
@@ -36,9 +38,13 @@ def plan_tickets(
     messages: Mapping[str, Mapping[str, Any]],
 ) -> list[TicketAnswer]:
     answers = []
+    seen: set[Any] = set()
     for ticket in tickets:
         if not ticket.get("is_wismo") or ticket.get("status") not in OPEN_TICKET_STATUSES:
             continue
+        if ticket["ticket_id"] in seen:  # one answer per ticket, whatever the input repeats
+            continue
+        seen.add(ticket["ticket_id"])
         order = orders.get(ticket["order_id"])
         if order is None or order.get("current_milestone") == "cancelled":
             continue

@@ -31,6 +31,7 @@ def act_on_exceptions(
         max_messages=action_controls.max_messages,
         shop_name=action_controls.shop_name,
         quiet_until=quiet_until,
+        packet_base_url=action_controls.packet_base_url,
     )
     policy = load_policy()
     with warehouse.connect() as session:
@@ -53,6 +54,9 @@ def act_on_exceptions(
                 "actions": dg.MetadataValue.md(_table(meta["actions"], "action")),
                 "messages": dg.MetadataValue.md(_table(meta["messages"], "outcome")),
                 "held": dg.MetadataValue.md(_table(meta["held"], "held back because")),
+                "agent_decisions": dg.MetadataValue.md(
+                    _table(meta["agent_decisions"], "agent decision read back")
+                ),
                 "policy_version": policy.version,
                 "live_channels": ", ".join(action_sink.live_channels()) or "none (outbox)",
             },

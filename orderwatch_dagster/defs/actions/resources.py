@@ -45,7 +45,19 @@ MAX_MESSAGES = EnvSetting(
     integer=True,
 )
 SHOP_NAME = EnvSetting("ORDERWATCH_SHOP_NAME", "shop_name", "our shop", "Signature of messages")
-ACTION_SETTINGS: tuple[EnvSetting, ...] = (KILL_SWITCH, DRY_RUN, MAX_MESSAGES, SHOP_NAME)
+PACKET_BASE_URL = EnvSetting(
+    "ORDERWATCH_PACKET_BASE_URL",
+    "packet_base_url",
+    None,
+    "URL where ORDERWATCH_HOME/outbox/packets/ is served: tasks and escalations link there",
+)
+ACTION_SETTINGS: tuple[EnvSetting, ...] = (
+    KILL_SWITCH,
+    DRY_RUN,
+    MAX_MESSAGES,
+    SHOP_NAME,
+    PACKET_BASE_URL,
+)
 
 
 def outbox_dir(configured: str | None = None) -> Path:
@@ -68,7 +80,16 @@ class OutboxSender:
     """The local sink: one JSON file per message (idempotency key = file name) and a line in
     `deliveries.jsonl` per delivery, so a duplicate would show as two lines."""
 
-    channels = ("email", "sms", "ticket_reply", "ticket_note", "order_tags")
+    channels = (
+        "email",
+        "sms",
+        "ticket_reply",
+        "ticket_note",
+        "ticket_create",
+        "order_tags",
+        "reroute",
+        "slack",
+    )
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -144,6 +165,7 @@ class ActionControls(dg.ConfigurableResource):
     dry_run: bool = False
     max_messages: int | None = None
     shop_name: str = "our shop"
+    packet_base_url: str | None = None
 
 
 def sink_from_env() -> ActionSink:
@@ -157,4 +179,5 @@ def controls_from_env() -> ActionControls:
         dry_run=str(values["dry_run"]).lower() == "true",
         max_messages=values["max_messages"],
         shop_name=str(values["shop_name"]),
+        packet_base_url=values["packet_base_url"],
     )

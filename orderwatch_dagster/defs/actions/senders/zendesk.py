@@ -10,7 +10,12 @@
   same key; a comment update has no key and is `UNCERTAIN` instead.
 
 `metadata` carries the ticket fields: `status` (`new` only for creates: Zendesk refuses to set
-an existing ticket back to new), `group_id`, `assignee_id`, `tags` (added), `remove_tags`,
+an existing ticket back to new), `group_id` (creates and updates; else `queue`, the policy's
+task queue, looked up in `ORDERWATCH_ZENDESK_GROUP_IDS`: `carrier_claims=360001,warehouse=360002`,
+`*` for any other queue; a queue with no group stays in (or is created in) the default group,
+tagged
+`orderwatch_queue_<queue>` either way so a Zendesk trigger can route it), `assignee_id`,
+`tags` (added), `remove_tags`,
 `priority`, `type`, `external_id` (default for creates: `recipient`, the order name the support
 feed links by), `requester` (`{"email", "name"}`), `public` (creates: default false, an
 internal task). A 401/403 (the API user lacks access) is `NOT_ACCEPTED` with
@@ -49,6 +54,19 @@ def idempotency_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def parse_group_ids(text: str | None) -> dict[str, int]:
+    """`queue=id,queue=id,*=id` → {queue: id}; a malformed pair raises naming it."""
+    groups: dict[str, int] = {}
+    for pair in (text or "").split(","):
+        if not pair.strip():
+            continue
+        queue, sep, value = pair.partition("=")
+        if not sep or not queue.strip() or not value.strip().isdigit():
+            raise ValueError(f"{pair.strip()!r} is not queue=<numeric group id>")
+        groups[queue.strip()] = int(value)
+    return groups
+
+
 def _comment(message: Outbound, public: bool) -> dict[str, Any]:
     comment: dict[str, Any] = {"body": require(message.body_text, "body_text"), "public": public}
     if message.body_html:
@@ -76,6 +94,7 @@ class ZendeskTicketSender(HttpSenderResource):
     base_url: str = Field(default="", description="https://<subdomain>.zendesk.com/api/v2")
     email: str | None = None
     api_token: str | None = Field(default=None, description="dg.EnvVar('ZENDESK_API_TOKEN')")
+    group_ids: str | None = Field(default=None, description="queue=group_id pairs, comma-separated")
 
     channels: ClassVar[tuple[str, ...]] = ("ticket_note", "ticket_reply", "ticket_create")
     enable_var: ClassVar[str] = "ORDERWATCH_ZENDESK_ENABLED"
@@ -89,7 +108,25 @@ class ZendeskTicketSender(HttpSenderResource):
         ),
         EnvSetting("ZENDESK_EMAIL", "email", "(none: OAuth token)", "Agent e-mail for API token"),
         EnvSetting("ZENDESK_API_TOKEN", "api_token", "(required)", "API or OAuth token", True),
+        EnvSetting(
+            "ORDERWATCH_ZENDESK_GROUP_IDS",
+            "group_ids",
+            "(none: default group)",
+            "Task queue → group id, `carrier_claims=360001,warehouse=360002,*=360009`",
+        ),
     )
+
+    def _config_problems(self) -> list[str]:
+        problems = super()._config_problems()
+        try:
+            parse_group_ids(self.group_ids)
+        except ValueError as error:
+            problems.append(f"{self._var('group_ids')}: {error}")
+        return problems
+
+    def group_for(self, queue: str | None) -> int | None:
+        groups = parse_group_ids(self.group_ids)
+        return groups.get(queue or "", groups.get("*"))
 
     def _auth(self) -> dict[str, str]:
         if self.email:
@@ -99,6 +136,8 @@ class ZendeskTicketSender(HttpSenderResource):
 
     def _prepare(self, message: Outbound) -> Request:
         meta = dict(message.metadata)
+        if meta.get("group_id") is None and meta.get("queue"):
+            meta["group_id"] = self.group_for(str(meta["queue"]))
         if message.channel == "ticket_create":
             return self._create(message, meta)
         ticket_id = str(require(message.recipient, "ticket id"))
@@ -108,8 +147,11 @@ class ZendeskTicketSender(HttpSenderResource):
             "comment": _comment(message, public=message.channel == "ticket_reply"),
             **_common_fields(meta, UPDATE_STATUSES),
         }
-        if meta.get("tags"):
-            ticket["additional_tags"] = string_list(meta["tags"], "tags")
+        tags = string_list(meta.get("tags"), "tags")
+        if meta.get("queue"):
+            tags.append(f"orderwatch_queue_{meta['queue']}")
+        if tags:
+            ticket["additional_tags"] = list(dict.fromkeys(tags))
         if meta.get("remove_tags"):
             ticket["remove_tags"] = string_list(meta["remove_tags"], "remove_tags")
         path = f"tickets/{ticket_id}.json"
@@ -126,8 +168,11 @@ class ZendeskTicketSender(HttpSenderResource):
         external_id = meta.get("external_id") or message.recipient
         if external_id:
             ticket["external_id"] = str(external_id)
-        if meta.get("tags"):
-            ticket["tags"] = string_list(meta["tags"], "tags")
+        tags = string_list(meta.get("tags"), "tags")
+        if meta.get("queue"):
+            tags.append(f"orderwatch_queue_{meta['queue']}")
+        if tags:
+            ticket["tags"] = list(dict.fromkeys(tags))
         for name in ("type", "priority"):
             if meta.get(name):
                 ticket[name] = str(meta[name])

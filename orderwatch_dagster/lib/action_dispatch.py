@@ -1,0 +1,352 @@
+"""What the action run hands to the teams' own systems (lib/action_run.py), beside the ops queue:
+tasks as new Zendesk tickets in the queue's group, escalations to the ops lead's Slack webhook,
+and the write-back that closes the loop (the storefront tag `orderwatch:delayed`, the task
+ticket solved when its exception resolves).
+
+Each delivery is one row of `ops.customer_messages` keyed per queue item × channel, sent through
+the run's sink exactly like a customer message: the intent is committed before the sink is
+called, a row `not_accepted` (the provider provably did not take it) is sent again by a later
+run under the same key, one `accepted`, `uncertain` or `rejected` never again (lib/decide.py
+`SENT_STATUSES`). Without an enabled sender the sink writes to the local outbox.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from orderwatch_dagster.lib import ledger as lg
+from orderwatch_dagster.lib.action_inputs import Controls, RunReport
+from orderwatch_dagster.lib.decide import SENT_STATUSES
+from orderwatch_dagster.lib.outbound import Outbound
+from orderwatch_dagster.lib.packets import STATUS_TEXT, OrderContext, packet_name
+from orderwatch_dagster.lib.support_decisions import TicketDecision
+from orderwatch_dagster.lib.templating import render_text
+from orderwatch_dagster.lib.warehouse_session import WarehouseSession
+
+
+class ActionRun(Protocol):
+    """What these steps use of one action run (lib/action_run.py `ActionRun`; a protocol, so
+    this module does not import that one, which imports it)."""
+
+    s: WarehouseSession
+    c: Controls
+    writes: bool
+    now: datetime
+    outbox: Path
+    report: RunReport
+    ledger: dict[str, dict[str, Any]]
+    messages: dict[str, dict[str, Any]]
+    queue: dict[str, dict[str, Any]]
+
+    def row(
+        self,
+        idem: str,
+        order: Mapping[str, Any],
+        channel: str,
+        template: str,
+        state_key: str,
+        eids: list[str],
+        recipient: str,
+        subject: str | None,
+        policy_rule: str,
+    ) -> dict[str, Any]: ...
+
+    def send_recorded(self, row: dict[str, Any], outbound: Outbound) -> None: ...
+
+    def close_queue_items(self, eid: str, kinds: tuple[str, ...] | None = None) -> None: ...
+
+
+# queue kind → the provider channel that carries it (request_reroute: senders/shipbob.py, to come)
+PROVIDER_CHANNEL = {"create_task": "ticket_create", "escalate": "slack"}
+ZENDESK_PRIORITY = {"critical": "urgent", "high": "high", "medium": "normal", "low": "low"}
+KIND_TEXT = {"create_task": "task", "escalate": "escalation"}
+
+
+def delivery_key(action_key: str, channel: str) -> str:
+    return lg.key(action_key, channel)
+
+
+def packet_link(run: ActionRun, order_id: Any) -> str:
+    """The packet's address for people outside this host (ORDERWATCH_PACKET_BASE_URL), else its
+    file on the ops host (shown, not linked, by the Slack sender)."""
+    name = f"{packet_name(order_id)}.html"
+    if run.c.packet_base_url:
+        return f"{run.c.packet_base_url.rstrip('/')}/{name}"
+    return str(run.outbox / "packets" / name)
+
+
+def _evidence_summary(evidence: Any) -> str:
+    data = json.loads(evidence) if isinstance(evidence, str) else (evidence or {})
+    keep = ("signal", "reason", "hold_category", "threshold_hours", "last_event")
+    return ", ".join(f"{k}={data[k]}" for k in keep if data.get(k) is not None)
+
+
+def _order(run: ActionRun, ctx: OrderContext, item: Mapping[str, Any]) -> dict[str, Any]:
+    return ctx.orders.get(item["order_id"]) or {
+        "order_id": item["order_id"],
+        "order_name": item.get("order_name"),
+    }
+
+
+def _outbound(
+    run: ActionRun,
+    item: Mapping[str, Any],
+    order: Mapping[str, Any],
+    exc: Mapping[str, Any],
+    status_ticket: Any = None,
+) -> Outbound:
+    channel = PROVIDER_CHANNEL[item["kind"]]
+    promised = order.get("promised_deliver_by")
+    facts = {
+        "kind_text": KIND_TEXT[item["kind"]],
+        "order_name": order.get("order_name"),
+        "queue": item["target"],
+        "status_text": STATUS_TEXT.get(str(order.get("current_milestone")), "in progress"),
+        "carrier": order.get("carrier"),
+        "promised_date": promised.date().isoformat() if promised is not None else None,
+        "exception_type": exc.get("exception_type"),
+        "severity": item.get("severity"),
+        "evidence_summary": _evidence_summary(exc.get("evidence")),
+        "reason": item.get("reason"),
+        "policy_rule": item.get("policy_rule"),
+        "packet_link": packet_link(run, item["order_id"]),
+    }
+    subject = (
+        f"orderwatch {facts['kind_text']}: {order.get('order_name')} {facts['exception_type']}"
+        f" ({item.get('severity')})"
+    )
+    idem = delivery_key(item["action_key"], channel)
+    if channel == "ticket_create":
+        body = render_text("ticket/task.j2", **facts)
+        tags = ["orderwatch", "orderwatch_task", f"orderwatch_{facts['exception_type']}"]
+        meta: dict[str, Any] = {
+            "queue": item["target"],
+            "tags": tags,
+            "type": "task",
+            "priority": ZENDESK_PRIORITY.get(str(item.get("severity")), "normal"),
+            "external_id": order.get("order_name"),  # the support feed links the ticket back
+        }
+        if status_ticket is not None:  # the customer already asked: onto that ticket, no second
+            note = {"queue": item["target"], "tags": tags}
+            return Outbound(idem, "ticket_note", str(status_ticket), body, metadata=note)
+        return Outbound(idem, channel, str(order.get("order_name")), body, subject, metadata=meta)
+    # Slack escapes mrkdwn itself (senders/slack.py): plain text, not the autoescaped template
+    summary = (
+        f"{facts['exception_type']} ({item.get('severity')}) on order {order.get('order_name')}:"
+        f" {facts['status_text']}, promised by {facts['promised_date'] or 'unknown'}."
+        f" {item.get('reason') or ''}".strip()
+    )
+    fields = {
+        "Order": order.get("order_name"),
+        "Severity": item.get("severity"),
+        "Promised by": facts["promised_date"] or "unknown",
+        "Tier": order.get("customer_tier") or exc.get("customer_tier"),
+        "Carrier": facts["carrier"] or "-",
+        "Policy": item.get("policy_rule"),
+    }
+    meta = {"fields": fields, "packet_url": facts["packet_link"]}
+    return Outbound(idem, channel, str(item["target"]), summary, subject, metadata=meta)
+
+
+def dispatch_queue(
+    run: ActionRun,
+    ctx: OrderContext,
+    by_id: Mapping[str, Mapping[str, Any]],
+    status_tickets: Mapping[Any, Any],
+) -> None:
+    """Every open task and escalation to its provider once (again only after a provable
+    `not_accepted`); what the sink answers is in the ledger and on the item's exception. A task
+    on an order whose customer has an open status ticket (`status_tickets`: order → ticket) is
+    an internal note on that ticket, assigned to the queue's group, not a second ticket."""
+    for item in sorted(run.queue.values(), key=lambda q: str(q["action_key"])):
+        channel = PROVIDER_CHANNEL.get(item["kind"])
+        if channel is None or item["status"] != "open":
+            continue
+        previous = run.messages.get(delivery_key(item["action_key"], channel))
+        if previous is not None and previous["status"] in SENT_STATUSES:
+            continue
+        order = _order(run, ctx, item)
+        exc = by_id.get(item["exception_id"]) or run.ledger.get(item["exception_id"]) or {}
+        outbound = _outbound(run, item, order, exc, status_tickets.get(item["order_id"]))
+        run.report.actions[outbound.channel] += 1
+        row = run.row(
+            outbound.idempotency_key,
+            order,
+            outbound.channel,
+            item["kind"],
+            f"{item['kind']}:{item['target']}",
+            [item["exception_id"]],
+            outbound.recipient,
+            outbound.subject,
+            item.get("policy_rule") or "",
+        )
+        run.send_recorded(row, outbound)
+
+
+# -- closing the loop ------------------------------------------------------------------------------
+def tag_orders(run: ActionRun, open_orders: set[Any], ctx: OrderContext) -> None:
+    """`orderwatch:delayed` on an order once its customer was told, removed when none of its
+    exceptions is open any more (recovered, delivered, or a false alarm). Cycle n of an order
+    is keyed (order, n)."""
+    tags = [m for m in run.messages.values() if m["channel"] == "order_tags"]
+    notified = {
+        m["order_id"]
+        for m in run.messages.values()
+        if m["channel"] in ("email", "sms") and m["status"] == "accepted"
+    }
+    orders = notified | {m["order_id"] for m in tags}
+    for oid in sorted(orders):
+        mine = [m for m in tags if m["order_id"] == oid and m["status"] in SENT_STATUSES]
+        cycle = sum(m["template"] == "untag_delayed" for m in mine)
+        added = any(m["state_key"] == f"delayed#{cycle}" for m in mine)
+        if not added and oid in open_orders and oid in notified:
+            _tag(run, oid, ctx, cycle, add=True)
+        elif added and oid not in open_orders:
+            _tag(run, oid, ctx, cycle, add=False)
+
+
+def _tag(run: ActionRun, oid: Any, ctx: OrderContext, cycle: int, *, add: bool) -> None:
+    known = next((m for m in run.messages.values() if m["order_id"] == oid), {})
+    order = ctx.orders.get(oid) or {"order_id": oid, "order_name": known.get("order_name")}
+    template = "tag_delayed" if add else "untag_delayed"
+    idem = lg.key(oid, template, cycle)
+    state_key = f"delayed#{cycle}" if add else f"recovered#{cycle}"
+    meta: dict[str, Any] = (
+        {"add_tags": ["orderwatch:delayed"], "note": f"orderwatch: see packet order-{oid}"}
+        if add
+        else {"remove_tags": ["orderwatch:delayed"], "clear_note": True}
+    )
+    run.report.actions[template] += 1
+    row = run.row(
+        idem,
+        order,
+        "order_tags",
+        template,
+        state_key,
+        [],
+        str(oid),
+        None,
+        "close the loop (lib/action_dispatch.py)",
+    )
+    run.send_recorded(row, Outbound(idem, "order_tags", str(oid), template, metadata=meta))
+
+
+# -- what agents decided (lib/support_decisions.py) ------------------------------------------------
+def _ticket_id(provider_id: Any) -> int | None:
+    """`ticket 9001` / `ticket 9001 comment 5` (senders/zendesk.py) → 9001."""
+    parts = str(provider_id or "").split()
+    return (
+        int(parts[1]) if len(parts) >= 2 and parts[0] == "ticket" and parts[1].isdigit() else None
+    )
+
+
+def task_tickets(run: ActionRun) -> dict[int, dict[str, Any]]:
+    """Zendesk ticket id → the queue item orderwatch opened it for."""
+    out: dict[int, dict[str, Any]] = {}
+    for item in run.queue.values():
+        if item["kind"] != "create_task":
+            continue
+        made = run.messages.get(delivery_key(item["action_key"], "ticket_create"))
+        ticket_id = _ticket_id(made.get("provider_id")) if made else None
+        # a task delivered as a note on a customer's ticket is not a task ticket of ours
+        created = made and made["channel"] == "ticket_create" and made["status"] == "accepted"
+        if created and ticket_id is not None:
+            out[ticket_id] = item
+    return out
+
+
+def honour_agent_decisions(run: ActionRun, decisions: Sequence[TicketDecision]) -> None:
+    """An agent's `false_alarm` suppresses the exception (its queue items done, no further
+    actions); `compensated` records that a person settled it (no new tasks or escalations, its
+    human reviews done; customer updates go on, as for `acknowledged`); a task ticket solved
+    by an agent closes that task. A decision on a ticket orderwatch opened applies to that
+    ticket's exception; on any other ticket linked to an order (a customer's own), to the
+    order's exceptions open when the agent decided."""
+    ours = task_tickets(run)
+    for decision in decisions:
+        item = ours.get(decision.ticket_id)
+        if item is not None:
+            targets = [item["exception_id"]]
+        elif decision.decision != "solved" and decision.order_name:
+            targets = [
+                eid
+                for eid, entry in run.ledger.items()
+                if entry.get("order_name") == decision.order_name
+                and entry["status"] in lg.OPEN_STATUSES
+                and entry["opened_at"] <= decision.at
+            ]
+        else:
+            continue
+        for eid in targets:
+            if _apply(run, run.ledger[eid], decision, item):
+                run.report.agent_decisions[decision.decision] += 1
+
+
+def _apply(
+    run: ActionRun,
+    entry: dict[str, Any],
+    decision: TicketDecision,
+    item: Mapping[str, Any] | None,
+) -> bool:
+    if entry["status"] not in lg.OPEN_STATUSES:
+        return False  # resolved or already suppressed: nothing left to decide
+    current = entry.get("human_decision")
+    eid = entry["exception_id"]
+    who = {"decided_by": decision.by, "decided_at": decision.at, "updated_at": run.now}
+    if decision.decision == "false_alarm":
+        reason = f"false_alarm (Zendesk ticket {decision.ticket_id})"
+        entry.update(who, human_decision="false_alarm", owner=decision.by, status="suppressed")
+        entry["suppressed_reason"] = reason
+        run.close_queue_items(eid)
+    elif decision.decision == "compensated":
+        if current == "compensated":
+            return False
+        entry.update(who, human_decision="compensated", owner=decision.by)
+        run.close_queue_items(eid, kinds=("human_review",))
+    else:  # an agent solved the task orderwatch opened
+        if item is None or item["status"] != "open":
+            return False
+        run.close_queue_items(eid, kinds=("create_task",))
+        if current is None:
+            entry.update(who, human_decision="acknowledged", owner=decision.by)
+    if run.writes:
+        lg.write_ledger(run.s, entry)
+    return True
+
+
+def close_task_tickets(run: ActionRun, ctx: OrderContext, solved_by_agents: set[int]) -> None:
+    """A task ticket whose exception resolved (the order recovered or was delivered) is solved
+    with a note saying so, once; one an agent already solved, or a false alarm, is left as is."""
+    for ticket_id, item in sorted(task_tickets(run).items()):
+        entry = run.ledger.get(item["exception_id"], {})
+        if entry.get("status") != "resolved" or ticket_id in solved_by_agents:
+            continue
+        key = delivery_key(item["action_key"], "ticket_resolve")
+        previous = run.messages.get(key)
+        if previous is not None and previous["status"] in SENT_STATUSES:
+            continue
+        order = _order(run, ctx, item)
+        milestone = STATUS_TEXT.get(str(order.get("current_milestone")), "back on track")
+        body = (
+            f"orderwatch: order {order.get('order_name')} is {milestone}; its"
+            f" {entry.get('exception_type')} exception ended at {entry.get('resolved_at')}."
+            " Nothing left to do on this task: solved by orderwatch."
+        )
+        meta = {"status": "solved", "tags": ["orderwatch_resolved"]}
+        run.report.actions["ticket_resolve"] += 1
+        row = run.row(
+            key,
+            order,
+            "ticket_note",
+            "task_resolved",
+            f"resolved:{item['action_key']}",
+            [item["exception_id"]],
+            f"ticket {ticket_id}",
+            None,
+            "close the loop (lib/action_dispatch.py)",
+        )
+        run.send_recorded(row, Outbound(key, "ticket_note", str(ticket_id), body, metadata=meta))

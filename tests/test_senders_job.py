@@ -1,0 +1,380 @@
+"""The action job's tasks and escalations through the real senders, against a real local HTTP
+server (tests/http_server.py): a task is a new Zendesk ticket in its queue's group, an
+escalation a Slack incoming-webhook post; every failure class of the delivery contract
+(lib/outbound.py) is played by the server over two runs of the job and counted on its side.
+
+The world is a copy of the demo world (tests/conftest.py `demo_world`); its policy adds an
+escalation to the ship-late rule so the 3-day world has one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from conftest import DemoWorld
+from http_server import RecordedRequest, Reply, ScriptedHTTPServer
+from smtp_server import free_port
+
+from orderwatch_dagster.defs.actions.resources import ActionSink
+from orderwatch_dagster.defs.actions.senders import (
+    ShopifyOrderTagSender,
+    SlackWebhookSender,
+    ZendeskTicketSender,
+    senders_from_env,
+)
+from orderwatch_dagster.lib import settings
+from orderwatch_dagster.lib.action_dispatch import delivery_key
+from orderwatch_dagster.lib.action_run import Controls, RunReport, run_actions
+from orderwatch_dagster.lib.outbound import FollowUp, Outbound, Outcome
+from orderwatch_dagster.lib.policy import DEFAULT_POLICY, parse_policy
+from orderwatch_dagster.lib.warehouse import open_duckdb
+
+TICKETS = "/api/v2/tickets.json"
+GRAPHQL = "/admin/api/2025-07/graphql.json"
+HOOK = "/services/T000/B000/XXXXSECRET"
+FAST = {"backoff_factor": 0.0, "read_timeout_s": 0.25, "connect_timeout_s": 1.0}
+GROUPS = {"warehouse": 360001, "inventory": 360002, "carrier_ops": 360003}
+SHIP_LATE = (
+    "      - create_task: {queue: warehouse}\n"
+    "      - notify_customer: {channel: email, template: delay_notice, min_severity: medium}\n"
+)
+POLICY = parse_policy(
+    DEFAULT_POLICY.read_text().replace(SHIP_LATE, SHIP_LATE + "      - escalate: {to: ops_lead}\n")
+)
+
+
+@pytest.fixture(name="home")
+def _home(demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copy(demo_world.warehouse, tmp_path / "warehouse.duckdb")
+    shutil.copy(demo_world.home / "clock", tmp_path / "clock")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("drop schema if exists ops cascade")
+    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
+    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(name="server")
+def _server() -> Any:
+    with ScriptedHTTPServer() as server:
+        yield server
+
+
+class Provider:
+    """What the server answers, switchable between runs: `mode[path]` picks the reply."""
+
+    def __init__(self, server: ScriptedHTTPServer) -> None:
+        self.mode = {TICKETS: "ok", HOOK: "ok"}
+        self.ids = itertools.count(9001)
+        self.created: dict[str, int] = {}  # Idempotency-Key -> ticket id (Zendesk replays it)
+        server.route(TICKETS, self._zendesk)
+        server.route(HOOK, self._slack)
+        server.route(GRAPHQL, self._shopify)
+        self.updates: list[tuple[int, dict[str, Any]]] = []  # (ticket id, ticket) of each PUT
+        for ticket_id in range(9001, 9011):
+            server.route(f"/api/v2/tickets/{ticket_id}.json", self._update)
+
+    def _fail(self, path: str) -> Reply | None:
+        mode = self.mode[path]
+        if mode == "throttle":
+            return Reply(429, {"error": "slow down"}, {"Retry-After": "1"})
+        if mode == "unavailable":
+            return Reply(503, {"error": "maintenance"}, {"Retry-After": "1"})
+        if mode == "error":
+            return Reply(500, {"error": "boom"})
+        return None
+
+    def _zendesk(self, request: RecordedRequest) -> Reply:
+        failed = self._fail(TICKETS)
+        if failed:
+            return failed
+        key = request.headers["Idempotency-Key"]
+        replay = key in self.created
+        ticket_id = self.created.setdefault(key, next(self.ids))
+        headers = {"x-idempotency-lookup": "hit" if replay else "miss"}
+        delay = 1.0 if self.mode[TICKETS] == "slow_once" and not replay else 0.0
+        return Reply(201, {"ticket": {"id": ticket_id}}, headers, delay=delay)
+
+    def _update(self, request: RecordedRequest) -> Reply:
+        ticket_id = int(request.path.rsplit("/", 1)[1].split(".")[0])
+        self.updates.append((ticket_id, request.json()["ticket"]))
+        audit = {"events": [{"type": "Comment", "id": 77}]}
+        return Reply(200, {"ticket": {"id": ticket_id}, "audit": audit})
+
+    def _shopify(self, request: RecordedRequest) -> Reply:
+        """Answers whichever set-semantics mutations were sent (senders/shopify.py)."""
+        body = request.json()
+        node = {"node": {"id": body["variables"]["id"]}, "userErrors": []}
+        data: dict[str, Any] = {}
+        for name in ("tagsAdd", "tagsRemove"):
+            if f"{name}(" in body["query"]:
+                data[name] = node
+        if "metafieldsSet(" in body["query"]:
+            data["metafieldsSet"] = {
+                "metafields": [{"id": "gid://shopify/Metafield/1"}],
+                "userErrors": [],
+            }
+        if "metafieldsDelete(" in body["query"]:
+            data["metafieldsDelete"] = {"deletedMetafields": [None], "userErrors": []}
+        return Reply(200, {"data": data})
+
+    def _slack(self, request: RecordedRequest) -> Reply:
+        return self._fail(HOOK) or Reply(200, "ok", {"Content-Type": "text/plain"})
+
+
+def sink(home: Path, server_url: str) -> ActionSink:
+    senders = senders_from_env({})
+    senders["ticket_sender"] = ZendeskTicketSender(
+        enabled=True,
+        base_url=f"{server_url}/api/v2",
+        email="ops@example.com",
+        api_token="zd-token",
+        group_ids=",".join(f"{q}={g}" for q, g in GROUPS.items()),
+        **FAST,
+    )
+    senders["order_tag_sender"] = ShopifyOrderTagSender(
+        enabled=True, base_url=f"{server_url}/admin/api/2025-07", access_token="shpat_t", **FAST
+    )
+    senders["slack_sender"] = SlackWebhookSender(
+        enabled=True, webhook_url=server_url + HOOK, **FAST
+    )
+    return ActionSink(outbox=str(home / "outbox"), **senders)
+
+
+def run(home: Path, server_url: str, policy: Any = POLICY) -> RunReport:
+    controls = Controls(packet_base_url="https://ops.example.com/packets")
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        return run_actions(
+            session,
+            sink(home, server_url).send,
+            controls,
+            policy,
+            settings.now(),
+            "test",
+            home / "outbox",
+            lambda _: None,
+        )
+
+
+def rows(home: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def deliveries(home: Path, channel: str) -> dict[str, dict[str, Any]]:
+    cols = ("key", "status", "attempts", "history", "provider_id", "exception_ids", "follow_up")
+    found = rows(
+        home,
+        "select idempotency_key, status, attempts, history, provider_id, exception_ids,"
+        f" follow_up from ops.customer_messages where channel = '{channel}'",
+    )
+    out = {}
+    for row in found:
+        item = dict(zip(cols, row, strict=True))
+        item["history"] = json.loads(item["history"] or "[]")
+        item["exception_ids"] = json.loads(item["exception_ids"] or "[]")
+        out[item["key"]] = item
+    return out
+
+
+def queue(home: Path, kind: str) -> list[tuple[Any, ...]]:
+    return rows(
+        home,
+        "select action_key, exception_id, order_name, target, status from ops.action_queue"
+        f" where kind = '{kind}' order by 1",
+    )
+
+
+def test_tasks_are_zendesk_tickets_and_escalations_slack_posts(
+    home: Path, server: ScriptedHTTPServer
+) -> None:
+    Provider(server)
+    report = run(home, server.url)
+    tasks, escalations = queue(home, "create_task"), queue(home, "escalate")
+    assert tasks and escalations
+    creates = server.requests_to(TICKETS)
+    assert len(creates) == len(tasks) == report.actions["ticket_create"]
+    by_key = {delivery_key(t[0], "ticket_create"): t for t in tasks}
+    for request in creates:
+        ticket = request.json()["ticket"]
+        _, _, order_name, target, _ = by_key[request.headers["Idempotency-Key"]]
+        assert ticket["external_id"] == order_name  # the support feed links it back
+        assert ticket["group_id"] == GROUPS[target]
+        assert {"orderwatch", "orderwatch_task", f"orderwatch_queue_{target}"} <= set(
+            ticket["tags"]
+        )
+        assert ticket["type"] == "task" and ticket["comment"]["public"] is False
+        assert order_name in ticket["subject"] and order_name in ticket["comment"]["body"]
+        assert "https://ops.example.com/packets/order-" in ticket["comment"]["body"]
+    posts = server.requests_to(HOOK)
+    assert len(posts) == len(escalations)
+    blocks = posts[0].json()["blocks"]
+    assert blocks[0]["type"] == "header" and escalations[0][2] in blocks[0]["text"]["text"]
+    (button,) = blocks[-1]["elements"]
+    assert button["url"].startswith("https://ops.example.com/packets/order-")
+    made = deliveries(home, "ticket_create")
+    assert {d["status"] for d in made.values()} == {"accepted"}
+    assert all(d["provider_id"].startswith("ticket 90") for d in made.values())
+    # every delivery is on its exception's ledger entry
+    for d in made.values():
+        ((actions,),) = rows(
+            home,
+            "select actions from ops.exception_ledger"
+            f" where exception_id = '{d['exception_ids'][0]}'",
+        )
+        assert any(a["kind"] == "ticket_create" for a in json.loads(actions))
+    before = len(server.requests)
+    run(home, server.url)  # nothing new: nothing sent again
+    assert len(server.requests) == before
+
+
+@pytest.mark.parametrize("failure", ["refused", "throttle", "unavailable"])
+def test_not_accepted_stays_pending_and_goes_once_on_the_next_run(
+    home: Path, server: ScriptedHTTPServer, failure: str
+) -> None:
+    provider = Provider(server)
+    dead = f"http://127.0.0.1:{free_port()}"
+    if failure != "refused":
+        provider.mode = {TICKETS: failure, HOOK: failure}
+    first = run(home, dead if failure == "refused" else server.url)
+    pending = {**deliveries(home, "ticket_create"), **deliveries(home, "slack")}
+    assert pending and {d["status"] for d in pending.values()} == {"not_accepted"}
+    assert first.messages["not_accepted"] >= len(pending)
+    for d in pending.values():  # every try is in the ledger
+        assert d["attempts"] == len(d["history"]) >= 1
+        if failure == "refused":
+            assert all(a["status"] is None and a["error"] for a in d["history"])
+        else:
+            assert d["history"][-1]["status"] in (429, 503)
+    tried = Counter(r.path for r in server.requests)
+    provider.mode = {TICKETS: "ok", HOOK: "ok"}
+    run(home, server.url)
+    sent = {**deliveries(home, "ticket_create"), **deliveries(home, "slack")}
+    assert set(sent) == set(pending) and {d["status"] for d in sent.values()} == {"accepted"}
+    # exactly one request per pending delivery in the second run
+    now_sent = Counter(r.path for r in server.requests) - tried
+    assert now_sent[TICKETS] == len(deliveries(home, "ticket_create"))
+    assert now_sent[HOOK] == len(deliveries(home, "slack"))
+    run(home, server.url)
+    assert Counter(r.path for r in server.requests) - tried == now_sent  # and never again
+
+
+def test_fate_unknown_retried_under_the_key_where_honoured_else_uncertain_never_twice(
+    home: Path, server: ScriptedHTTPServer
+) -> None:
+    provider = Provider(server)
+    provider.mode = {TICKETS: "slow_once", HOOK: "error"}
+    report = run(home, server.url)
+    # Zendesk: the create timed out, was retried under the same Idempotency-Key, replayed
+    made = deliveries(home, "ticket_create")
+    assert made and {d["status"] for d in made.values()} == {"accepted"}
+    keys = Counter(r.headers["Idempotency-Key"] for r in server.requests_to(TICKETS))
+    assert set(keys.values()) == {2}
+    for d in made.values():
+        assert d["attempts"] == 2 and "Timeout" in (d["history"][0]["error"] or "")
+    # Slack: no key, so a 500 is uncertain after one request, in the human queue, alerted
+    posted = deliveries(home, "slack")
+    assert {d["status"] for d in posted.values()} == {"uncertain"}
+    assert len(server.requests_to(HOOK)) == len(posted) == 1
+    human = rows(
+        home,
+        "select target, status from ops.action_queue where kind = 'human_review'"
+        " and target = 'uncertain_delivery'",
+    )
+    assert human == [("uncertain_delivery", "open")]
+    assert any(a.startswith("uncertain_delivery") for a in report.alerts)
+    provider.mode = {TICKETS: "ok", HOOK: "ok"}
+    run(home, server.url)
+    assert len(server.requests_to(HOOK)) == 1  # never twice
+    assert Counter(r.headers["Idempotency-Key"] for r in server.requests_to(TICKETS)) == keys
+
+
+def test_a_refused_credential_keeps_tasks_pending_and_alerts(
+    home: Path, server: ScriptedHTTPServer
+) -> None:
+    server.route(TICKETS, Reply(401, {"error": "Couldn't authenticate you"}))
+    server.route(HOOK, Reply(200, "ok", {"Content-Type": "text/plain"}))
+    report = run(home, server.url)
+    made = deliveries(home, "ticket_create")
+    assert {(d["status"], d["follow_up"]) for d in made.values()} == {
+        ("not_accepted", "fix_config")
+    }
+    assert any(a.startswith("fix_config: ticket_create") for a in report.alerts)
+    assert "zd-token" not in json.dumps(report.alerts)
+
+
+def test_zendesk_group_map_is_checked_before_sending() -> None:
+    sender = ZendeskTicketSender(
+        enabled=True, base_url="http://127.0.0.1:9/api/v2", api_token="t", group_ids="warehouse"
+    )
+    message = Outbound("k", "ticket_create", "#1", "body", "subject", metadata={"queue": "x"})
+    result = sender.send(message)
+    assert result.outcome is Outcome.NOT_ACCEPTED and result.follow_up is FollowUp.FIX_CONFIG
+    assert "ORDERWATCH_ZENDESK_GROUP_IDS" in result.detail and result.attempts == 0
+    assert ZendeskTicketSender(group_ids="warehouse=1,*=9").group_for("other") == 9
+
+
+def test_pending_then_sent_once_across_two_runs_of_the_job(
+    home: Path, server: ScriptedHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code location's own job, its senders switched on by environment variables alone
+    (README "Outbound channels"): the first run's e-mails meet an SMTP 4xx before DATA and its
+    tasks a Zendesk 503 + Retry-After; all stay pending in the ledger; the second run sends
+    each once, and the ledger keeps both runs' tries."""
+    import dagster as dg
+    from smtp_server import RecordingHandler, SMTPServer
+
+    from orderwatch_dagster.definitions import defs
+
+    provider = Provider(server)
+    provider.mode = {TICKETS: "unavailable", HOOK: "ok"}
+    handler = RecordingHandler(rcpt_reply="451 4.3.0 Mailbox busy, try again later")
+    with SMTPServer(handler) as smtp:
+        env = {
+            "ORDERWATCH_SMTP_ENABLED": "true",
+            "ORDERWATCH_SMTP_HOST": "127.0.0.1",
+            "ORDERWATCH_SMTP_PORT": str(smtp.port),
+            "ORDERWATCH_SMTP_SECURITY": "none",
+            "ORDERWATCH_SMTP_FROM": "orders@shop.example",
+            "ORDERWATCH_ZENDESK_ENABLED": "true",
+            "ORDERWATCH_ZENDESK_URL": f"{server.url}/api/v2",
+            "ZENDESK_EMAIL": "ops@example.com",
+            "ZENDESK_API_TOKEN": "zd-token",
+            "ORDERWATCH_SHOPIFY_ENABLED": "true",
+            "ORDERWATCH_SHOPIFY_URL": f"{server.url}/admin/api/2025-07",
+            "SHOPIFY_ACCESS_TOKEN": "shpat_t",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        job = defs().resolve_job_def("exception_actions_job")
+        with dg.instance_for_test() as instance:
+            assert job.execute_in_process(instance=instance).success
+            emails, tasks = deliveries(home, "email"), deliveries(home, "ticket_create")
+            assert emails and tasks
+            for pending in (emails, tasks):
+                assert {d["status"] for d in pending.values()} == {"not_accepted"}
+            assert handler.messages == [] and deliveries(home, "order_tags") == {}
+            handler.rcpt_reply = "250 OK"
+            provider.mode = {TICKETS: "ok", HOOK: "ok"}
+            assert job.execute_in_process(instance=instance).success
+            assert job.execute_in_process(instance=instance).success  # a third: nothing new
+    for channel, before in (("email", emails), ("ticket_create", tasks)):
+        after = deliveries(home, channel)
+        assert set(after) == set(before) and {d["status"] for d in after.values()} == {"accepted"}
+        for key, d in after.items():  # the first run's refusal is still on record
+            assert d["attempts"] == len(d["history"]) == before[key]["attempts"] + 1
+    message_ids = [m.message["Message-ID"] for m in handler.messages]
+    assert len(message_ids) == len(set(message_ids)) == len(emails)
+    # run 1: every try a 503 (retried within the send: a create under its key is safe to
+    # retry); later runs: exactly one request each, answered 201
+    keys = Counter(r.headers["Idempotency-Key"] for r in server.requests_to(TICKETS))
+    assert keys == {key: d["attempts"] + 1 for key, d in tasks.items()}
+    tagged = [r for r in server.requests_to(GRAPHQL) if "tagsAdd(" in r.json()["query"]]
+    assert len(tagged) == len({d["key"] for d in deliveries(home, "order_tags").values()}) > 0
