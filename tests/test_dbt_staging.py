@@ -259,6 +259,11 @@ TICKETS = [
     _ticket(4003, "1003", ["WISMO"], None),  # external_id without '#'
 ]
 
+# Zendesk `include=users`: the requesters beside the tickets (feed support_users)
+USERS = [{"id": 9001, "name": "Ann Lee", "email": "Ann.Lee@Example.com", "role": "end-user",
+          "created_at": "2026-10-01T09:00:00Z", "updated_at": "2026-10-01T09:00:00Z"}]  # fmt: skip
+TICKET_PAGE = {"tickets": TICKETS, "users": USERS, "meta": {"has_more": False}, "links": {}}
+
 PAGES: dict[str, list[Any]] = {
     # the newer version of 5003 is loaded first, the older one arrives after it
     "storefront_orders": [{"orders": ORDERS_V2}, {"orders": ORDERS_V1}],
@@ -272,7 +277,8 @@ PAGES: dict[str, list[Any]] = {
         AFTERSHIP,
     ],
     "returns": [{"returns": RETURNS}],
-    "support_tickets": [{"tickets": TICKETS, "meta": {"has_more": False}, "links": {}}],
+    "support_tickets": [TICKET_PAGE],
+    "support_users": [TICKET_PAGE],  # a sideload: the users ride on the ticket pages
 }
 
 
