@@ -8,20 +8,37 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
 import pytest
+from http_server import RecordedRequest, Reply, ScriptedHTTPServer
 from test_dbt_staging import run_dbt
 from test_ingest import default_connectors
 
 from orderwatch_dagster.defs.ingest import factory
+from orderwatch_dagster.defs.ingest.support.resources import ZendeskConnector
 from orderwatch_dagster.defs.resources import DuckDBWarehouse
+from orderwatch_dagster.lib.parsers import parse_page
 from orderwatch_dagster.sim import simulate
 
-SELECT = ["--select", "+int_support_ticket_links_counted", "--indirect-selection", "cautious"]
+# Build what linking reads, test only the support models (the storefront's tests run in
+# tests/test_dbt_staging.py): the models upstream, plus the tests attached to ours.
+OURS = (
+    "stg_support__users",
+    "stg_support__tickets",
+    "int_support_tickets_linked",
+    "int_support_ticket_links_counted",
+)
+SELECT = [
+    "--indirect-selection", "empty", "--select",
+    "+int_support_ticket_links_counted,resource_type:model",
+    *(f"{model}+1,resource_type:test" for model in OURS),
+]  # fmt: skip
+WORLD: dict[str, Any] = {"seed": 5, "start": date(2026, 10, 1), "days": 14, "orders_per_day": 250}
 # what linking reads: the storefront (orders, fulfillments, customers) and support feeds
 FEEDS = ("storefront_orders", "storefront_customers", "support_tickets", "support_users")
 
@@ -34,8 +51,7 @@ def linked_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ORDERWATCH_HOME", str(work))
         patch.delenv("ORDERWATCH_AS_OF", raising=False)
-        simulate(landing, seed=5, start=date(2026, 10, 1), days=14, orders_per_day=250,
-                 clock_file=work / "clock")  # fmt: skip
+        simulate(landing, **WORLD, clock_file=work / "clock")
         result = dg.materialize(
             [factory.build_ingest_asset(feed) for feed in FEEDS],
             resources={"warehouse": DuckDBWarehouse(path=str(warehouse)), **default_connectors()},
@@ -58,12 +74,17 @@ def linked_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             "select link_method, tickets from intermediate.int_support_ticket_links_counted"
         ).fetchall()
         users = con.execute("select count(*) from staging.stg_support__users").fetchone()[0]
+        captured = con.execute(
+            "select order_id, min(payment_captured_at) from staging.stg_storefront__orders"
+            " group by order_id"
+        ).fetchall()
     yield {
         "results": results,
         "truth": truth,
         "tickets": [dict(zip(cols, row, strict=True)) for row in rows],
         "counted": dict(counted),
         "users": users,
+        "captured": {order_id: at for order_id, at in captured},
     }
 
 
@@ -123,3 +144,57 @@ def test_untagged_status_questions_are_recognised_and_look_alikes_are_not(
     assert untagged and others
     assert recall_untagged >= 0.6
     assert precision >= 0.9
+
+
+def test_over_http_the_users_come_from_the_ticket_pages_archive(tmp_path: Path) -> None:
+    """The export is asked for `include=users`; feed support_users then reads the users from
+    the archive the ticket pages were spooled to, without a request of its own."""
+    path = "/api/v2/incremental/tickets/cursor.json"
+
+    def export(request: RecordedRequest) -> Reply:
+        body = {
+            "tickets": [{"id": 7, "requester_id": 42, "status": "new",
+                         "updated_at": "2026-10-05T10:00:00Z"}],
+            "users": [{"id": 42, "email": "Ann@Example.com", "updated_at": "2026-09-01T00:00:00Z"}],
+            "end_of_stream": True,
+        }  # fmt: skip
+        return Reply(body=body)
+
+    with ScriptedHTTPServer() as server:
+        server.route(path, export)
+        connector = ZendeskConnector(
+            transport="http", base_url=f"{server.url}/api/v2", api_key="k",
+            landing_dir=str(tmp_path), backoff_factor=0.01,
+        )  # fmt: skip
+        since = datetime(2026, 10, 5, tzinfo=UTC)
+        assert len(list(connector.pages("support_tickets", since))) == 1
+        (asked,) = server.requests
+        assert asked.param("include") == "users"
+        (page,) = connector.pages("support_users", since)
+        assert len(server.requests) == 1
+    assert page.name.startswith("support_tickets/http/")
+    (user,) = parse_page("support_users", page.body).records
+    assert user.key == "42"
+    # a ticket page without the sideload holds no user (not a broken page)
+    empty = parse_page("support_users", b'{"tickets": [], "meta": {"has_more": false}}')
+    assert not empty.records and not empty.rejected
+
+
+def test_staging_reads_the_payment_capture_not_the_checkout(linked_world: dict[str, Any]) -> None:
+    """The simulator captures some payments hours to days after checkout: staging's
+    payment_captured_at is the first paid version's time (an hourly poll: within the hour of
+    the capture), never the checkout time of a late-captured order."""
+    from orderwatch_dagster.sim.config import load_config
+    from orderwatch_dagster.sim.world import World
+
+    world = World(load_config(), **WORLD)
+    captured = linked_world["captured"]
+    late = 0
+    for index in range(world.total_orders):
+        plan = world.plan(index)
+        at = captured.get(plan.order_id)
+        if at is None:
+            continue  # not paid (cancelled before capture) or not yet
+        assert plan.paid_at <= at.timestamp() <= plan.paid_at + 3600, plan.order_id
+        late += plan.payment_pending
+    assert late > 0
