@@ -32,7 +32,7 @@ from orderwatch_dagster.defs.ingest.returns.resources import LoopConnector
 from orderwatch_dagster.defs.ingest.storefront.resources import ShopifyConnector
 from orderwatch_dagster.defs.ingest.support.resources import ZendeskConnector
 from orderwatch_dagster.defs.ingest.wms.resources import ShipBobConnector
-from orderwatch_dagster.lib.feeds import FEED_FOLDERS, LOOP_STATE
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS, LOOP_STATE, feed_spec
 from orderwatch_dagster.lib.parsers import parse_page
 
 SINCE = datetime(2026, 10, 5, 14, 0, 0, tzinfo=UTC)
@@ -556,8 +556,9 @@ def test_source_folders_bind_every_feed_with_file_transport_by_default(
         connector = connectors[f"{feed}_source"]
         assert isinstance(connector, FeedConnector)
         assert connector.transport == "file"
-        _drop(tmp_path / "landing" / feed, "page.json", b"{}")
-        assert [p.name for p in connector.pages(feed, None)] == [f"{feed}/page.json"]
+        folder = feed_spec(feed).landing_folder  # a sideload reads its parent feed's pages
+        _drop(tmp_path / "landing" / folder, "page.json", b"{}")
+        assert [p.name for p in connector.pages(feed, None)] == [f"{folder}/page.json"]
     assert isinstance(connectors["storefront_orders_source"], ShopifyConnector)
     assert isinstance(connectors["wms_shipments_source"], ShipBobConnector)
     assert isinstance(connectors["carrier_trackers_source"], EasyPostConnector)

@@ -259,6 +259,11 @@ TICKETS = [
     _ticket(4003, "1003", ["WISMO"], None),  # external_id without '#'
 ]
 
+# Zendesk `include=users`: the requesters beside the tickets (feed support_users)
+USERS = [{"id": 9001, "name": "Ann Lee", "email": "Ann.Lee@Example.com", "role": "end-user",
+          "created_at": "2026-10-01T09:00:00Z", "updated_at": "2026-10-01T09:00:00Z"}]  # fmt: skip
+TICKET_PAGE = {"tickets": TICKETS, "users": USERS, "meta": {"has_more": False}, "links": {}}
+
 PAGES: dict[str, list[Any]] = {
     # the newer version of 5003 is loaded first, the older one arrives after it
     "storefront_orders": [{"orders": ORDERS_V2}, {"orders": ORDERS_V1}],
@@ -272,7 +277,8 @@ PAGES: dict[str, list[Any]] = {
         AFTERSHIP,
     ],
     "returns": [{"returns": RETURNS}],
-    "support_tickets": [{"tickets": TICKETS, "meta": {"has_more": False}, "links": {}}],
+    "support_tickets": [TICKET_PAGE],
+    "support_users": [TICKET_PAGE],  # a sideload: the users ride on the ticket pages
 }
 
 
@@ -392,7 +398,8 @@ def check_world(fetch: Callable[[str], list[tuple]], results: dict[str, dict[str
     by_id = {o["order_id"]: o for o in orders}
     # the older version of 5003 arrived after the newer one: the newer (vendor time) still wins
     assert by_id[5003]["financial"] == "paid"
-    assert by_id[5003]["captured"] == parse_timestamp("2026-11-02T11:30:00-05:00")
+    # captured when the version showing it paid was updated, not at checkout (processed_at)
+    assert by_id[5003]["captured"] == parse_timestamp("2026-11-02T12:00:00-05:00")
     assert by_id[5001]["promised"] == date(2026, 11, 18) and by_id[5002]["promised"] is None
     assert by_id[5004]["cancelled"] and not by_id[5001]["cancelled"]
     assert by_id[5001]["number"] == "1001"

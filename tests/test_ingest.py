@@ -22,7 +22,7 @@ from http_server import RecordedRequest, Reply, ScriptedHTTPServer
 from orderwatch_dagster.defs.ingest.carrier.resources import EasyPostConnector
 from orderwatch_dagster.defs.ingest.factory import build_ingest_asset, build_quarantine_check
 from orderwatch_dagster.defs.resources import DuckDBWarehouse, Warehouse
-from orderwatch_dagster.lib.feeds import FEED_FOLDERS, sources
+from orderwatch_dagster.lib.feeds import FEED_FOLDERS, feed_spec, sources
 from orderwatch_dagster.lib.records import QuarantineReason
 from orderwatch_dagster.lib.settings import parse_timestamp
 
@@ -495,7 +495,13 @@ def test_simulated_world_loads_every_feed_and_reingest_is_idempotent(
             assert meta[feed]["rows_loaded"] > 0, feed
         assert meta[feed]["dagster/row_count"] == counts[feed] == meta[feed]["rows_loaded"]
         assert meta[feed]["pages_read"] == len(
-            [p for p in (landing / feed).rglob("*") if p.suffix in (".json", ".ndjson")]
+            [
+                p
+                for p in (landing / feed_spec(feed).landing_folder).rglob(
+                    "*"
+                )  # sideloads: parent's
+                if p.suffix in (".json", ".ndjson")
+            ]
         )
     quarantined = sum(m["rows_quarantined"] for m in meta.values())
     assert quarantined > 0  # --inject-bad-records

@@ -76,3 +76,15 @@ def shipbob_update_time(payload: dict[str, Any]) -> Any:
             if latest is None or moment > latest[0]:
                 latest = (moment, raw)
     return latest[1] if latest is not None else payload.get("created_date")
+
+
+# -- support: Zendesk users sideloaded beside tickets -------------------------------------------
+
+
+def zendesk_users_envelope(document: dict[str, Any]) -> list[Any] | None:
+    """A Zendesk ticket page without `include=users` (or an export page that changed no user)
+    carries no `users` key: it holds no user, which is not a broken page. None for anything
+    that is not a Zendesk ticket page."""
+    if isinstance(document.get("tickets"), list) or isinstance(document.get("ticket"), dict):
+        return []
+    return None

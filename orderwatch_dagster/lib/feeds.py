@@ -54,6 +54,15 @@ class FeedSpec:
     update_time: Callable[[dict[str, Any]], Any] | None = None
     # (format, key column) -> the payload field holding it in that format
     field_aliases: tuple[tuple[str, str, str], ...] = ()
+    # A sideload: records the vendor sends beside another feed's on that feed's pages (Zendesk
+    # `include=users`). It reads the pages of `pages_of` (its landing folder, HTTP archive
+    # included: defs/ingest/connector.py) and makes no API call of its own.
+    pages_of: str | None = None
+
+    @property
+    def landing_folder(self) -> str:
+        """The folder under ORDERWATCH_HOME/landing/ this feed's pages are read from."""
+        return self.pages_of or self.name
 
     def source_field(self, record_format: str, column: str) -> str:
         """The payload field a key column is read from, for one record format."""
@@ -311,13 +320,28 @@ _REGISTRY: tuple[FeedSpec, ...] = (
         single_key="ticket",
         enums=(EnumField("status", ZENDESK_STATUS, "zendesk", "status"),),
     ),
+    FeedSpec(
+        name="support_users",
+        source="support",
+        vendor="zendesk",
+        key_columns=(_ID_INT, _UPDATED),
+        format="zendesk",
+        list_key="users",
+        single_key="user",
+        envelope=feed_hooks.zendesk_users_envelope,
+        pages_of="support_tickets",
+    ),
 )
 
 FEEDS: dict[str, FeedSpec] = {spec.name: spec for spec in _REGISTRY}
-# Feed names in registry order (= landing folders = raw tables).
+# Feed names in registry order (= raw tables = raw assets).
 FEED_FOLDERS: tuple[str, ...] = tuple(FEEDS)
+# The landing folders pages are written to (a sideload has none of its own).
+LANDING_FOLDERS: tuple[str, ...] = tuple(s.name for s in _REGISTRY if s.pages_of is None)
 if len(FEEDS) != len(_REGISTRY):
     raise ValueError("lib/feeds.py: two registry entries share a feed name")
+if any(s.pages_of is not None and s.pages_of not in LANDING_FOLDERS for s in _REGISTRY):
+    raise ValueError("lib/feeds.py: a sideload's pages_of names no feed with its own folder")
 
 
 def feed_spec(feed: str) -> FeedSpec:

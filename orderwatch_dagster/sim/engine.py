@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from orderwatch_dagster.lib.feeds import FEED_FOLDERS
+from orderwatch_dagster.lib.feeds import LANDING_FOLDERS
 from orderwatch_dagster.lib.settings import write_clock
 from orderwatch_dagster.sim.config import load_config
 from orderwatch_dagster.sim.render import PAGES, easypost, loop, shipbob, shopify, zendesk
@@ -49,8 +49,17 @@ except ImportError:  # pragma: no cover
 PAGE_SIZE = 250
 STATE_FILE = "simulation.json"
 GROUND_TRUTH = "ground_truth.csv"
+# Beside it: one row per support ticket created by the clock (render/zendesk.py ticket_truth).
+TICKET_TRUTH = "ground_truth_tickets.csv"
 OUT_OF_ORDER_EVERY = 200  # ~0.5% of tracker versions: an older one re-delivered after it
 DUPLICATE_PER_MILLE = 10  # ~1% of tracker versions delivered twice (duplicated webhooks)
+# Shares of tracker versions as written (sim/shipment.py NOISE_RANGES explains the ranges):
+# a version written twice; a version written after a newer one of its tracker (the older
+# re-deliveries above plus duplicates that land after the next version).
+WEBHOOK_NOISE_RANGES = {
+    "duplicate_webhook": (0.008, 0.02),
+    "stale_redelivery": (0.008, 0.02),
+}
 GROUND_TRUTH_COLUMNS = (
     "order_id",
     "order_name",
@@ -124,11 +133,11 @@ class PageWriter:
     def __init__(self, out: Path, prefix: str) -> None:
         self.out = out
         self.prefix = prefix
-        self.buffers: dict[str, list[dict]] = {feed: [] for feed in FEED_FOLDERS}
+        self.buffers: dict[str, list[dict]] = {feed: [] for feed in LANDING_FOLDERS}
         self.side: dict[str, dict[object, dict]] = {}
         self.seq: Counter[str] = Counter()
         self.records: Counter[str] = Counter()
-        for feed in FEED_FOLDERS:
+        for feed in LANDING_FOLDERS:
             (out / feed).mkdir(parents=True, exist_ok=True)
 
     def add(self, feed: str, record: dict, side: dict | None = None) -> None:
@@ -160,7 +169,7 @@ class PageWriter:
         return path
 
     def close(self) -> None:
-        for feed in FEED_FOLDERS:
+        for feed in LANDING_FOLDERS:
             self.flush(feed, more=False)
 
 
@@ -242,8 +251,8 @@ def simulate(
     hi = int(until.timestamp())
     summary = SimSummary(out=out, clock=until, previous_clock=previous, orders=0, new_orders=0)
     modes: Counter[str] = Counter({mode: 0 for mode in FAILURE_MODES})
-    records: Counter[str] = Counter({feed: 0 for feed in FEED_FOLDERS})
-    pages: Counter[str] = Counter({feed: 0 for feed in FEED_FOLDERS})
+    records: Counter[str] = Counter({feed: 0 for feed in LANDING_FOLDERS})
+    pages: Counter[str] = Counter({feed: 0 for feed in LANDING_FOLDERS})
     stamp = _stamp(until)
     # One block per simulated day: pages are named by block, so the bytes do not depend on
     # how many processes ran the blocks, and names sort in emission order.
@@ -254,10 +263,13 @@ def simulate(
     ]
     gt_path = out / GROUND_TRUTH
     gt_tmp = out / (GROUND_TRUTH + ".tmp")
-    with gt_tmp.open("w", newline="") as handle:
+    tickets_tmp = out / (TICKET_TRUTH + ".tmp")
+    with gt_tmp.open("w", newline="") as handle, tickets_tmp.open("w", newline="") as tickets:
         csv.writer(handle, lineterminator="\n").writerow(GROUND_TRUTH_COLUMNS)
+        csv.writer(tickets, lineterminator="\n").writerow(zendesk.TICKET_TRUTH_COLUMNS)
         for block in _run_blocks(jobs, workers):
             handle.write(block.truth)
+            tickets.write(block.ticket_truth)
             summary.orders += block.orders
             summary.new_orders += block.new_orders
             summary.cancelled += block.cancelled
@@ -276,12 +288,13 @@ def simulate(
                     flush=True,
                 )
     _replace_if_changed(gt_tmp, gt_path)
+    _replace_if_changed(tickets_tmp, out / TICKET_TRUTH)
     if inject_bad_records and hi > lo:
         bad_writer = PageWriter(out, f"{stamp}-x")
         summary.bad_records = _inject_bad_records(bad_writer, until)
         pages.update(bad_writer.seq)
-    summary.records = {feed: records[feed] for feed in FEED_FOLDERS}
-    summary.pages = {feed: pages[feed] for feed in FEED_FOLDERS}
+    summary.records = {feed: records[feed] for feed in LANDING_FOLDERS}
+    summary.pages = {feed: pages[feed] for feed in LANDING_FOLDERS}
     summary.failure_modes = dict(modes)
 
     state_doc = {"world": params, "clock": _iso(until), "format": 2}
@@ -325,6 +338,7 @@ class _Job:
 class _Block:
     day: int
     truth: str = ""
+    ticket_truth: str = ""
     orders: int = 0
     new_orders: int = 0
     cancelled: int = 0
@@ -377,6 +391,8 @@ def _simulate_day(job: _Job) -> _Block:
     late: list[dict] = []
     buffer = io.StringIO()
     rows = csv.writer(buffer, lineterminator="\n")
+    ticket_buffer = io.StringIO()
+    ticket_rows = csv.writer(ticket_buffer, lineterminator="\n")
     first, end = world.day_bounds(job.day)
     for index in range(first, end):
         placed = world.placed_at(index)
@@ -388,6 +404,9 @@ def _simulate_day(job: _Job) -> _Block:
         if writer is not None:
             _emit(plan, job.lo, job.hi, writer, late, job.snapshot)
         rows.writerow(_truth_row(plan))
+        ticket_rows.writerows(
+            zendesk.ticket_truth(plan, t) for t in plan.tickets if t.created_at <= job.hi
+        )
         if plan.cancelled_at is not None:
             block.cancelled += 1
         else:
@@ -406,6 +425,7 @@ def _simulate_day(job: _Job) -> _Block:
         block.records = writer.records
         block.pages = writer.seq
     block.truth = buffer.getvalue()
+    block.ticket_truth = ticket_buffer.getvalue()
     return block
 
 

@@ -283,7 +283,7 @@ class Cause(NamedTuple):
 class OrderPlan:
     index: int
     placed_at: int
-    paid_at: int
+    paid_at: int  # payment captured (the order's financial_status turns `paid`)
     released_at: int | None
     cancelled_at: int | None
     destination: Destination
@@ -309,6 +309,9 @@ class OrderPlan:
     delivered_at: int | None = None
     tickets: list[TicketPlan] = field(default_factory=list)
     returns: list[ReturnPlan] = field(default_factory=list)
+    # a payment method that settles days later (bank transfer, buy now pay later, a manual
+    # review): the order is `pending` until then, not `authorized` (sim/world.py DELAYED_PAYMENT)
+    payment_pending: bool = False
     customer: int = 0  # customer number (repeat customers share it across orders)
     causes: list[Cause] = field(default_factory=list)  # every delay the order met
     onsets: dict[str, int] = field(default_factory=dict)  # signal -> first observable time

@@ -43,6 +43,7 @@ from orderwatch_dagster.sim.network import (
     nominal_transit,
     zone_days,
 )
+from orderwatch_dagster.sim.threepl import follow_carrier
 
 
 class World(Protocol):
@@ -78,6 +79,23 @@ NOISE = {
     "false_delay_scan": 0.004,  # a `delayed` exception on a parcel that is on time
     "false_address_scan": 0.003,  # an address correction that costs nothing
     "pessimistic_edd": 0.05,  # the estimate moves 1-2 days later on an on-time parcel
+}
+# The rate each kind shows in a world: the chance above plus what other mechanisms add (a real
+# delay the parcel recovers from also leaves a `delayed` scan on an on-time parcel), as a range
+# wide enough for a 3,000-order world (about three standard errors). tests/test_sim.py
+# asserts every entry; docs/feeds.md "Noise" states them. Shares are of shipped parcels unless
+# named: `*_on_time` of parcels delivered in time, `late_upload` of delivered ones.
+NOISE_RANGES = {
+    "status_update": (0.17, 0.23),  # NOISE 20 %
+    "no_acceptance_scan": (0.028, 0.052),  # NOISE 4 %
+    "repeated_scan": (0.015, 0.035),  # 6 % of arrival scans (NOISE 3 % x 2) -> ~2.3 % parcels
+    "late_upload": (0.008, 0.025),  # NOISE 1.5 % of delivered parcels with 3+ scans
+    "pickup_next_day": (0.06, 0.10),  # NOISE 8 %, plus labels after PICKUP_CUTOFF, less holds
+    "no_edd": (0.045, 0.085),  # EDD_ABSENT by carrier (USPS 12 %, UPS / FedEx 4 %)
+    "edd_revised": (0.11, 0.19),  # delays the carrier revises for + pessimistic + storms
+    "delay_scan_on_time": (0.012, 0.035),  # NOISE 0.4 % + real delays the parcel recovers
+    "address_scan_on_time": (0.002, 0.014),  # NOISE 0.3 % + carrier corrections costing nothing
+    "later_edd_on_time": (0.10, 0.18),  # NOISE 5 % pessimistic + storms + recovered delays
 }
 PICKUP_CUTOFF = 19.0  # labels printed later than this (site time) go with the next pickup
 EDD_ABSENT = {"USPS": 0.12, "UPS": 0.04, "FedEx": 0.04}
@@ -126,6 +144,7 @@ class ShipmentLife:
         earliest, base_day = self._holds(od)
         self._warehouse(earliest, base_day)
         self._carrier()
+        follow_carrier(self.shipment)
 
     # -- holds before picking ------------------------------------------------------------
     def _holds(self, od: date) -> tuple[int, date]:
@@ -492,7 +511,9 @@ class Delays:
         elif self.announced == "delayed":
             life.scan(known_at + 60, "in_transit", "delayed",
                       "Delayed in transit: missed connection", where)  # fmt: skip
-        if self.extra > 0:
+        if self.extra > 0 or self.false_delay:
+            # A `delayed` scan on a parcel that then catches up moves the estimate as a real
+            # delay would: the carrier cannot tell which of its delays will be recovered.
             edd.delay(known_at)
         elif self.storm_scan and life.rng.random() < STORM_REVISION:
             # The carrier revises a whole region's estimates; this parcel makes it anyway.

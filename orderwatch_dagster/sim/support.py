@@ -33,6 +33,13 @@ class World(Protocol):
 
 WISMO_TAGGED = 0.75
 TICKET_LINK = (("external_id", "field", "none"), (0.5, 0.65, 1.0))
+# Shares of status questions (a few hundred in a 3,000-order world: wide ranges; sim/shipment.py
+# NOISE_RANGES explains them): without the `wismo` tag (1 - WISMO_TAGGED), naming no order
+# (TICKET_LINK "none", 35 %).
+TICKET_NOISE_RANGES = {
+    "wismo_untagged": (0.15, 0.35),
+    "wismo_no_order_number": (0.25, 0.45),
+}
 
 
 def settle(world: World, plan: OrderPlan, rng: random.Random) -> None:

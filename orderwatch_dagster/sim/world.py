@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import zlib
 from bisect import bisect
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import accumulate
@@ -88,6 +89,12 @@ __all__ = [
 ]
 
 REPEAT_CUSTOMERS = 0.25  # share of orders from a customer who ordered before
+# Payments captured hours to days after checkout (bank transfer, buy now pay later, a fraud
+# review); card payments are captured within minutes (Shopify's automatic capture).
+DELAYED_PAYMENT = 0.05
+PAYMENT_NOISE_RANGES = {
+    "delayed_payment": (0.038, 0.062)
+}  # of orders (sim/shipment.py NOISE_RANGES)
 ADDRESS_ISSUE = 0.010  # orders with an address the 3PL or the carrier cannot use
 ADDRESS_HELD = 0.6  # ... of which the 3PL holds (else the carrier corrects it at the door)
 
@@ -286,10 +293,18 @@ class World:
     def _order(self, index: int, rng: random.Random) -> OrderPlan:
         placed = self.placed_at(index)
         cfg = self.config
+        paid, pending = placed + ri(rng, 20, 600), False
+        # Drawn from a hash, not the order's RNG: the payment moves no other draw of the world.
+        draw = zlib.crc32(f"payment:{self.seed}:{index}".encode()) % 10_000
+        if draw < DELAYED_PAYMENT * 10_000:
+            # captured 4 h to 4 days later (the gateway settles, or a fraud review clears)
+            spread = zlib.crc32(f"capture:{self.seed}:{index}".encode()) % (92 * HOUR)
+            paid, pending = placed + 4 * HOUR + spread, True
         plan = OrderPlan(
             index=index,
             placed_at=placed,
-            paid_at=placed + ri(rng, 20, 600),
+            paid_at=paid,
+            payment_pending=pending,
             released_at=placed + ri(rng, 300, HOUR),
             cancelled_at=None,
             destination=cfg.destinations[0],

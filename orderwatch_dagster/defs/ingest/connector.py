@@ -27,7 +27,7 @@ import requests
 
 from orderwatch_dagster.defs.configuration import resource_fields
 from orderwatch_dagster.lib import http
-from orderwatch_dagster.lib.feeds import feeds_of
+from orderwatch_dagster.lib.feeds import feed_spec, feeds_of
 from orderwatch_dagster.lib.http import ConnectorAuthError, ConnectorError, TruncatedBody
 from orderwatch_dagster.lib.settings import EnvSetting, landing_dir
 
@@ -139,7 +139,9 @@ class FeedConnector(dg.ConfigurableResource):
         if feed not in self.feeds():
             served = ", ".join(self.feeds())
             raise ValueError(f"{type(self).__name__} serves {served}; not {feed!r}")
-        if self.transport == "file":
+        if self.transport == "file" or feed_spec(feed).pages_of is not None:
+            # A sideload (lib/feeds.py `pages_of`) reads the pages its parent feed landed: file
+            # drops and, over HTTP, the parent's archive (so its raw asset runs after it).
             return self._file_pages(feed)
         if self.transport == "http":
             if not self.base_url:
@@ -163,7 +165,7 @@ class FeedConnector(dg.ConfigurableResource):
 
     def _file_pages(self, feed: str) -> Iterator[Page]:
         root = self.landing_root()
-        folder = root / feed
+        folder = root / feed_spec(feed).landing_folder
         if not folder.is_dir():
             return
         files = [

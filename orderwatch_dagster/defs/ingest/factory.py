@@ -185,6 +185,8 @@ def build_ingest_asset(feed: str) -> dg.AssetsDefinition:
         kinds={str(ENGINE.value())},  # the warehouse engine bound when the definitions load
         description=_description(spec),
         metadata={"feed": feed, "vendor": spec.vendor, "source_system": spec.source},
+        # a sideload reads its parent feed's pages (over HTTP: the archive the parent writes)
+        deps=[dg.AssetKey(["raw", spec.pages_of])] if spec.pages_of else None,
     )(_named_resource(ingest, source_key, FeedConnector))
 
 

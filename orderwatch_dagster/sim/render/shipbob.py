@@ -21,16 +21,6 @@ def orders_page(records: list[dict], more: bool, side: list[dict]) -> list[dict]
     return records  # ShipBob returns a bare JSON array
 
 
-_DETAIL_TEXT = {
-    "Picked": "Items picked from inventory",
-    "Packed": "Items packed and ready for label",
-    "Labeled": "Shipping label created",
-    "DeliveryException": "The carrier is returning the package to the sender",
-    "OutOfStock": "One or more products are out of stock",
-    "InvalidAddress": "The shipping address could not be validated",
-}
-
-
 def shipbob_versions(plan: OrderPlan) -> list[int]:
     return sorted({event[0] for s in plan.shipments for event in s.wms})
 
@@ -104,15 +94,22 @@ def _shipbob_constants(plan: OrderPlan) -> dict[str, Any]:
     return memo
 
 
-# ShipBob's status reference: (shipment status, detail name) -> detail id.
-_DETAIL_IDS = {
-    "Picked": 100,
-    "Packed": 101,
-    "Labeled": 102,
-    "DeliveryException": 204,
-    "OutOfStock": 303,
-    "InvalidAddress": 401,
+# ShipBob's status reference (developer.shipbob.com "Status Reference"): detail name ->
+# (id, description), exactly as published; Processing 200 is the Completed shipment's detail
+# while it waits for the carrier's first scan (sim/threepl.py follows the carrier from there).
+_DETAILS = {
+    "Picked": (100, "Picking Completed"),
+    "Packed": (101, "Packing Completed"),
+    "Labeled": (102, "Label Generated"),
+    "Processing": (200, "Waiting For Carrier Pickup"),
+    "InTransit": (201, "Shipment In Transit"),
+    "OutForDelivery": (202, "Shipment Out For Delivery"),
+    "Delivered": (203, "Shipment Delivered"),
+    "DeliveryException": (204, "OrderTracking contains CatchAll date"),
+    "OutOfStock": (303, "No Stock On Hand For Sku"),
+    "InvalidAddress": (401, "Invalid Address"),
 }
+_CARRIER_DETAILS = frozenset(("InTransit", "OutForDelivery", "Delivered", "DeliveryException"))
 
 
 def shipbob_order(plan: OrderPlan, moment: int) -> dict:
@@ -135,9 +132,9 @@ def shipbob_order(plan: OrderPlan, moment: int) -> dict:
         if detail:
             details.append(
                 {
-                    "id": _DETAIL_IDS[detail],
+                    "id": _DETAILS[detail][0],
                     "name": detail,
-                    "description": _DETAIL_TEXT[detail],
+                    "description": _DETAILS[detail][1],
                     "extra_information": (
                         {"sku": plan.lines[shipment.line_indexes[0]][0].sku}
                         if detail == "OutOfStock"
@@ -146,6 +143,8 @@ def shipbob_order(plan: OrderPlan, moment: int) -> dict:
                 }
             )
         shipped_at = shipped_text if shipped else None
+        # the carrier's latest news as ShipBob synced it; the hand-over until the first one
+        tracked = utc_offset(at) if detail in _CARRIER_DETAILS else shipped_at
         shipments.append(
             {
                 "id": SHIPBOB_SHIPMENT_BASE + plan.index * 4 + shipment.k,
@@ -154,7 +153,7 @@ def shipbob_order(plan: OrderPlan, moment: int) -> dict:
                 "recipient": const["recipient"],
                 "created_date": const["created"],
                 "last_update_at": utc_offset(at),
-                "last_tracking_update_at": shipped_at,
+                "last_tracking_update_at": tracked,
                 "status": status,
                 "status_details": details,
                 "location": {"id": shipment.warehouse.location_id, "name": shipment.warehouse.name},

@@ -168,7 +168,10 @@ def shopify_order(plan: OrderPlan, moment: int) -> dict:
                 ],
             }
         )
-    financial = "paid" if plan.paid_at <= moment else "authorized"
+    # Captured: `paid` (the order's update time moves); before: a card payment is `authorized`,
+    # a method that settles later (bank transfer, BNPL, a review) `pending`.
+    waiting = "pending" if plan.payment_pending else "authorized"
+    financial = "paid" if plan.paid_at <= moment else waiting
     if cancelled:
         assert plan.cancelled_at is not None
         financial = "refunded" if financial == "paid" else "voided"
@@ -192,8 +195,10 @@ def shopify_order(plan: OrderPlan, moment: int) -> dict:
         "order_number": int(plan.order_number),
         "email": email(plan),
         "created_at": shop(plan.placed_at),
-        # Set at checkout and never moved (Shopify: the date shown on the order).
+        # Set at checkout and never moved (Shopify: the date shown on the order); the capture
+        # time is the transaction's, seen here as the version that turns `paid`.
         "processed_at": shop(plan.placed_at),
+        "payment_gateway_names": ["bank_deposit" if plan.payment_pending else "shopify_payments"],
         "updated_at": shop(updated),
         "cancelled_at": shop(plan.cancelled_at) if cancelled and plan.cancelled_at else None,
         "cancel_reason": "customer" if cancelled else None,

@@ -43,7 +43,8 @@ def zendesk_user(plan: OrderPlan) -> dict:
     }
 
 
-# Wording varies, and other questions mention delivery too: subjects alone do not classify.
+# Wording varies, and other questions mention delivery too: subjects alone do not classify,
+# and no keyword list sees every status question (some say only "any update?").
 _WISMO_NAMED = (
     "Where is my order {name}?",
     "Order {name} status",
@@ -56,6 +57,14 @@ _WISMO_UNNAMED = (
     "Still waiting",
     "Has my order shipped?",
 )
+_WISMO_TEXT = (
+    "Hi, I ordered {what} and it still hasn't arrived. Can you tell me when it will be delivered?",
+    "The tracking for {what} has not updated for days. Is the parcel lost?",
+    "When will {what} ship? It has been a while since I placed it.",
+    "I need {what} by the weekend, will it arrive in time?",
+    "Any news on {what}? Thanks.",
+    "Still no sign of {what}, where is it?",
+)
 _OTHER = (  # (subject, description, tag)
     ("Question about my order {name}", "Hi, can I change the size on my order? Thanks.",
      "product_question"),
@@ -65,6 +74,12 @@ _OTHER = (  # (subject, description, tag)
     ("Discount code", "My discount code did not apply at checkout.", "billing"),
     ("Delivery instructions", "Please leave the parcel with my neighbour if I am out.",
      "delivery_instructions"),
+    ("Damaged item {name}", "My order arrived today but the box was crushed and one item is "
+     "broken.", "damaged"),
+    ("Cancel order {name}", "Please cancel my order before it ships, I ordered the wrong "
+     "colour.", "cancellation"),
+    ("Charged twice", "I was charged twice for my order, can you refund one payment?",
+     "billing"),
 )  # fmt: skip
 
 
@@ -72,14 +87,13 @@ def _text(plan: OrderPlan, ticket: TicketPlan, ticket_id: int) -> tuple[str, str
     pick = ticket_id // 4 + ticket.k  # deterministic per ticket
     if not ticket.wismo:
         subject, description, tag = _OTHER[pick % len(_OTHER)]
-        return subject.format(name=plan.name), description, [tag]
+        name = plan.name if ticket.link != "none" else ""
+        return " ".join(subject.format(name=name).split()), description, [tag]
     named = ticket.link == "external_id"
     templates = _WISMO_NAMED if named else _WISMO_UNNAMED
     subject = templates[pick % len(templates)].format(name=plan.name)
-    description = (
-        f"Hi, I ordered {plan.name if named else 'something from you'} and it still hasn't "
-        "arrived. Can you tell me when it will be delivered?"
-    )
+    what = f"order {plan.name}" if named else "my order"
+    description = _WISMO_TEXT[(pick // len(templates)) % len(_WISMO_TEXT)].format(what=what)
     return subject, description, ["order_status", "wismo"] if ticket.tagged else []
 
 
@@ -101,7 +115,7 @@ def zendesk_ticket(plan: OrderPlan, ticket: TicketPlan, moment: int) -> dict:
     current = last_event(ticket.events, moment) or ticket.events[0]
     ticket_id = TICKET_ID_BASE + plan.index * 4 + ticket.k
     subject, description, tags = _text(plan, ticket, ticket_id)
-    order_field = plan.order_number if ticket.link != "none" or not ticket.wismo else None
+    order_field = plan.order_number if ticket.link != "none" else None
     return {
         "url": f"https://orderwatch-demo.zendesk.com/api/v2/tickets/{ticket_id}.json",
         "id": ticket_id,
@@ -121,3 +135,28 @@ def zendesk_ticket(plan: OrderPlan, ticket: TicketPlan, moment: int) -> dict:
         "tags": tags,
         "custom_fields": [{"id": ZENDESK_ORDER_FIELD_ID, "value": order_field}],
     }
+
+
+def ticket_truth(plan: OrderPlan, ticket: TicketPlan) -> list[str]:
+    """A row of ground_truth_tickets.csv: which order a ticket is about, and whether it is a
+    status question (tagged or not), for measuring how tickets are linked and classified."""
+    return [
+        str(TICKET_ID_BASE + plan.index * 4 + ticket.k),
+        str(plan.order_id),
+        plan.name,
+        utc(ticket.created_at),
+        "true" if ticket.wismo else "false",
+        "true" if ticket.wismo and ticket.tagged else "false",
+        ticket.link,
+    ]
+
+
+TICKET_TRUTH_COLUMNS = (
+    "ticket_id",
+    "order_id",
+    "order_name",
+    "created_at",
+    "is_status_question",
+    "is_tagged_wismo",
+    "names_order_by",
+)

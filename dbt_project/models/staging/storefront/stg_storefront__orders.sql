@@ -35,9 +35,18 @@ renamed as (
 
         {{ json_timestamp("source.payload ->> 'created_at'") }} as placed_at,
         {{ json_timestamp("source.payload ->> 'processed_at'") }} as processed_at,
+        -- Shopify keeps the capture time in transactions, not on the order (processed_at is the
+        -- checkout): the update time of the order's first version showing it paid
+        -- (docs/feeds.md "storefront_orders"); a window over the record's own versions
         case
             when source.payload ->> 'financial_status' in ('paid', 'partially_refunded', 'refunded')
-                then {{ json_timestamp("source.payload ->> 'processed_at'") }}
+                then min(
+                    case
+                        when source.payload ->> 'financial_status'
+                            in ('paid', 'partially_refunded', 'refunded')
+                            then source._updated_at
+                    end
+                ) over (partition by source._key)
         end as payment_captured_at,
         source._updated_at as updated_at,
         -- this version's place in the record's history (macro all_versions): the vendor showed

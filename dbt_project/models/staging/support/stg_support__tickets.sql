@@ -36,6 +36,16 @@ renamed as (
         source.payload ->> 'priority' as priority,
         source.payload ->> 'type' as ticket_type,
         {{ json_array_contains_text("source.payload -> 'tags'", "'wismo'") }} as is_wismo,
+        -- a status question: a status-like tag, or the keyword rule of macros/support.sql
+        -- (untagged questions; look-alikes excluded)
+        (
+            {{ support_status_tagged("source.payload -> 'tags'") }}
+            or {{ support_text_asks_status("source.payload ->> 'subject'", "source.payload ->> 'description'") }}
+        ) as is_status_question,
+        cast(source.payload ->> 'requester_id' as bigint) as requester_id,
+        -- the address an e-mail ticket came from: the requester's e-mail when the users
+        -- sideload lacks the requester
+        lower(trim(source.payload -> 'via' -> 'source' -> 'from' ->> 'address')) as via_email,
         source.payload -> 'via' ->> 'channel' as channel,
         {{ json_timestamp("source.payload ->> 'created_at'") }} as created_at,
         source._updated_at as updated_at,

@@ -40,7 +40,8 @@ def zendesk_next(response: requests.Response, feed: str) -> tuple[str, None] | N
 
 
 class ZendeskConnector(FeedConnector):
-    """Zendesk `Ticket`s (feed support_tickets).
+    """Zendesk `Ticket`s (feed support_tickets) with their requesters sideloaded
+    (`include=users`; feed support_users reads them from the same pages).
 
     HTTP: `base_url` = `https://<subdomain>.zendesk.com/api/v2` (from `subdomain` unless set in
     full). Auth: with `email` set, basic auth `<email>/token` : API token; otherwise the key is
@@ -88,7 +89,7 @@ class ZendeskConnector(FeedConnector):
         params: dict[str, Any]
         if updated_since is None:
             url = self._url("tickets.json")
-            params = {"page[size]": min(self.page_size, ZENDESK_MAX_PAGE_SIZE)}
+            params = {"page[size]": min(self.page_size, ZENDESK_MAX_PAGE_SIZE), "include": "users"}
         else:
             url = self._url("incremental/tickets/cursor.json")
             params = {
@@ -97,5 +98,8 @@ class ZendeskConnector(FeedConnector):
                 # The export lists deleted tickets with status "deleted", which no vocabulary
                 # here has (lib/feeds.py ZENDESK_STATUS); the plain list never shows them.
                 "exclude_deleted": "true",
+                # the requesters beside the tickets (feed support_users reads them from these
+                # pages): a ticket without an order number is linked by its requester's e-mail
+                "include": "users",
             }
         return self._follow(feed, url, params, lambda response: zendesk_next(response, feed))
