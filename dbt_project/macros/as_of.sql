@@ -35,6 +35,16 @@ select * from final
 {%- endmacro %}
 
 
+{#- The first moment an incremental run of order_state_snapshots recomputes: var
+    snapshot_lookback_hours before "now" (the grid's last moment). -#}
+{% macro snapshot_lookback_start() -%}
+    (
+        select {{ dbt.dateadd('hour', -1 * (var('snapshot_lookback_hours', 24) | int), 'max(as_of)') }}
+        from {{ ref('int_snapshot_grid') }}
+    )
+{%- endmacro %}
+
+
 {#- A version of alias valid at the moment as_of_expr (known by then, not yet superseded). -#}
 {% macro valid_at(alias, as_of_expr) -%}
     ({{ alias }}.known_at <= {{ as_of_expr }}
