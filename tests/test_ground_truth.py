@@ -1,7 +1,7 @@
 """Detection quality against the simulator's ground truth (30 days x 1000 orders/day, seed 7).
 
 The world is simulated, ingested and built by the code location's own pipeline job (conftest's
-session fixture `world_30x1000`); then order_state is compared with `ground_truth.csv`: every
+session fixture `reference_world`); then order_state is compared with `ground_truth.csv`: every
 order present, missed_promise right for >= 99 % of the orders delivered by now; and the rules
 graded as an operator sees them (bench/rules_grading.py): at several
 moments, over open orders whose promise is >= 24 h away, a recall floor on the failures
@@ -95,8 +95,8 @@ def evaluate(warehouse: Path, landing: Path) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_ground_truth(world_30x1000: World) -> None:
-    result = evaluate(world_30x1000.warehouse, world_30x1000.landing)
+def test_ground_truth(reference_world: World) -> None:
+    result = evaluate(reference_world.warehouse, reference_world.landing)
     agreement = result["agree"] / result["delivered"]  # type: ignore[operator]
     print(
         f"orders {result['truth_orders']}, missing from order_state {result['missing']}, "
@@ -109,11 +109,11 @@ def test_ground_truth(world_30x1000: World) -> None:
 
 
 @pytest.mark.slow
-def test_rules_catch_observable_failures_without_crying_wolf(world_30x1000: World) -> None:
-    moments = grading_moments(world_30x1000.warehouse)
+def test_rules_catch_observable_failures_without_crying_wolf(reference_world: World) -> None:
+    moments = grading_moments(reference_world.warehouse)
     assert len(moments) >= 6
     grades, population = grade_rules(
-        world_30x1000.warehouse, world_30x1000.landing / "ground_truth.csv", moments
+        reference_world.warehouse, reference_world.landing / "ground_truth.csv", moments
     )
     table = grades_table(grades)
     print(population, "\n" + table)

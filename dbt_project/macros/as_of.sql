@@ -110,28 +110,38 @@ last_moment as (
     select max(as_of) as as_of from grid
 ),
 
--- an order exists from its placement; checkout fields come with it (latest version: they do
--- not change after checkout), state fields below come from the versions of their time
+-- an order exists from its placement. Its checkout fields (line items, shipping line, address,
+-- the promised date, the customer's tags at checkout, total) are those of the version valid at
+-- the moment, and before its first version is known (a backfilled single version newer than the
+-- moment) those of its first version: they were set at checkout (placed_at). Payment and
+-- cancellation carry their own times (processed_at, cancelled_at), so the latest version's count
+-- from those times.
 orders as (
     select
         grid.as_of,
         latest.order_id,
         latest.order_name,
-        latest.customer_id,
-        latest.customer_tags,
+        known.customer_id,
+        known.customer_tags,
         latest.placed_at,
         case when latest.payment_captured_at <= grid.as_of then latest.payment_captured_at end
             as payment_captured_at,
         coalesce(latest.cancelled_at <= grid.as_of, false) as is_cancelled,
         case when latest.cancelled_at <= grid.as_of then latest.cancelled_at end as cancelled_at,
-        latest.total_price,
-        latest.currency,
-        latest.service_code,
-        latest.destination_province_code,
-        latest.destination_country_code,
-        latest.promised_delivery_date
+        known.total_price,
+        known.currency,
+        known.service_code,
+        known.destination_province_code,
+        known.destination_country_code,
+        known.promised_delivery_date
     from {{ ref('stg_storefront__orders') }} as latest
     inner join grid on latest.placed_at <= grid.as_of
+    inner join {{ ref('stg_storefront__orders') }} as known
+        on latest.order_id = known.order_id
+        and (
+            {{ valid_at('known', 'grid.as_of') }}
+            or (known.version_number = 1 and known.known_at > grid.as_of)
+        )
     cross join last_moment
     left join closures on latest.order_id = closures.order_id
     where latest.is_latest_version and latest.order_id is not null
