@@ -41,7 +41,7 @@ from digests import digest
 from orderwatch_dagster.sim import simulate
 from orderwatch_dagster.sim.calendar import order_day
 
-SEED, START, DAYS, PER_DAY = 7, date(2026, 10, 1), 14, 40
+SEED, START, DAYS, PER_DAY = 12, date(2026, 10, 1), 14, 40
 # on the default 6-hour grid, within its last 7 days before the world's end (10-15 00:00)
 MOMENTS = (datetime(2026, 10, 12, 18, tzinfo=UTC), datetime(2026, 10, 13, 18, tzinfo=UTC))
 DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
