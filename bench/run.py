@@ -262,8 +262,11 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
     thresholds = ", ".join(f"{k} {v:g} h" for k, v in rule_thresholds().items())
     return (
         "# Rules graded the way an operator sees them\n\n"
-        f"World: {days} days × {per_day:,} orders/day (one-shot simulation: a first backfill, one "
-        "version per record except the 3PL's), seeds " + ", ".join(map(str, seeds)) + ". "
+        f"World: {days} days × {per_day:,} orders/day (one simulation call writing every version "
+        "each vendor showed, ingested once at the world's end: a tracker's first version updated "
+        "over 2 h before the end counts as a backfill, its scans known from their own time), seeds "
+        + ", ".join(map(str, seeds))
+        + ". "
         "At each moment, over the open orders whose promise is ≥ 24 h away, from "
         "`marts.order_state_snapshots` (only facts with known_at ≤ the moment), a rule flags an "
         "order when `<rule>_occurred`. Precision: flagged pairs whose order misses its promise. "

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_DAYS, REFERENCE_PER_DAY
 from conftest import World as BuiltWorld
 
 from orderwatch_dagster.lib.feeds import LANDING_FOLDERS
@@ -734,14 +735,14 @@ def test_stepwise_stream_adds_up_to_the_one_shot_world(tmp_path: Path) -> None:
     assert versions(stepped) == versions(once)
 
 
-def test_reference_world_rates_and_modes(world_30x1000: BuiltWorld) -> None:
-    """The issue's world (30 days x 1000/day, seed 7): all seven feeds, 4-15 % missed, all modes."""
-    landing = world_30x1000.landing
+def test_reference_world_rates_and_modes(reference_world: BuiltWorld) -> None:
+    """The reference world (conftest): all seven feeds, 4-15 % missed, all modes."""
+    landing = reference_world.landing
     for feed in LANDING_FOLDERS:
         assert any((landing / feed).glob("*.json")), f"no pages for {feed}"
     with (landing / "ground_truth.csv").open(newline="") as handle:
         truth = list(csv.DictReader(handle))
-    assert len(truth) == 30_000
+    assert len(truth) == REFERENCE_DAYS * REFERENCE_PER_DAY
     missed = sum(row["missed_promise"] == "true" for row in truth) / len(truth)
     assert 0.04 <= missed <= 0.15, missed
     modes = {row["failure_mode"] for row in truth}

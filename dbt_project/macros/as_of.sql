@@ -35,6 +35,16 @@ select * from final
 {%- endmacro %}
 
 
+{#- The first moment an incremental run of order_state_snapshots recomputes: var
+    snapshot_lookback_hours before "now" (the grid's last moment). -#}
+{% macro snapshot_lookback_start() -%}
+    (
+        select {{ dbt.dateadd('hour', -1 * (var('snapshot_lookback_hours', 24) | int), 'max(as_of)') }}
+        from {{ ref('int_snapshot_grid') }}
+    )
+{%- endmacro %}
+
+
 {#- A version of alias valid at the moment as_of_expr (known by then, not yet superseded). -#}
 {% macro valid_at(alias, as_of_expr) -%}
     ({{ alias }}.known_at <= {{ as_of_expr }}
@@ -45,25 +55,7 @@ select * from final
 {#- Orders, customers, routing and the promise as known at each moment. -#}
 {% macro as_of_inputs() -%}
 {%- set shop_tz = "'" ~ var('shop_time_zone') ~ "'" -%}
-calendar as (
-    select * from {{ ref('int_business_days_enumerated') }}
-),
-
-service_levels as (
-    select * from {{ ref('service_levels') }}
-),
-
-default_service as (
-    select * from service_levels where service_code = '{{ var("default_service_code", "ground") }}'
-),
-
-warehouses as (
-    select * from {{ ref('warehouses') }}
-),
-
-regions as (
-    select * from {{ ref('destination_regions') }}
-),
+{{ promise_reference_ctes() }},
 
 -- when each order's closure (cancelled, every parcel delivered, returned to sender) became
 -- known: snapshots stop var snapshot_closed_retention_hours after it (the grid's last moment,
@@ -100,28 +92,38 @@ last_moment as (
     select max(as_of) as as_of from grid
 ),
 
--- an order exists from its placement; checkout fields come with it (latest version: they do
--- not change after checkout), state fields below come from the versions of their time
+-- an order exists from its placement. Its checkout fields (line items, shipping line, address,
+-- the promised date, the customer's tags at checkout, total) are those of the version valid at
+-- the moment, and before its first version is known (a backfilled single version newer than the
+-- moment) those of its first version: they were set at checkout (placed_at). Payment and
+-- cancellation carry their own times (processed_at, cancelled_at), so the latest version's count
+-- from those times.
 orders as (
     select
         grid.as_of,
         latest.order_id,
         latest.order_name,
-        latest.customer_id,
-        latest.customer_tags,
+        known.customer_id,
+        known.customer_tags,
         latest.placed_at,
         case when latest.payment_captured_at <= grid.as_of then latest.payment_captured_at end
             as payment_captured_at,
         coalesce(latest.cancelled_at <= grid.as_of, false) as is_cancelled,
         case when latest.cancelled_at <= grid.as_of then latest.cancelled_at end as cancelled_at,
-        latest.total_price,
-        latest.currency,
-        latest.service_code,
-        latest.destination_province_code,
-        latest.destination_country_code,
-        latest.promised_delivery_date
+        known.total_price,
+        known.currency,
+        known.service_code,
+        known.destination_province_code,
+        known.destination_country_code,
+        known.promised_delivery_date
     from {{ ref('stg_storefront__orders') }} as latest
     inner join grid on latest.placed_at <= grid.as_of
+    inner join {{ ref('stg_storefront__orders') }} as known
+        on latest.order_id = known.order_id
+        and (
+            {{ valid_at('known', 'grid.as_of') }}
+            or (known.version_number = 1 and known.known_at > grid.as_of)
+        )
     cross join last_moment
     left join closures on latest.order_id = closures.order_id
     where latest.is_latest_version and latest.order_id is not null
@@ -175,40 +177,7 @@ first_fulfillment_orders as (
 ),
 
 order_terms as (
-    select
-        orders.as_of,
-        orders.order_id,
-        orders.placed_at,
-        {{ to_local_timestamp('orders.placed_at', shop_tz) }} as placed_local,
-        coalesce(service_levels.service_code, default_service.service_code) as service_code,
-        coalesce(service_levels.transit_business_days, default_service.transit_business_days)
-            as transit_business_days,
-        coalesce(service_levels.cutoff_local_time, default_service.cutoff_local_time)
-            as cutoff_local_time,
-        coalesce(
-            customers.customer_tier,
-            case when {{ tags_include('orders.customer_tags', "'vip'") }} then 'vip' else 'standard' end
-        ) as customer_tier,
-        first_fulfillment_orders.warehouse_name,
-        warehouses.handling_business_days as warehouse_handling_business_days,
-        orders.promised_delivery_date as storefront_delivery_date,
-        orders.destination_province_code,
-        regions.region as seed_region,
-        regions.time_zone as seed_time_zone,
-        warehouse_regions.time_zone as warehouse_time_zone
-    from orders
-    cross join default_service
-    left join service_levels on orders.service_code = service_levels.service_code
-    left join customers
-        on orders.customer_id = customers.customer_id and orders.as_of = customers.as_of
-    left join first_fulfillment_orders
-        on orders.order_id = first_fulfillment_orders.order_id
-        and orders.as_of = first_fulfillment_orders.as_of
-    left join warehouses on first_fulfillment_orders.warehouse_name = warehouses.location_name
-    left join regions as warehouse_regions on warehouses.origin_state = warehouse_regions.province_code
-    left join regions
-        on orders.destination_province_code = regions.province_code
-        and coalesce(orders.destination_country_code, 'US') = 'US'
+{{ order_terms_select(keys=['as_of']) }}
 )
 {%- endmacro %}
 
@@ -270,16 +239,7 @@ decisive as (
             catalogue.milestone_scope,
             row_number() over (
                 partition by observed.as_of, observed.order_id, observed.milestone
-                order by
-                    case
-                        when catalogue.milestone_kind = 'progress'
-                            and catalogue.milestone_scope = 'shipment'
-                            then observed.actual_at
-                    end desc,
-                    observed.actual_at,
-                    observed.evidence_id,
-                    observed.evidence_message,
-                    observed.shipment_id
+                order by {{ decisive_milestone_order('observed') }}
             ) as decisive_rank
         from observed
         inner join catalogue on observed.milestone = catalogue.milestone
@@ -744,35 +704,16 @@ closed_gap_checks as (
 closed_gap_breaches as (
     select
         closed_gap_checks.*,
-        previous_scan_business_clock + threshold_hours as breach_clock,
-        gap_business_hours > threshold_hours as is_breach
+        previous_scan_business_clock + threshold_hours as breach_clock
     from closed_gap_checks
 ),
 
 closed_gaps as (
-    select
-        closed_gap_breaches.as_of,
-        closed_gap_breaches.order_id,
-        max(closed_gap_breaches.gap_business_hours) as max_closed_gap_hours,
-        min(
-            case
-                when closed_gap_breaches.is_breach
-                    then {{ carrier_clock_instant('closed_gap_breaches.breach_clock', 'breach_day') }}
-            end
-        ) as first_gap_breach_at,
-        min(
-            case
-                when closed_gap_breaches.gap_hours > {{ var('lost_after_days') }} * 24
-                    then {{ add_hours('closed_gap_breaches.previous_scan_at', var('lost_after_days') * 24) }}
-            end
-        ) as first_lost_breach_at
-    from closed_gap_breaches
-    left join calendar as breach_day
-        on closed_gap_breaches.is_breach
-        and breach_day.is_carrier_day
-        and breach_day.carrier_day_index
-        = cast(floor(closed_gap_breaches.breach_clock / 24.0) as integer) + 1
-    group by closed_gap_breaches.as_of, closed_gap_breaches.order_id
+{{ gap_breach_rollup(
+    'closed_gap_breaches', 'gap_business_hours', 'closed_gap_breaches.gap_hours',
+    'closed_gap_breaches.previous_scan_at', 'max_closed_gap_hours', 'first_gap_breach_at',
+    'first_lost_breach_at'
+) }}
 ),
 
 -- the threshold that applies to each parcel now: the one of the day of its last scan (of the
@@ -820,30 +761,11 @@ open_gap_checks as (
 ),
 
 open_gaps as (
-    select
-        open_gap_checks.as_of,
-        open_gap_checks.order_id,
-        max(open_gap_checks.open_business_hours) as open_gap_hours,
-        min(
-            case
-                when open_gap_checks.open_business_hours > open_gap_checks.threshold_hours
-                    then {{ carrier_clock_instant('open_gap_checks.breach_clock', 'breach_day') }}
-            end
-        ) as open_gap_breach_at,
-        min(
-            case
-                when {{ hours_between('open_gap_checks.last_scan_at', 'open_gap_checks.as_of') }}
-                    > {{ var('lost_after_days') }} * 24
-                    then {{ add_hours('open_gap_checks.last_scan_at', var('lost_after_days') * 24) }}
-            end
-        ) as open_lost_breach_at
-    from open_gap_checks
-    left join calendar as breach_day
-        on open_gap_checks.open_business_hours > open_gap_checks.threshold_hours
-        and breach_day.is_carrier_day
-        and breach_day.carrier_day_index
-        = cast(floor(open_gap_checks.breach_clock / 24.0) as integer) + 1
-    group by open_gap_checks.as_of, open_gap_checks.order_id
+{{ gap_breach_rollup(
+    'open_gap_checks', 'open_business_hours',
+    hours_between('open_gap_checks.last_scan_at', 'open_gap_checks.as_of'),
+    'open_gap_checks.last_scan_at', 'open_gap_hours', 'open_gap_breach_at', 'open_lost_breach_at'
+) }}
 ),
 
 -- carrier exceptions: canonical exception statuses, or a delay / exception detail on a scan.
@@ -1232,6 +1154,37 @@ final as (
         joined.as_of
     from joined
 )
+{%- endmacro %}
+
+
+{#- Per moment x order, over the gaps (closed, or open since the last scan) of `rel` (columns
+    as_of, order_id, threshold_hours, breach_clock and `business_hours`): the longest gap in
+    carrier hours, the first scan-gap breach (where the carrier clock passes breach_clock) and
+    the first lost breach (`calendar_hours` over var lost_after_days days from `started_at`). -#}
+{% macro gap_breach_rollup(rel, business_hours, calendar_hours, started_at, max_name, breach_name, lost_name) -%}
+    select
+        {{ rel }}.as_of,
+        {{ rel }}.order_id,
+        max({{ rel }}.{{ business_hours }}) as {{ max_name }},
+        min(
+            case
+                when {{ rel }}.{{ business_hours }} > {{ rel }}.threshold_hours
+                    then {{ carrier_clock_instant(rel ~ '.breach_clock', 'breach_day') }}
+            end
+        ) as {{ breach_name }},
+        min(
+            case
+                when {{ calendar_hours }} > {{ var('lost_after_days') }} * 24
+                    then {{ add_hours(started_at, var('lost_after_days') * 24) }}
+            end
+        ) as {{ lost_name }}
+    from {{ rel }}
+    left join calendar as breach_day
+        on {{ rel }}.{{ business_hours }} > {{ rel }}.threshold_hours
+        and breach_day.is_carrier_day
+        and breach_day.carrier_day_index
+        = cast(floor({{ rel }}.breach_clock / 24.0) as integer) + 1
+    group by {{ rel }}.as_of, {{ rel }}.order_id
 {%- endmacro %}
 
 

@@ -140,3 +140,18 @@
         ) at time zone '{{ var("shop_time_zone") }}'
     )
 {%- endmacro %}
+
+
+{#- The ORDER BY of the observation that decides an order's milestone time (fct_order_milestones,
+    the as-of layer): the last shipment for shipment progress milestones (the furthest-behind
+    shipment reached it last), the first occurrence otherwise; ties by evidence, then shipment. -#}
+{% macro decisive_milestone_order(alias, catalogue='catalogue') -%}
+    case
+        when {{ catalogue }}.milestone_kind = 'progress' and {{ catalogue }}.milestone_scope = 'shipment'
+            then {{ alias }}.actual_at
+    end desc,
+    {{ alias }}.actual_at,
+    {{ alias }}.evidence_id,
+    {{ alias }}.evidence_message,
+    {{ alias }}.shipment_id
+{%- endmacro %}

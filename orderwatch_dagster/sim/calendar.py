@@ -42,7 +42,9 @@ def order_day(
     day = local.date()
     if not is_business_day(day, holidays):
         return next_business_day(day, holidays)
-    if local.time().replace(tzinfo=None) > cutoff:
+    # at or after the cut-off counts from the next business day (seeds/service_levels.csv,
+    # dbt_project/macros/promises.sql)
+    if local.time().replace(tzinfo=None) >= cutoff:
         return next_business_day(day, holidays)
     return day
 

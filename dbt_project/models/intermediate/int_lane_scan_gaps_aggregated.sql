@@ -1,7 +1,9 @@
 -- One row per lane x day (shop calendar): the threshold the scan_gap rule uses for a gap (or a
 -- silence) that starts on that day, from a trailing window strictly before the day: the
--- var scan_gap_percentile of the lane's gaps known (both scans) before the day's start whose
--- closing scan is within var scan_gap_window_days before it, floored at var
+-- var scan_gap_percentile of the lane's gaps as the scans known before the day's start showed
+-- them (both scans known, no scan between them known yet: int_lane_scan_gaps_measured's
+-- gap_known_at / gap_valid_to, so a late scan known later never rewrites this day's threshold)
+-- whose closing scan is within var scan_gap_window_days before it, floored at var
 -- scan_gap_floor_hours, in business hours (int_lane_scan_gaps_measured.gap_business_hours).
 -- Lanes with fewer than 20 gaps in the window fall back to the all-lanes percentile (lane '*'),
 -- so a gap never sets its own threshold and nothing after it counts.
@@ -40,6 +42,7 @@ windowed as (
     from days
     inner join gaps
         on gaps.gap_known_at < days.day_start
+        and (gaps.gap_valid_to is null or gaps.gap_valid_to >= days.day_start)
         and gaps.scan_at >= days.day_start - interval '{{ var("scan_gap_window_days") }} days'
 ),
 

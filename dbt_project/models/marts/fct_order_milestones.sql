@@ -134,16 +134,7 @@ ranked_events as (
         catalogue.milestone_scope,
         row_number() over (
             partition by touched_events.order_id, touched_events.milestone
-            order by
-                case
-                    when catalogue.milestone_kind = 'progress'
-                        and catalogue.milestone_scope = 'shipment'
-                        then touched_events.actual_at
-                end desc,
-                touched_events.actual_at,
-                touched_events.evidence_id,
-                touched_events.evidence_message,
-                touched_events.shipment_id
+            order by {{ decisive_milestone_order('touched_events') }}
         ) as decisive_rank
     from touched_events
     inner join catalogue on touched_events.milestone = catalogue.milestone

@@ -19,7 +19,17 @@ source as (
 
     select
         trackers.*,
-        min(trackers._updated_at) over (partition by trackers._key) as _first_version_at
+        min(trackers._updated_at) over (partition by trackers._key) as _first_version_at,
+        -- the tracker's first version was read by a live poll (loaded within var
+        -- live_poll_max_lag_hours of its vendor update time), not by a backfill that found it
+        -- long after its scans happened
+        first_value(
+            trackers._ingested_at <= {{ dbt.dateadd('hour', var('live_poll_max_lag_hours', 2) | int, 'trackers._updated_at') }}
+        ) over (
+            partition by trackers._key
+            order by trackers._updated_at, trackers._ingested_at, trackers._record_hash
+            rows between unbounded preceding and unbounded following
+        ) as _first_version_is_live
     from {{ source('raw', 'carrier_trackers') }} as trackers
     {% if is_incremental() %}
     where trackers._key in (
@@ -45,6 +55,7 @@ scans as (
         scan.value -> 'tracking_location' ->> 'state' as state,
         source._updated_at as version_updated_at,
         source._first_version_at,
+        source._first_version_is_live,
         source._ingested_at as version_ingested_at
     from source
     {{ json_array_rows("source.payload -> 'tracking_details'", 'scan') }}
@@ -64,6 +75,7 @@ scans as (
         scan.value ->> 'state' as state,
         source._updated_at as version_updated_at,
         source._first_version_at,
+        source._first_version_is_live,
         source._ingested_at as version_ingested_at
     from source
     {{ json_array_rows("source.payload -> 'checkpoints'", 'scan') }}
@@ -85,6 +97,7 @@ deduplicated as (
         max(state) as state,
         min(version_updated_at) as first_observed_at,
         min(_first_version_at) as tracker_first_version_at,
+        bool_or(_first_version_is_live) as tracker_first_version_is_live,
         -- the load that first carried this scan (late scans arrive in later versions)
         min(version_ingested_at) as first_ingested_at
     from scans
@@ -115,11 +128,16 @@ renamed as (
         city,
         state,
         first_observed_at,
-        -- known_at: a scan in the tracker's first version is known from its own time (a first
-        -- backfill cannot say when it became visible); a scan that first shows in a later
-        -- version (a late scan) is known from that version's update time
+        -- known_at (docs/architecture.md "Which field is known when"): a scan is known from
+        -- the update time of the first tracker version that shows it (its own time if later:
+        -- a version cannot show a scan before it happened). One exception: a scan already in
+        -- the tracker's first version when that version came from a backfill (loaded long
+        -- after its update time, e.g. the merchant's first ingest from the list endpoint)
+        -- counts from its own time, since that version's update time is the tracker's latest
+        -- change and would make every earlier scan unknown until then.
         case
-            when first_observed_at <= tracker_first_version_at then event_at
+            when first_observed_at <= tracker_first_version_at
+                and not tracker_first_version_is_live then event_at
             when first_observed_at > event_at then first_observed_at
             else event_at
         end as known_at,
