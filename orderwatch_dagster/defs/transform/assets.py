@@ -1,5 +1,6 @@
 """dbt models as Dagster assets: sources are the ingest assets, dbt tests are asset checks."""
 
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -75,8 +76,11 @@ def parse_state_path() -> Path:
     prebuilt state matches only the profile it was parsed with (dbt's state check hashes the
     connection, the DuckDB path included), so on any other ORDERWATCH_HOME every run would
     re-parse the whole project. dbt reads `DBT_PARTIAL_PARSE_FILE_PATH` instead when it is set.
+    The state is per project folder too: it records absolute seed paths (dagster-dbt's
+    `DbtProject` invalidates seeds in a prebuilt state for that reason).
     """
-    return settings.home() / "dbt" / PARTIAL_PARSE_FILE
+    folder = hashlib.sha256(str(orderwatch_dbt_project().project_dir).encode()).hexdigest()[:12]
+    return settings.home() / "dbt" / folder / PARTIAL_PARSE_FILE
 
 
 def _keep_parse_state(target_path: Path, kept: Path) -> None:
