@@ -395,6 +395,20 @@ def _count_enums(
     for enum_format, steps, values, path in paths:
         if enum_format != fmt:
             continue
-        for value in _values_at(payload, steps):
+        # The two shapes of every registry path (`status`, `shipments[].status`) read directly:
+        # this runs for every record, and _values_at's generic walk costs several times more.
+        if len(steps) == 1 and not steps[0][1]:
+            found = [payload.get(steps[0][0])]
+        elif len(steps) == 2 and steps[0][1] and not steps[1][1]:
+            items = payload.get(steps[0][0])
+            inner = steps[1][0]
+            found = (
+                [item[inner] for item in items if isinstance(item, dict) and inner in item]
+                if isinstance(items, list)
+                else []
+            )
+        else:
+            found = _values_at(payload, steps)
+        for value in found:
             if value is not None and value not in values:
                 unknown[(path, str(value))] += 1

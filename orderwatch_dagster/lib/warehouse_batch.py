@@ -170,8 +170,10 @@ def assemble(feed: str, pages: Sequence[tuple[PageLike, ParsedPage]]) -> Batch:
         stats.rows_quarantined += len(rejects)
         stats.unknown_enums.update(parsed.unknown_enums)
         stats.naive_times.update(parsed.naive_times)
+        if loadable:
+            newest = max(record.updated_at for record in loadable)
+            stats.max_updated_at = max_time(stats.max_updated_at, newest)
         for record in loadable:
-            stats.max_updated_at = max_time(stats.max_updated_at, record.updated_at)
             version = (record.key, record.record_hash)
             if version not in seen:
                 seen.add(version)
