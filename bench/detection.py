@@ -24,6 +24,7 @@ holdout is the last 7 days, so nothing of the graded week is learnt) and ml.pred
 from __future__ import annotations
 
 import csv
+import functools
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,11 +52,15 @@ class Truth:
     observable_at: datetime | None  # the earliest moment some rule could see its failure
 
 
+@functools.cache
+def _rule_timing() -> tuple[dict[str, float], dict[str, list[tuple[str, float]]]]:
+    return rule_thresholds(), rule_signals()
+
+
 def observable_at(row: Mapping[str, str]) -> datetime | None:
     """The earliest moment a rule's signal had begun at least the rule's threshold before
     (bench/rules_grading.py `_observable_at`, for any rule)."""
-    thresholds = rule_thresholds()
-    signals = rule_signals()
+    thresholds, signals = _rule_timing()
     moments = []
     for rule, modes in RULE_MODES.items():
         own = [(s, h) for s, h in signals.get(rule, []) if f"onset_{s}_at" in row]
@@ -245,10 +250,11 @@ def score_week(session: WarehouseSession, warehouse: Path, clock: datetime) -> l
     ]
     scores = pd.concat(frames, ignore_index=True)
     _write_scores(session, scores)
-    report = result["report"]
+    ap = result["report"].get("model", {}).get("average_precision")
+    ap_text = "–" if ap is None else f"{ap:.3f}"
     return [
-        f"model {version}: holdout AP {report.get('model', {}).get('average_precision', '?')}, "
-        f"threshold {model.threshold:.2f}; {len(scores):,} scores over {len(frames)} moments"
+        f"Model {version} (ml.train on this world; holdout AP {ap_text}, its own threshold "
+        f"{model.threshold:.2f}): {len(scores):,} scores over {len(frames)} moments."
     ]
 
 
