@@ -279,21 +279,25 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
 def bench_detection(
     seeds: list[int], days: int, per_day: int, keep: Path | None, kinds: list[str]
 ) -> str:
-    """bench/detection.py on the rules bench's worlds (a kept --rules-home is reused)."""
+    """bench/detection.py on the rules bench's worlds (a kept --rules-home is reused). Rules
+    only on every seed first, then with the model; the table so far is written after each
+    world, so a run cut short still leaves what it measured."""
     from bench.detection import grade_world, report, section, summary_row
 
+    world = f"{days} days × {per_day:,} orders/day, seeds " + ", ".join(map(str, seeds))
     sections, summary = [], []
-    for seed in seeds:
-        with tempfile.TemporaryDirectory(prefix="ow-bench-detection-") as tmp:
-            home = (keep or Path(tmp)) / f"seed{seed}"
-            home.mkdir(parents=True, exist_ok=True)
-            _, clock = _rules_world(home, seed, days, per_day, keep is not None)
-            for kind in kinds:
+    with tempfile.TemporaryDirectory(prefix="ow-bench-detection-") as tmp:
+        for kind in kinds:
+            for seed in seeds:
+                home = (keep or Path(tmp)) / f"seed{seed}"
+                home.mkdir(parents=True, exist_ok=True)
+                _, clock = _rules_world(home, seed, days, per_day, True)
                 result = grade_world(home, clock, with_model=kind == "with model")
                 summary.append(summary_row(seed, kind, result))
                 sections.append(section(seed, kind, result))
                 print(summary[-1], "\n", sections[-1], flush=True)
-    world = f"{days} days × {per_day:,} orders/day, seeds " + ", ".join(map(str, seeds))
+                partial = f"**Partial**: {len(summary)} of {len(kinds) * len(seeds)} measured.\n\n"
+                (RESULTS / "detection.md").write_text(partial + report(sections, summary, world))
     return report(sections, summary, world)
 
 
