@@ -36,7 +36,6 @@ def test_every_action_carries_a_packet_with_evidence_per_milestone(demo_world: D
         " where json_array_length(actions) > 0",
     )
     assert actioned
-    print(f"actioned exceptions: {len(actioned)}")
     reached: dict[int, set[str]] = defaultdict(set)
     for order_id, milestone in _rows(
         demo_world,
@@ -62,7 +61,6 @@ def test_human_coverage_is_small_and_justified(demo_world: DemoWorld) -> None:
         "select order_id, exception_id, policy_rule, packet_path from ops.action_queue"
         f" where kind in {tuple(HUMAN_KINDS)}",
     )
-    print(f"human routes: {len({r[0] for r in human})} orders of {orders}; {len(human)} actions")
     assert len({r[0] for r in human}) <= 0.03 * orders
     for _, exception_id, policy_rule, packet_path in human:
         packet = json.loads(Path(packet_path).read_text())
