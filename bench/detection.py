@@ -219,9 +219,10 @@ def fold(
     return Result(week, pairs, len(orders), counts, len(table), unnamed, scored)
 
 
-def score_week(session: WarehouseSession, warehouse: Path, clock: datetime) -> list[str]:
-    """Train on the world (ml.train; its holdout is the graded week) and write the week's risk
-    score history, one scoring per grid moment, as the live scorer would have written it."""
+def score_week(warehouse: Path, clock: datetime) -> tuple[Any, list[str]]:
+    """Train on the world (ml.train; its holdout is the graded week) and score the week, one
+    scoring per grid moment, as the live scorer would have (the rows of
+    marts.order_risk_scores, or None at a cold start), with a note."""
     import duckdb
     import pandas as pd
 
@@ -239,7 +240,7 @@ def score_week(session: WarehouseSession, warehouse: Path, clock: datetime) -> l
     try:
         result = train(training_set(snapshots, now), now, TrainConfig(seed=0))
     except ColdStart as error:
-        return [f"no model: {error}"]
+        return None, [f"No model: {error}."]
     model = result["model"]
     version = version_name(model)
     week_start = now - pd.Timedelta(WEEK)
@@ -249,10 +250,9 @@ def score_week(session: WarehouseSession, warehouse: Path, clock: datetime) -> l
         if m >= week_start
     ]
     scores = pd.concat(frames, ignore_index=True)
-    _write_scores(session, scores)
     ap = result["report"].get("model", {}).get("average_precision")
     ap_text = "–" if ap is None else f"{ap:.3f}"
-    return [
+    return scores, [
         f"Model {version} (ml.train on this world; holdout AP {ap_text}, its own threshold "
         f"{model.threshold:.2f}): {len(scores):,} scores over {len(frames)} moments."
     ]
@@ -262,7 +262,6 @@ def _write_scores(session: WarehouseSession, scores: Any) -> None:
     from orderwatch_dagster.lib.tables import insert_rows
 
     columns = ("order_id", "model_version", "scored_at", "probability", "reasons")
-    session.execute("drop table if exists marts.order_risk_scores")
     session.execute(
         "create table marts.order_risk_scores (order_id bigint, model_version varchar,"
         " scored_at timestamptz, probability double, reasons varchar)"
@@ -280,12 +279,13 @@ def grade_world(home: Path, clock: datetime, with_model: bool) -> Result:
     warehouse = home / "warehouse.duckdb"
     truth = read_truth(home / "landing" / "ground_truth.csv")
     policy = load_policy()
+    scores, notes = score_week(warehouse, clock) if with_model else (None, [])
+    # the read-only connection above is closed before the session opens (DuckDB refuses two
+    # configurations of one file in a process)
     with DuckDBWarehouse(path=str(warehouse)).connect() as session:
-        notes = []
-        if with_model:
-            notes = score_week(session, warehouse, clock)
-        else:
-            session.execute("drop table if exists marts.order_risk_scores")
+        session.execute("drop table if exists marts.order_risk_scores")
+        if scores is not None:
+            _write_scores(session, scores)
         result = fold(session, clock, truth, policy)
     result.notes += notes
     return result
