@@ -279,22 +279,40 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
     )
 
 
-def bench_detection(days: int, per_day: int) -> str:
-    """bench/detection.py on a world of another seed than the tests' (11)."""
-    from bench.detection import grade_world, markdown
+def bench_detection(
+    seeds: list[int], days: int, per_day: int, keep: Path | None, kinds: list[str]
+) -> str:
+    """bench/detection.py on the rules bench's worlds (a kept --rules-home is reused). Rules
+    only on every seed first, then with the model; the table so far is written after each
+    world, so a run cut short still leaves what it measured."""
+    from bench.detection import grade_world, report, section, summary_row
 
+    world = f"{days} days × {per_day:,} orders/day, seeds " + ", ".join(map(str, seeds))
+    sections, summary = [], []
     with tempfile.TemporaryDirectory(prefix="ow-bench-detection-") as tmp:
-        home = Path(tmp)
-        simulate(home, days, per_day, ["--seed", "11"])
-        stage(home, "ingest")
-        stage(home, "dbt")
-        grades = grade_world(home / "warehouse.duckdb", home / "landing" / "ground_truth.csv")
-    return markdown(grades, f"{days} days × {per_day:,} orders/day, seed 11")
+        for kind in kinds:
+            for seed in seeds:
+                home = (keep or Path(tmp)) / f"seed{seed}"
+                home.mkdir(parents=True, exist_ok=True)
+                _, clock = _rules_world(home, seed, days, per_day, True)
+                result = grade_world(home, clock, with_model=kind == "with model")
+                summary.append(summary_row(seed, kind, result))
+                sections.append(section(seed, kind, result))
+                print(summary[-1], "\n", sections[-1], flush=True)
+                partial = f"**Partial**: {len(summary)} of {len(kinds) * len(seeds)} measured.\n\n"
+                (RESULTS / "detection.md").write_text(partial + report(sections, summary, world))
+    return report(sections, summary, world)
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {
     "world": lambda args: bench_world([7, 13], 30, 1000),
-    "detection": lambda args: bench_detection(args.dbt_days, args.dbt_orders_per_day),
+    "detection": lambda args: bench_detection(
+        args.rules_seeds,
+        args.dbt_days,
+        args.dbt_orders_per_day,
+        args.rules_home,
+        args.detection_kinds,
+    ),
     "ingest": lambda args: bench_ingest(args.sizes, args.sim_rss_orders, args.landing),
     "dbt": lambda args: bench_dbt(args.dbt_days, args.dbt_orders_per_day),
     "rules": lambda args: bench_rules(
@@ -326,7 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rules-seeds", type=lambda s: [int(x) for x in s.split(",")], default=[7, 13]
     )
-    parser.add_argument("--rules-home", type=Path, help="keep the rules worlds here (reused)")
+    parser.add_argument(
+        "--rules-home", type=Path, help="keep the rules (and detection) worlds here (reused)"
+    )
+    parser.add_argument(
+        "--detection-kinds",
+        type=lambda s: s.split(","),
+        default=["rules only", "with model"],
+        help="detection section: 'rules only', 'with model' (comma-separated)",
+    )
     parser.add_argument(
         "--model-seeds", type=lambda s: [int(x) for x in s.split(",")], default=[7, 13]
     )

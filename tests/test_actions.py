@@ -276,26 +276,6 @@ def test_no_delay_message_once_delivered_even_if_an_exception_is_still_open() ->
     assert plan.message is None and ("order", "order_closed") in plan.held
 
 
-def test_out_of_order_delivery_in_the_warehouse_gets_no_delay_message(home: Path) -> None:
-    """The order state says delivered (the dbt marts keep max progress whatever order events
-    arrive in) while its exception row is still open: the run sends that order nothing."""
-    ((order_id,),) = query(
-        home,
-        "select order_id from marts.order_exceptions where ended_at is null"
-        " order by severity limit 1",
-    )
-    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
-        con.execute(
-            "update marts.order_state set is_open = false, current_milestone = 'delivered',"
-            " delivered_at = as_of where order_id = ?",
-            [order_id],
-        )
-    run(home)
-    assert query(
-        home, f"select count(*) from ops.customer_messages where order_id = {order_id}"
-    ) == [(0,)]
-
-
 def test_one_message_per_state_and_cooldown() -> None:
     first = plan_order(OPEN, [_exc("a", "scan_gap")], {}, [], POLICY, NOW)
     assert first.message is not None

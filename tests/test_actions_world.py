@@ -1,20 +1,26 @@
 """Over the whole demo world (tests/conftest.py `demo_world`): every action in the ledger has a
 packet with evidence for each reached milestone; human coverage stays small and every human
-route shows its policy line; the ops-queue page and a packet read right in headless Chromium."""
+route shows its policy line; the ops-queue page and a packet read right in headless Chromium;
+an old carrier version landing after the delivered one, through ingest and dbt, brings no
+"delayed" message."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
-from conftest import DemoWorld
+from conftest import DemoWorld, run_pipeline
 from playwright.sync_api import Browser, expect, sync_playwright
 from test_ui import CHROMIUM, CHROMIUM_ARGS, IN_CI
 
+from orderwatch_dagster.lib import settings
 from orderwatch_dagster.lib.policy import HUMAN_KINDS
 
 
@@ -112,3 +118,98 @@ def test_ops_queue_page_and_a_packet_in_chromium(demo_world: DemoWorld, browser:
     assert page.locator("#timeline tr").count() > 1
     expect(page.locator("#summary")).to_contain_text("***@")  # contact masked
     page.close()
+
+
+def _latest_tracker(landing: Path, tracking_code: str) -> dict:
+    """The newest version of a tracker among the landing pages (the bytes the vendor sent)."""
+    versions = [
+        tracker
+        for page in sorted((landing / "carrier_trackers").rglob("*.json"))
+        for tracker in json.loads(page.read_text()).get("trackers", [])
+        if tracker.get("tracking_code") == tracking_code
+    ]
+    return max(versions, key=lambda t: t["updated_at"])
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_old_tracker_version_landing_late_sends_no_delay_message(
+    demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EasyPost resends an older version of a delivered parcel's tracker (in transit, with a
+    delivery-exception scan) after the delivered one was loaded. It goes through ingest and dbt
+    like any page: the delivered version stays the newest, and the action job sends that order
+    nothing. Were versions ranked by arrival, the order would read in transit with a fresh
+    carrier exception (an exception, and a carrier_issue message)."""
+    home = tmp_path / "home"
+    shutil.copytree(demo_world.home, home, ignore=shutil.ignore_patterns("dagster", "logs"))
+    (home / "dagster").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    now = settings.parse_timestamp((home / "clock").read_text().strip())
+    found = _rows_at(
+        home,
+        "select o.order_id, t.tracking_number, o.delivered_at from marts.order_state o"
+        " join staging.stg_wms__shipment_status_changes s on s.order_id = o.order_id"
+        " join staging.stg_carrier__trackers t on t.tracking_number = s.tracking_number"
+        "  and t.is_latest_version and t.status = 'delivered'"
+        " where o.current_milestone = 'delivered' and o.order_id not in"
+        "  (select order_id from ops.customer_messages)"
+        " order by o.delivered_at desc limit 1",
+    )
+    assert found, "the demo world has a delivered order with no message yet"
+    ((order_id, code, delivered_at),) = found
+    delivered = _latest_tracker(home / "landing", code)
+    stale_at = delivered_at - timedelta(hours=2)
+    scan = {
+        **delivered["tracking_details"][-1],
+        "message": "Delivery exception: business closed",
+        "status": "failure",
+        "status_detail": "business_closed",
+        "datetime": _iso(stale_at - timedelta(hours=1)),
+    }
+    older = {
+        **delivered,
+        "status": "failure",
+        "status_detail": "business_closed",
+        "updated_at": _iso(stale_at),
+        "est_delivery_date": _iso(now + timedelta(days=3)),
+        "tracking_details": [
+            *(d for d in delivered["tracking_details"] if d["datetime"] < scan["datetime"]),
+            scan,
+        ],
+    }
+    page = home / "landing" / "carrier_trackers" / "zz-resent-older-version.json"
+    page.write_text(json.dumps({"trackers": [older], "has_more": False}))
+    before = _rows_at(home, "select count(*) from ops.customer_messages")[0][0]
+
+    run_pipeline(home)  # ingest + dbt + order_exceptions, as the hourly job does
+    ((versions,),) = _rows_at(
+        home,
+        f"select count(*) from staging.stg_carrier__trackers where tracking_number = '{code}'"
+        f" and updated_at = timestamptz '{older['updated_at']}'",
+    )
+    assert versions == 1, "the older version was loaded"
+    state = f"select current_milestone, is_open from marts.order_state where order_id = {order_id}"
+    assert _rows_at(home, state) == [("delivered", False)]
+    assert not _rows_at(
+        home,
+        "select exception_type from marts.order_exceptions"
+        f" where order_id = {order_id} and ended_at is null",
+    )
+    from orderwatch_dagster.definitions import defs
+
+    job = defs().resolve_job_def("exception_actions_job")
+    with dg.instance_for_test() as instance:
+        assert job.execute_in_process(instance=instance).success
+    assert _rows_at(home, "select count(*) from ops.customer_messages")[0][0] >= before
+    assert not _rows_at(
+        home, f"select template, status from ops.customer_messages where order_id = {order_id}"
+    )
+
+
+def _rows_at(home: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.execute(sql).fetchall()

@@ -8,9 +8,12 @@ table from history (`rebuild`); running it once per pipeline run with the persis
 table gives the same ids, because an episode's id depends only on its order, type and start.
 
 Rule episodes start at the rule's `<rule>_detected_at` (a fact-derived time, so the same on
-every run). `predicted_late` episodes come from the score history with hysteresis: open when
-the probability reaches the threshold for the order's tier and slack at that score, closed only
-once it falls `exit_margin` below it (or the order closes).
+every run). An active rule flag opens an episode only once it is material (policy.yaml
+`detection`: held long enough, little slack left, or confirmed by the risk model; holds, lost
+parcels and broken promises at once); once open, it stays open while the flag holds and ends at
+the first run that no longer sees it. `predicted_late` episodes come from the score history
+with hysteresis: open when the probability reaches the threshold for the order's tier and slack
+at that score, closed only once it falls `exit_margin` below it (or the order closes).
 """
 
 from __future__ import annotations
@@ -198,18 +201,48 @@ def _row(
 
 
 def _rule_episodes(
-    state: Mapping[str, Any], score: Score | None, policy: Policy, as_of: datetime
+    state: Mapping[str, Any],
+    score: Score | None,
+    policy: Policy,
+    as_of: datetime,
+    still_open: Mapping[str, str],
 ) -> list[dict[str, Any]]:
+    """Open episodes of the active rules that are material (policy `detection`), or were
+    already open (`still_open`: id -> why it opened): once open, an episode stays open while
+    its rule holds, so a model confirmation that dips does not make it flap."""
     rows = []
+    tier = str(state.get("customer_tier") or "standard")
     for rule in RULES:
-        if not state.get(f"{rule}_occurred") and not state.get(f"{rule}_active"):
+        etype = exception_type(rule, state)
+        if not _holds(state, rule, policy.lasts_until_closed(etype)):
             continue
         detected = state.get(f"{rule}_detected_at") or as_of
-        etype = exception_type(rule, state)
-        ended = None if state.get(f"{rule}_active") else as_of
-        ev = evidence(state, rule, detected, score)
-        rows.append(_row(state, etype, detected, ended, ev, score, policy, as_of, "rule"))
+        why = still_open.get(exception_id(state["order_id"], etype, detected)) or policy.opens(
+            etype,
+            tier,
+            _hours(as_of, detected),
+            _slack(state),
+            None if score is None else score.probability,
+        )
+        if why is None:
+            continue
+        ev = {**evidence(state, rule, detected, score), "opened_because": why}
+        rows.append(_row(state, etype, detected, None, ev, score, policy, as_of, "rule"))
     return rows
+
+
+def _holds(state: Mapping[str, Any], rule: str, until_closed: bool) -> bool:
+    """The flag is up now, or (`until_closed`: a parcel that shipped late stays late) it was
+    raised and the order is still open."""
+    if state.get(f"{rule}_active"):
+        return True
+    return until_closed and bool(state.get(f"{rule}_occurred")) and bool(state.get("is_open"))
+
+
+def _opened_because(row: Mapping[str, Any]) -> str:
+    ev = row.get("evidence")
+    parsed = json.loads(ev) if isinstance(ev, str) else (ev or {})
+    return str(parsed.get("opened_because") or "rule flag")
 
 
 def predicted_episode(
@@ -249,11 +282,14 @@ def advance(
     """The exception table at `as_of`: previous episodes carried forward (ids, starts and
     frozen closed rows kept), current ones refreshed, those no longer seen closed at `as_of`."""
     prior = {row["exception_id"]: dict(row) for row in previous}
+    still_open = {
+        eid: _opened_because(row) for eid, row in prior.items() if row.get("ended_at") is None
+    }
     current: dict[str, dict[str, Any]] = {}
     for state in states:
         history = sorted(scores.get(state["order_id"], ()), key=_at)
         latest = history[-1] if history else None
-        for row in _rule_episodes(state, latest, policy, as_of):
+        for row in _rule_episodes(state, latest, policy, as_of, still_open):
             current[row["exception_id"]] = row
         episode = predicted_episode(state, history, policy, as_of)
         if episode is not None:

@@ -46,6 +46,17 @@ _BAND = {
     "properties": {"max_slack_hours": _NUMBER, "adjust": _NUMBER, "level": _SEVERITY},
 }
 _CONDITION = {"min_severity": _SEVERITY}
+_OPEN_WHEN = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "always": {"type": "boolean"},
+        "min_hours": {"type": "number", "minimum": 0},
+        "max_slack_hours": _NUMBER,
+        "model_confirms": {"type": "boolean"},
+        "until_closed": {"type": "boolean"},
+    },
+}
 _ACTION = {
     "type": "object",
     "minProperties": 1,
@@ -109,6 +120,18 @@ SCHEMA: dict[str, Any] = {
                 "slack_bands": {"type": "array", "minItems": 1, "items": _BAND},
                 "exit_margin": {"type": "number", "minimum": 0, "maximum": 1},
                 "min_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+        "detection": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "confirm_margin": {"type": "number", "minimum": 0, "maximum": 1},
+                "open_when": {
+                    "type": "object",
+                    "propertyNames": {"enum": list(EXCEPTION_TYPES)},
+                    "additionalProperties": _OPEN_WHEN,
+                },
             },
         },
         "severity": {
@@ -268,6 +291,38 @@ class Policy:
     @property
     def exit_margin(self) -> float:
         return float(self.raw["risk"]["exit_margin"])
+
+    def lasts_until_closed(self, exception_type: str) -> bool:
+        """Whether an episode of this type outlives its flag, until the order closes."""
+        spec = self.raw.get("detection", {}).get("open_when", {}).get(exception_type, {})
+        return bool(spec.get("until_closed"))
+
+    def opens(
+        self,
+        exception_type: str,
+        tier: str,
+        held_hours: float,
+        slack_hours: float | None,
+        probability: float | None,
+    ) -> str | None:
+        """Why an active rule flag of this type opens an exception now, or None while it is
+        not yet material (policy `detection.open_when`; a type not listed opens at once)."""
+        detection = self.raw.get("detection", {})
+        spec = detection.get("open_when", {}).get(exception_type)
+        if spec is None or spec.get("always"):
+            return "rule flag"
+        if "min_hours" in spec and held_hours >= float(spec["min_hours"]):
+            return f"flagged for {held_hours:.0f} h (policy: {spec['min_hours']:g} h)"
+        limit = spec.get("max_slack_hours")
+        if limit is not None and slack_hours is not None and slack_hours <= float(limit):
+            return f"{slack_hours:.0f} h of slack left (policy: {float(limit):g} h)"
+        if spec.get("model_confirms") and probability is not None:
+            threshold = self.risk_threshold(tier, slack_hours) - float(
+                detection.get("confirm_margin", 0.0)
+            )
+            if probability >= threshold:
+                return f"risk {probability:.2f} confirms it (policy: {threshold:.2f})"
+        return None
 
     def severity(
         self, exception_type: str, tier: str, slack_hours: float | None, order_value: float

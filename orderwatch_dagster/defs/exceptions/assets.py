@@ -6,22 +6,26 @@ asset reads, advances the persisted table to "now" and writes it back (docs/arch
 import json
 from collections import Counter, defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 
+from orderwatch_dagster.defs.actions.resources import is_replay
 from orderwatch_dagster.defs.resources import Warehouse
 from orderwatch_dagster.lib import exceptions as ex
 from orderwatch_dagster.lib import settings
-from orderwatch_dagster.lib.policy import load_policy
+from orderwatch_dagster.lib.policy import Policy, load_policy
 from orderwatch_dagster.lib.tables import columns_of, insert_rows, select_dicts, table_exists
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
 TABLE = "marts.order_exceptions"
+# A replay (ORDERWATCH_AS_OF behind the clock) writes here: the live episodes and their ids,
+# which the ledger and the customer messages refer to, are never rewritten by a look at the past.
+REPLAY_TABLE = "marts.order_exceptions_replay"
 
 
-def ddl(json_type: str) -> str:
-    return f"""create table if not exists {TABLE} (
+def ddl(json_type: str, table: str = TABLE) -> str:
+    return f"""create table if not exists {table} (
         exception_id varchar primary key, order_id bigint not null, order_name varchar not null,
         exception_type varchar not null, severity varchar not null,
         started_at timestamptz not null, ended_at timestamptz, breach_at timestamptz,
@@ -75,6 +79,24 @@ def read_scores(session: WarehouseSession, as_of: datetime) -> dict[Any, list[ex
     return scores
 
 
+class Step(NamedTuple):
+    source: str  # the state table read (order_state_snapshots or order_state)
+    states: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # the exception table at the step's moment
+    scores_used: bool
+
+
+def exceptions_at(
+    session: WarehouseSession, as_of: datetime, policy: Policy, previous: list[dict[str, Any]]
+) -> Step:
+    """The table advanced from `previous` to `as_of`, from what the warehouse knew then: the
+    order state at `as_of` and the scores with `scored_at <= as_of` (bench/detection.py folds
+    this same step over the as-of grid)."""
+    source, states = read_states(session, as_of)
+    scores = read_scores(session, as_of)
+    return Step(source, states, ex.advance(previous, states, scores, policy, as_of), bool(scores))
+
+
 def read_previous(session: WarehouseSession, as_of: datetime) -> list[dict[str, Any]]:
     """The persisted table, unless it is from a later moment (a replay starts afresh)."""
     if not table_exists(session, "marts", "order_exceptions"):
@@ -87,12 +109,31 @@ def read_previous(session: WarehouseSession, as_of: datetime) -> list[dict[str, 
     return rows
 
 
-def write_table(session: WarehouseSession, rows: list[dict[str, Any]]) -> None:
+def replay_step(session: WarehouseSession, as_of: datetime, policy: Policy) -> Step:
+    """A replay's table: folded over the as-of grid's moments up to `as_of`, from nothing (the
+    live table holds what was decided later, so it is neither read nor written)."""
+    moments: list[datetime] = []
+    if table_exists(session, "marts", "order_state_snapshots"):
+        moments = [
+            m
+            for (m,) in session.query(
+                "select distinct as_of from marts.order_state_snapshots"
+                f" where as_of < {session.p} order by 1",
+                [as_of],
+            )
+        ]
+    table: list[dict[str, Any]] = []
+    for moment in moments:
+        table = exceptions_at(session, moment, policy, table).rows
+    return exceptions_at(session, as_of, policy, table)
+
+
+def write_table(session: WarehouseSession, rows: list[dict[str, Any]], table: str = TABLE) -> None:
     session.execute("create schema if not exists marts")
     with session.transaction():
-        session.execute(ddl(session.json_type))
-        session.execute(f"delete from {TABLE}")
-        insert_rows(session, TABLE, ex.COLUMNS, [[r[c] for c in ex.COLUMNS] for r in rows])
+        session.execute(ddl(session.json_type, table))
+        session.execute(f"delete from {table}")
+        insert_rows(session, table, ex.COLUMNS, [[r[c] for c in ex.COLUMNS] for r in rows])
 
 
 def _counts_table(rows: list[dict[str, Any]]) -> str:
@@ -118,12 +159,15 @@ def order_exceptions(
 ) -> dg.MaterializeResult:
     as_of = settings.now()
     policy = load_policy()
+    replay = is_replay(as_of)
+    target = REPLAY_TABLE if replay else TABLE
     with warehouse.connect() as session:
-        source, states = read_states(session, as_of)
-        scores = read_scores(session, as_of)
-        previous = read_previous(session, as_of)
-        rows = ex.advance(previous, states, scores, policy, as_of)
-        write_table(session, rows)
+        if replay:
+            source, _, rows, scored = replay_step(session, as_of, policy)
+        else:
+            previous = read_previous(session, as_of)
+            source, _, rows, scored = exceptions_at(session, as_of, policy, previous)
+        write_table(session, rows, target)
     open_rows = [r for r in rows if r["ended_at"] is None]
     by_type = Counter(r["exception_type"] for r in open_rows)
     by_severity = Counter(r["severity"] for r in open_rows)
@@ -131,8 +175,10 @@ def order_exceptions(
     return dg.MaterializeResult(
         metadata={
             "as_of": as_of.isoformat(),
+            "replay": replay,
+            "table": target,
             "state_source": source,
-            "risk_scores_used": bool(scores),
+            "risk_scores_used": scored,
             "policy_version": policy.version,
             "episodes": len(rows),
             "open": len(open_rows),
