@@ -83,7 +83,9 @@ def _hold(r: dict) -> str:
     category = r.get("fulfillment_hold_category")
     kind = f" ({category})" if category not in (None, "unknown") else ""
     if r.get("fulfillment_hold_active"):
-        return f"on hold at the warehouse{kind}"
+        held = r.get("fulfillment_hold_hours")
+        since = f" for {_h(held)}" if _known(held) else ""
+        return f"on hold at the warehouse{kind}{since}"
     if r.get("fulfillment_hold_occurred"):
         return f"was on hold at the warehouse{kind}"
     return "no warehouse hold"
@@ -104,11 +106,17 @@ def _exception(r: dict) -> str:
 
 def _edd(r: dict) -> str:
     gap = r.get("edd_vs_promise_hours")
+    revisions = r.get("edd_revisions")
+    moved = (
+        f"; estimate changed {int(revisions)} time(s)"
+        if _known(revisions) and revisions > 0
+        else ""
+    )
     if not _known(gap):
-        return "no carrier estimate yet"
+        return "no carrier estimate yet" + moved
     if gap > 0:
-        return f"carrier's estimate is {_h(gap)} past the promise"
-    return f"carrier's estimate is {_h(-gap)} before the promise"
+        return f"carrier's estimate is {_h(gap)} past the promise" + moved
+    return f"carrier's estimate is {_h(-gap)} before the promise" + moved
 
 
 def _lane(r: dict) -> str:
@@ -161,6 +169,7 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[dict], str]]] = {
             "scan_gap_occurred",
             "lost_active",
             "lost_occurred",
+            "scan_gap_hours",
         ),
         _silence,
     ),
@@ -175,11 +184,19 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[dict], str]]] = {
             "ship_late_occurred",
             "no_first_scan_active",
             "no_first_scan_occurred",
+            "ship_late_hours",
+            "unscanned_parcels",
         ),
         _shipping,
     ),
     "fulfillment_hold": (
-        ("fulfillment_hold_active", "fulfillment_hold_occurred", "fulfillment_hold_category"),
+        (
+            "fulfillment_hold_active",
+            "fulfillment_hold_occurred",
+            "fulfillment_hold_category",
+            "fulfillment_hold_hours",
+            "fulfillment_state_known",
+        ),
         _hold,
     ),
     "carrier_exception": (
@@ -188,10 +205,11 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[dict], str]]] = {
             "carrier_exception_occurred",
             "carrier_exception_reason",
             "exception_scan_count",
+            "carrier_exception_hours",
         ),
         _exception,
     ),
-    "carrier_estimate": (("edd_vs_promise_hours",), _edd),
+    "carrier_estimate": (("edd_vs_promise_hours", "edd_revisions"), _edd),
     "lane": (
         ("lane", "destination_region", "lane_late_rate", "lane_transit_hours", "lane_outcomes"),
         _lane,
@@ -216,46 +234,53 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[dict], str]]] = {
 def contributions(model: LatenessModel, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """Probabilities, and per group the change in risk against the typical order.
 
-    Rows whose group already has the typical values contribute 0 for it and are not predicted
-    again (most orders have no hold, exception or ticket): that keeps 100k rows in seconds."""
+    One batched prediction over a stacked matrix: the rows themselves, then for each group the
+    rows whose group differs from the typical order's, with the group set to typical. Rows
+    that already have the typical values contribute 0 and are not predicted again (most orders
+    have no hold, exception or ticket)."""
     encoded = model.transform(features.reset_index(drop=True))
-    base = model.proba_encoded(encoded)
+    n = len(encoded)
     typical = model.encoded_typical()
-    deltas = {}
+    blocks, masks = [encoded], {}
     for group, (columns, _) in REASON_GROUPS.items():
         present = [typical[c] for c in columns if c in typical]
-        delta = np.zeros(len(base))
-        if present:
-            index = [i for i, _ in present]
-            values = np.array([v for _, v in present])
-            block = encoded[:, index]
-            same = (block == values) | (np.isnan(block) & np.isnan(values))
-            differs = ~same.all(axis=1)
-            if differs.any():
-                varied = encoded[differs].copy()
-                varied[:, index] = values
-                delta[differs] = base[differs] - model.proba_encoded(varied)
+        if not present:
+            continue
+        index = [i for i, _ in present]
+        values = np.array([v for _, v in present])
+        block = encoded[:, index]
+        same = (block == values) | (np.isnan(block) & np.isnan(values))
+        differs = ~same.all(axis=1)
+        if differs.any():
+            varied = encoded[differs]  # a copy (boolean indexing)
+            varied[:, index] = values
+            blocks.append(varied)
+            masks[group] = differs
+    proba = model.proba_encoded(np.vstack(blocks)) if n else np.zeros(0)
+    base = proba[:n]
+    deltas, offset = {}, n
+    for group in REASON_GROUPS:
+        delta = np.zeros(n)
+        if group in masks:
+            differs = masks[group]
+            count = int(differs.sum())
+            delta[differs] = base[differs] - proba[offset : offset + count]
+            offset += count
         deltas[group] = delta
     return base, pd.DataFrame(deltas)
 
 
-def _reasons_for(row: Callable[[str], object], deltas: np.ndarray, groups: list[str]) -> list[dict]:
-    order = np.argsort(-deltas, kind="stable")
-    # risk-raising facts first; an order with none gets its strongest reassurances
-    chosen = [i for i in order[:TOP_REASONS] if deltas[i] > 0.005]
-    if not chosen:
-        chosen = list(np.argsort(-np.abs(deltas), kind="stable")[:TOP_REASONS])
-    out = []
-    for i in chosen:
-        group = groups[i]
-        out.append(
-            {
-                "feature": group,
-                "text": REASON_GROUPS[group][1](row),
-                "contribution": round(float(deltas[i]), 4),
-            }
-        )
-    return out
+def _chosen(matrix: np.ndarray) -> np.ndarray:
+    """Per row, the column indices of its reasons (-1 = none): its risk-raising facts
+    (contribution > 0.005) by size, at most TOP_REASONS; a row with none gets its strongest
+    reassurances instead."""
+    order = np.argsort(-matrix, axis=1, kind="stable")[:, :TOP_REASONS]
+    raising = np.take_along_axis(matrix, order, axis=1) > 0.005
+    chosen = np.where(raising, order, -1)
+    none = ~raising.any(axis=1)
+    by_size = np.argsort(-np.abs(matrix), axis=1, kind="stable")[:, :TOP_REASONS]
+    chosen[none] = by_size[none]
+    return chosen
 
 
 class _Row(dict):
@@ -282,9 +307,24 @@ def score(model: LatenessModel, features: pd.DataFrame, threads: int = 1) -> pd.
         probability, deltas = contributions(model, features)
     groups = list(deltas.columns)
     matrix = deltas.to_numpy()
+    chosen = _chosen(matrix)
     columns = {name: features[name].to_numpy(dtype=object) for name in features.columns}
+    # sentences group by group, each writer over only the rows that show it
+    texts = np.empty(chosen.shape, dtype=object)
+    for g, group in enumerate(groups):
+        rows, slots = np.nonzero(chosen == g)
+        writer = REASON_GROUPS[group][1]
+        texts[rows, slots] = [writer(_Row(columns, i)) for i in rows]
+    rounded = np.round(matrix, 4)
     reasons = [
-        json.dumps(_reasons_for(_Row(columns, i), matrix[i], groups)) for i in range(len(features))
+        json.dumps(
+            [
+                {"feature": groups[g], "text": texts[i, k], "contribution": float(rounded[i, g])}
+                for k, g in enumerate(chosen[i])
+                if g >= 0
+            ]
+        )
+        for i in range(len(chosen))
     ]
     return pd.DataFrame(
         {

@@ -91,15 +91,19 @@ class LatenessModel:
         return pipeline.named_steps["prep"], pipeline.named_steps["model"], calibrator
 
 
-def training_set(snapshots: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+def training_set(
+    snapshots: pd.DataFrame, now: pd.Timestamp, features: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Features of every open order at every snapshot before its promise, with its label.
 
     `snapshots` holds all orders at each as_of (network context needs the closed ones too);
     the label is read from each order's latest row (the state at the latest as_of <= now).
+    `features`: build_features(snapshots) when the caller has it already (same index).
     """
     now = _utc(now)
-    snapshots = snapshots[pd.to_datetime(snapshots["as_of"], utc=True) <= now]
-    features = build_features(snapshots)
+    within = (pd.to_datetime(snapshots["as_of"], utc=True) <= now).to_numpy()
+    snapshots = snapshots[within]
+    features = build_features(snapshots) if features is None else features[within]
     keep = scoring_rows(snapshots) & (
         pd.to_datetime(snapshots["promised_deliver_by"], utc=True) > features["as_of"]
     )
