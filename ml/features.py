@@ -82,7 +82,6 @@ NUMERIC: tuple[str, ...] = (
     "exception_scan_count",
     "edd_revisions",
     "unscanned_parcels",
-    "fulfillment_state_known",
     *(f"{rule}_hours" for rule in DURATION_RULES),
     *(f"{rule}_active" for rule in RULES),
     *(f"{rule}_occurred" for rule in RULES),
@@ -105,7 +104,6 @@ NUMERIC_INPUTS: tuple[str, ...] = (
 )
 OPTIONAL_INPUTS: tuple[str, ...] = (
     *NUMERIC_INPUTS,
-    "fulfillment_state_known",
     *(f"{rule}_detected_at" for rule in DURATION_RULES),
     "carrier_est_delivery_at",
     "milestone_reached_at",
@@ -312,8 +310,6 @@ def build_features(snapshots: pd.DataFrame) -> pd.DataFrame:
     features["wismo_ticket_count"] = pd.to_numeric(frame["wismo_ticket_count"], errors="coerce")
     for column in NUMERIC_INPUTS:
         features[column] = pd.to_numeric(frame[column], errors="coerce")
-    known = frame["fulfillment_state_known"]
-    features["fulfillment_state_known"] = known.map({True: 1.0, False: 0.0}).astype(float)
     for rule in DURATION_RULES:
         detected = frame[f"{rule}_detected_at"]
         features[f"{rule}_hours"] = _hours(as_of - detected).where(detected <= as_of)

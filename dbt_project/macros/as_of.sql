@@ -1264,8 +1264,6 @@ final as (
                                (the parcel with most changes; 0 with one version per tracker)
       milestone_reached_at     when the current milestone was reached
       unscanned_parcels        parcels with a label, no physical scan, still with the carrier
-      fulfillment_state_known  a FulfillmentOrder version valid then is known (before its
-                               first version, its holds are unknown, not absent)
     Nothing outside this block reads these columns. -#}
 {% macro as_of_ml_features() -%}
 ml_items as (
@@ -1316,12 +1314,6 @@ ml_edd_revisions as (
     group by as_of, order_id
 ),
 
-ml_routing as (
-    select as_of, order_id, bool_or(status is not null) as fulfillment_state_known
-    from fulfillment_orders
-    group by as_of, order_id
-),
-
 ml_final as (
     select
         final.*,
@@ -1330,8 +1322,7 @@ ml_final as (
         ml_parcels.carrier_est_delivery_at,
         coalesce(ml_edd_revisions.edd_revisions, 0) as edd_revisions,
         current_progress.progress_at as milestone_reached_at,
-        coalesce(ml_parcels.unscanned_parcels, 0) as unscanned_parcels,
-        coalesce(ml_routing.fulfillment_state_known, false) as fulfillment_state_known
+        coalesce(ml_parcels.unscanned_parcels, 0) as unscanned_parcels
     from final
     left join ml_items on final.order_id = ml_items.order_id
     left join ml_exception_scans
@@ -1341,7 +1332,6 @@ ml_final as (
         on final.as_of = ml_edd_revisions.as_of and final.order_id = ml_edd_revisions.order_id
     left join current_progress
         on final.as_of = current_progress.as_of and final.order_id = current_progress.order_id
-    left join ml_routing on final.as_of = ml_routing.as_of and final.order_id = ml_routing.order_id
 )
 {%- endmacro %}
 {#- ===== end of the ml feature block ===================================================== -#}
