@@ -28,9 +28,13 @@ def _flag(r: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _text(r: pd.DataFrame, column: str, default: str = "unknown") -> pd.Series:
+    """A category as text, already escaped for a JSON string (names come from the merchant's
+    data and may hold quotes): sentences are only ever written into JSON (reasons_json)."""
     if column not in r.columns:
         return pd.Series(default, index=r.index, dtype=object)
-    return r[column].astype(object).where(r[column].notna(), default).astype(str)
+    values = r[column].astype(object).where(r[column].notna(), default).astype(str)
+    escaped = {v: json.dumps(v)[1:-1] for v in values.unique().tolist()}
+    return values.map(escaped)
 
 
 def _fmt(values: pd.Series, pattern: str) -> pd.Series:
@@ -277,43 +281,34 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Writer]] = {
 }
 
 
+# columns a sentence reads beyond its own group's
+_ALSO_READS: dict[str, tuple[str, ...]] = {"shipping": ("hours_since_shipped",)}
+
+
 def reasons_json(
     features: pd.DataFrame, deltas: np.ndarray, chosen: np.ndarray, groups: list[str]
 ) -> np.ndarray:
     """Per row, its reasons as JSON text: [{"feature", "text", "contribution"}, ...] for the
-    groups `chosen` lists (column indices into `groups`, -1 = none, trailing)."""
+    groups `chosen` lists (column indices into `groups`, -1 = none, trailing). Each group's
+    sentences are written once, for all the rows that show it."""
     n, slots = chosen.shape
     frame = features.reset_index(drop=True)
-    out = np.full(n, "[", dtype=object)
     rounded = np.round(deltas, 4)
-    for k in range(slots):
-        pieces = pd.Series("", index=frame.index, dtype=object)
-        for g, group in enumerate(groups):
-            rows = np.flatnonzero(chosen[:, k] == g)
-            if len(rows) == 0:
-                continue
-            text = _json_strings(REASON_GROUPS[group][1](frame.iloc[rows]))
-            value = _fmt(pd.Series(rounded[rows, g], index=text.index), "{!r}")
-            head = ", " if k else ""
-            pieces.iloc[rows] = (
-                head
-                + '{"feature": "'
-                + group
-                + '", "text": '
-                + text
-                + ', "contribution": '
-                + value
-                + "}"
-            ).to_numpy()
-        out = out + pieces.to_numpy()
+    pieces = [np.full(n, "", dtype=object) for _ in range(slots)]
+    for g, group in enumerate(groups):
+        shown = chosen == g
+        rows = np.flatnonzero(shown.any(axis=1))
+        if len(rows) == 0:
+            continue
+        columns, writer = REASON_GROUPS[group]
+        reads = [c for c in (*columns, *_ALSO_READS.get(group, ())) if c in frame.columns]
+        text = writer(frame[reads].iloc[rows]).to_numpy(dtype=object)
+        value = _fmt(pd.Series(rounded[rows, g]), "{!r}").to_numpy(dtype=object)
+        item = '{"feature": "' + group + '", "text": "' + text + '", "contribution": ' + value + "}"
+        for k in range(slots):
+            at = shown[rows, k]
+            pieces[k][rows[at]] = item[at]
+    out = "[" + pieces[0]
+    for k in range(1, slots):
+        out = out + np.where(pieces[k] == "", "", ", ") + pieces[k]
     return out + "]"
-
-
-def _json_strings(texts: pd.Series) -> pd.Series:
-    """JSON string literals; only texts with a quote, backslash or control character (names
-    from the merchant's data may have them) go through json.dumps."""
-    plain = '"' + texts + '"'
-    special = texts.str.contains(r'["\\\x00-\x1f]', regex=True)
-    if special.any():
-        plain[special] = texts[special].map(json.dumps)
-    return plain
