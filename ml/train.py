@@ -30,6 +30,9 @@ from ml.pipeline import boosted_pipeline, calibrate, logistic_pipeline
 # alone needs half as many misses.
 MIN_LABELLED_ORDERS = 200
 MIN_MISSES = 20
+# A feature known (non-missing) in a share of the training rows this far from its share in
+# the orders scored next is left out (known_share_shift).
+MAX_KNOWN_SHARE_SHIFT = 0.25
 
 
 class ColdStart(Exception):
@@ -108,7 +111,13 @@ def training_set(
     known = labels(latest, now)
     rows = features[keep].merge(known, on="order_id", how="inner")
     rows["label"] = rows["missed"].astype(int)
-    return rows.drop(columns=["missed"]).reset_index(drop=True)
+    rows = rows.drop(columns=["missed"]).reset_index(drop=True)
+    # what the model will score next: the open orders at the latest moment (unlabelled)
+    scoring = scoring_rows(snapshots) & (features["as_of"] == features["as_of"].max())
+    rows.attrs["scoring_known_share"] = (
+        features.loc[scoring, list(FEATURES)].notna().mean().to_dict()
+    )
+    return rows
 
 
 def _utc(moment: object) -> pd.Timestamp:
@@ -162,6 +171,19 @@ def check_history(rows: pd.DataFrame, parts: dict[str, pd.DataFrame], config: Tr
         raise ColdStart("not enough labelled history to train: " + "; ".join(problems))
 
 
+def known_share_shift(train_part: pd.DataFrame, scoring_share: dict | None) -> list[str]:
+    """Features whose share of known (non-missing) values in the training rows differs from
+    the scoring rows' by more than MAX_KNOWN_SHARE_SHIFT."""
+    if not scoring_share:
+        return []
+    trained = train_part[list(FEATURES)].notna().mean()
+    return [
+        f
+        for f in FEATURES
+        if f in scoring_share and abs(trained[f] - scoring_share[f]) > MAX_KNOWN_SHARE_SHIFT
+    ]
+
+
 def recency_weights(
     train_part: pd.DataFrame, cal_part: pd.DataFrame, config: TrainConfig
 ) -> np.ndarray | None:
@@ -188,8 +210,14 @@ def _train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> dict:
     check_history(rows, parts, config)
     began = time.perf_counter()
     train_part, cal_part, holdout = parts["train"], parts["calibration"], parts["holdout"]
-    # inputs the as-of layer does not provide (all missing in training) are left out
-    used = tuple(f for f in FEATURES if train_part[f].notna().any())
+    # inputs the as-of layer does not provide (all missing in training) are left out, and so
+    # are those known far more (or less) often in the orders scored next than in training:
+    # in a first backfill a vendor record's state is known at a past moment only if it has not
+    # changed since (one version per record), so e.g. the carrier's estimate is known in a few
+    # training rows, on stalled parcels, and on most parcels at "now"; a model would read it
+    # as a stall signal that no longer means one.
+    shifted = known_share_shift(train_part, rows.attrs.get("scoring_known_share"))
+    used = tuple(f for f in FEATURES if train_part[f].notna().any() and f not in shifted)
     x_train, y_train = train_part[list(used)], train_part["label"]
     weight = recency_weights(train_part, cal_part, config)
     boosted = boosted_pipeline(config.seed, used, **(config.booster or {}))
@@ -222,6 +250,7 @@ def _train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> dict:
     }
     report["threshold"] = threshold
     report["features"] = list(used)
+    report["features_left_out"] = shifted
     report["seed"] = config.seed
     report["window_days"] = dict(
         zip(("holdout", "calibration"), window_days(rows, now, config), strict=True)
