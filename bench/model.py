@@ -1,7 +1,7 @@
 """`make bench BENCH_ARGS="--only model"`: the lateness model on simulated worlds.
 
 Per seed and kind of history (full versions; `--snapshot` backfill, one version per record):
-simulate, ingest (the raw assets), build the as-of layer with dbt over a grid of every 12 h plus
+simulate, ingest (the raw assets), build the as-of layer with dbt over a grid of every 24 h plus
 15:00 (shop time) each day, train on the first part (ml.train: train / calibration windows
 before the last week), and evaluate on the last week the way an operator sees it (at 15:00
 each day, open orders whose promise is >= 24 h away; truth from ground_truth.csv, never a
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,8 +28,8 @@ PY = sys.executable
 SHOP_TZ = "America/New_York"  # dbt_project.yml shop_time_zone
 EVAL_HOUR = 15
 SCORING_ROWS = 100_000
-GRID_CHUNK = 8  # snapshot moments per dbt run
-TRAIN_EVERY_HOURS = 12
+GRID_CHUNK = 12  # snapshot moments per dbt run
+TRAIN_EVERY_HOURS = 24
 
 
 def _simulate(home: Path, seed: int, days: int, per_day: int, kind: str) -> None:
@@ -68,7 +69,11 @@ def _build(home: Path, now: pd.Timestamp, grid: list[str]) -> float:
     bench_snapshots. Returns dbt's seconds."""
     import duckdb
 
-    run_measured([PY, "-m", "bench.stage", "ingest"], env={"ORDERWATCH_HOME": str(home)})
+    if not (home / "ingested").exists():
+        run_measured([PY, "-m", "bench.stage", "ingest"], env={"ORDERWATCH_HOME": str(home)})
+        (home / "ingested").write_text("ok\n")
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("drop table if exists main.bench_snapshots")  # a build cut short
     began = time.perf_counter()
     base = {"as_of": now.isoformat()}
     _dbt(home, "seed", variables=base)
@@ -109,15 +114,17 @@ def _truth(home: Path) -> pd.DataFrame:
     return truth[["order_id", "missed_promise", "failure_mode", "failure_onset_at"]]
 
 
-def _operator_rows(snapshots: pd.DataFrame, moments: list[pd.Timestamp]) -> pd.DataFrame:
-    from ml.features import build_features, scoring_rows
+def _operator_rows(
+    snapshots: pd.DataFrame, features: pd.DataFrame, moments: list[pd.Timestamp]
+) -> pd.DataFrame:
+    """The open orders at the operator's moments, with the features built over the whole
+    history (the network context of a moment reads the orders closed before it)."""
+    from ml.features import scoring_rows
 
-    at = snapshots[snapshots["as_of"].isin(moments)].reset_index(drop=True)
-    features = build_features(at)
-    keep = scoring_rows(at).to_numpy()
+    keep = (snapshots["as_of"].isin(moments) & scoring_rows(snapshots)).to_numpy()
     rows = features[keep].reset_index(drop=True)
     rows["promised_deliver_by"] = pd.to_datetime(
-        at.loc[keep, "promised_deliver_by"], utc=True
+        snapshots.loc[keep, "promised_deliver_by"], utc=True
     ).to_numpy()
     return rows
 
@@ -126,15 +133,17 @@ def evaluate_world(home: Path, now: pd.Timestamp, seed: int, config: object = No
     import duckdb
 
     from ml.evaluate import operator_moments, operator_view
-    from ml.features import RULES
+    from ml.features import RULES, build_features
     from ml.predict import score
     from ml.train import TrainConfig, train, training_set
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         snapshots = con.execute("select * from main.bench_snapshots").df()
     snapshots["as_of"] = pd.to_datetime(snapshots["as_of"], utc=True)
+    snapshots = snapshots.reset_index(drop=True)
     began = time.perf_counter()
-    rows = training_set(snapshots, now)
+    features = build_features(snapshots)
+    rows = training_set(snapshots, now, features)
     set_seconds = time.perf_counter() - began
     result = train(rows, now, config or TrainConfig(seed=0))
     train_seconds = time.perf_counter() - began
@@ -147,7 +156,7 @@ def evaluate_world(home: Path, now: pd.Timestamp, seed: int, config: object = No
         )
     ]
     moments = [m.tz_convert("UTC") for m in local]
-    eval_rows = _operator_rows(snapshots, moments)
+    eval_rows = _operator_rows(snapshots, features, moments)
     truth = _truth(home)
     scored = score(model, eval_rows)
     scored["promised_deliver_by"] = eval_rows["promised_deliver_by"]
@@ -231,7 +240,28 @@ def _world_section(kind: str, r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bench_model(seeds: list[int], days: int, per_day: int, kinds: list[str]) -> str:
+def _world(home: Path, seed: int, days: int, per_day: int, kind: str) -> float:
+    """Simulate, ingest and build the as-of layer once per home; a kept home (--model-home)
+    keeps its build and its measured dbt seconds (delete `built.json` to rebuild after a
+    change to the dbt project). Returns dbt's seconds."""
+    built = home / "built.json"
+    if built.exists():
+        return float(json.loads(built.read_text())["dbt_seconds"])
+    if not (home / "simulated").exists():
+        if home.exists():
+            shutil.rmtree(home)  # a half-written world: start again
+        home.mkdir(parents=True)
+        _simulate(home, seed, days, per_day, kind)
+        (home / "simulated").write_text("ok\n")
+    now = pd.Timestamp((home / "clock").read_text().strip()).tz_convert("UTC")
+    seconds = _build(home, now, _grid(now - pd.Timedelta(days=days), now, TRAIN_EVERY_HOURS))
+    built.write_text(json.dumps({"dbt_seconds": seconds}))
+    return seconds
+
+
+def bench_model(
+    seeds: list[int], days: int, per_day: int, kinds: list[str], keep: Path | None = None
+) -> str:
     sections = []
     summary = [
         "| seed | history | model AP | best rule (AP) | ratio | precision | recall observable "
@@ -241,11 +271,9 @@ def bench_model(seeds: list[int], days: int, per_day: int, kinds: list[str]) -> 
     for seed in seeds:
         for kind in kinds:
             with tempfile.TemporaryDirectory(prefix="ow-bench-model-") as tmp:
-                home = Path(tmp)
-                _simulate(home, seed, days, per_day, kind)
+                home = (keep or Path(tmp)) / f"seed{seed}-{kind}"
+                dbt_seconds = _world(home, seed, days, per_day, kind)
                 now = pd.Timestamp((home / "clock").read_text().strip()).tz_convert("UTC")
-                start = now - pd.Timedelta(days=days)
-                dbt_seconds = _build(home, now, _grid(start, now, TRAIN_EVERY_HOURS))
                 result = evaluate_world(home, now, seed)
             v, best = result["view"], result["best_rule"]
             best_ap = result["rules"][best]["average_precision"] or 0.0

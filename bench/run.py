@@ -319,7 +319,11 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {
         args.rules_seeds, args.dbt_days, args.dbt_orders_per_day, args.rules_home
     ),
     "model": lambda args: bench_model(
-        args.model_seeds, args.model_days, args.model_orders_per_day, args.model_kinds
+        args.model_seeds,
+        args.model_days,
+        args.model_orders_per_day,
+        args.model_kinds,
+        args.model_home,
     ),
 }
 
@@ -359,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-days", type=int, default=30)
     parser.add_argument("--model-orders-per-day", type=int, default=1000)
     parser.add_argument("--model-kinds", type=lambda s: s.split(","), default=["full", "snapshot"])
+    parser.add_argument("--model-home", type=Path, help="keep the model worlds here (reused)")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

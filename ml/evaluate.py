@@ -19,8 +19,11 @@ from sklearn.metrics import (
 
 from ml.features import RULES
 
-# The operating threshold maximises F-beta on the calibration window: beta 2 weighs recall
-# four times precision (a missed warning costs more than an extra look).
+# The operating threshold: the lowest (most recall) at which the calibration window's flags
+# are right at least OPERATING_PRECISION of the time, over the orders an operator can still
+# act on (promise >= MIN_LEAD_HOURS away): at most one false alarm per true one. Where no
+# threshold reaches it, the one maximising F-beta (beta 2 weighs recall four times precision).
+OPERATING_PRECISION = 0.5
 THRESHOLD_BETA = 2.0
 TABLE_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MIN_LEAD_HOURS = 24.0
@@ -28,6 +31,9 @@ MIN_LEAD_HOURS = 24.0
 
 def choose_threshold(y: np.ndarray, scores: np.ndarray) -> float:
     precision, recall, thresholds = precision_recall_curve(y, scores)
+    reaching = np.flatnonzero(precision[:-1] >= OPERATING_PRECISION)
+    if len(reaching):
+        return float(thresholds[reaching[0]])
     b2 = THRESHOLD_BETA**2
     with np.errstate(divide="ignore", invalid="ignore"):
         f = (1 + b2) * precision * recall / (b2 * precision + recall)

@@ -62,6 +62,9 @@ PRIOR_WEIGHT = 20.0  # late rates shrink towards the network-wide rate by this m
 
 NETWORK_GROUPS: tuple[str, ...] = ("lane", "carrier", "warehouse_name")
 
+# Rules whose first detection time says how long the trouble has lasted (hours since then).
+DURATION_RULES: tuple[str, ...] = ("ship_late", "fulfillment_hold", "carrier_exception", "scan_gap")
+
 NUMERIC: tuple[str, ...] = (
     "order_value",
     "item_count",
@@ -77,6 +80,9 @@ NUMERIC: tuple[str, ...] = (
     "edd_vs_promise_hours",
     "wismo_ticket_count",
     "exception_scan_count",
+    "edd_revisions",
+    "unscanned_parcels",
+    *(f"{rule}_hours" for rule in DURATION_RULES),
     *(f"{rule}_active" for rule in RULES),
     *(f"{rule}_occurred" for rule in RULES),
     *(f"{group}_late_rate" for group in NETWORK_GROUPS),
@@ -90,9 +96,15 @@ FEATURES: tuple[str, ...] = (*CATEGORICAL, *NUMERIC)
 
 # Columns of the snapshot that are optional: absent ones become missing features (the model
 # treats them as "not known"), so an as-of layer without them still trains.
-OPTIONAL_INPUTS: tuple[str, ...] = (
+NUMERIC_INPUTS: tuple[str, ...] = (
     "item_count",
     "exception_scan_count",
+    "edd_revisions",
+    "unscanned_parcels",
+)
+OPTIONAL_INPUTS: tuple[str, ...] = (
+    *NUMERIC_INPUTS,
+    *(f"{rule}_detected_at" for rule in DURATION_RULES),
     "carrier_est_delivery_at",
     "milestone_reached_at",
     "fulfillment_hold_category",
@@ -109,6 +121,7 @@ TIME_COLUMNS: tuple[str, ...] = (
     "delivered_at",
     "carrier_est_delivery_at",
     "milestone_reached_at",
+    *(f"{rule}_detected_at" for rule in DURATION_RULES),
 )
 
 
@@ -121,7 +134,7 @@ def normalise(snapshots: pd.DataFrame) -> pd.DataFrame:
     frame = snapshots.copy()
     for column in OPTIONAL_INPUTS:
         if column not in frame.columns:
-            frame[column] = np.nan if column in {"item_count", "exception_scan_count"} else None
+            frame[column] = np.nan if column in NUMERIC_INPUTS else None
     for column in TIME_COLUMNS:
         if column in frame.columns:
             frame[column] = pd.to_datetime(frame[column], utc=True)
@@ -148,24 +161,85 @@ def _outcome_time(frame: pd.DataFrame) -> pd.Series:
     return frame["delivered_at"].where(on_time, frame["promised_deliver_by"])
 
 
+NETWORK_INPUTS: tuple[str, ...] = (
+    "order_id",
+    "as_of",
+    "placed_at",
+    "promised_deliver_by",
+    "shipped_at",
+    "delivered_at",
+    "is_cancelled",
+    *NETWORK_GROUPS,
+)
+
+
+def _nanoseconds(stamps: pd.Series) -> np.ndarray:
+    """UTC timestamps (no NaT) as int64 nanoseconds, whatever their stored resolution."""
+    naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("ns")
+    return naive.to_numpy().view("int64")
+
+
+def _carried_forward(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the frame lacks for its own moments: an order's latest earlier row, repeated at
+    each later as_of of the frame at which it has no row of its own.
+
+    The as-of layer stops showing an order a while after its closure became known (dbt var
+    snapshot_closed_retention_hours; "now" keeps every order), and a closed order's state no
+    longer changes: its last row is its state at every later moment. Without these rows a
+    lane's late rate at a past moment would count only the orders closed in the last day,
+    while at "now" it counts all of them (train / serve skew). Rows are carried only as long
+    as they can still count: outcome within NETWORK_WINDOW, shipment within THROUGHPUT_WINDOW.
+    """
+    rows = frame[list(NETWORK_INPUTS)].sort_values(["order_id", "as_of"], kind="stable")
+    as_of = _nanoseconds(rows["as_of"])
+    moments = np.unique(as_of)
+    position = np.searchsorted(moments, as_of)
+    following = rows.groupby("order_id", sort=False)["as_of"].shift(-1)
+    next_position = np.where(
+        following.isna().to_numpy(),
+        len(moments),
+        np.searchsorted(moments, _nanoseconds(following.fillna(rows["as_of"]))),
+    )
+    horizon = pd.concat(
+        [
+            _outcome_time(rows).where(_resolved(rows)) + NETWORK_WINDOW,
+            rows["shipped_at"] + THROUGHPUT_WINDOW,
+        ],
+        axis=1,
+    ).max(axis=1)
+    horizon_position = np.searchsorted(moments, _nanoseconds(horizon.fillna(rows["as_of"])))
+    end = np.minimum(next_position, np.maximum(horizon_position, position + 1))
+    repeats = end - position - 1
+    if repeats.sum() == 0:
+        return rows.iloc[0:0]
+    source = np.repeat(np.arange(len(rows)), repeats)
+    starts = np.repeat(position + 1, repeats)
+    offsets = np.arange(len(source)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    carried = rows.iloc[source].reset_index(drop=True)
+    carried["as_of"] = pd.to_datetime(moments[starts + offsets], utc=True).as_unit(
+        rows["as_of"].dt.unit
+    )
+    return carried
+
+
 def network_context(frame: pd.DataFrame) -> pd.DataFrame:
     """Per row, the trailing context of its lane, carrier and warehouse at its as_of.
 
     Late rate: orders whose outcome became known in the trailing window before as_of, missed /
     all, shrunk towards the network-wide rate (PRIOR_WEIGHT). Transit: mean hours from shipped
     to delivered of the same orders. Queue: open, unshipped orders at the site over its
-    shipments per day in the last THROUGHPUT_WINDOW.
+    shipments per day in the last THROUGHPUT_WINDOW. Computed over the frame's rows and the
+    closed orders carried forward to each of its moments (_carried_forward).
     """
     out = pd.DataFrame(index=frame.index)
-    outcome_at = _outcome_time(frame)
-    recent = _resolved(frame) & (outcome_at > frame["as_of"] - NETWORK_WINDOW)
-    outcomes = frame.loc[recent, ["as_of", *NETWORK_GROUPS]].copy()
-    on_time = frame["delivered_at"].notna() & (
-        frame["delivered_at"] <= frame["promised_deliver_by"]
-    )
+    pool = pd.concat([frame[list(NETWORK_INPUTS)], _carried_forward(frame)], ignore_index=True)
+    outcome_at = _outcome_time(pool)
+    recent = _resolved(pool) & (outcome_at > pool["as_of"] - NETWORK_WINDOW)
+    outcomes = pool.loc[recent, ["as_of", *NETWORK_GROUPS]].copy()
+    on_time = pool["delivered_at"].notna() & (pool["delivered_at"] <= pool["promised_deliver_by"])
     outcomes["missed"] = (~on_time[recent]).astype(float)
-    delivered = frame["delivered_at"].notna() & frame["shipped_at"].notna()
-    outcomes["transit"] = _hours(frame["delivered_at"] - frame["shipped_at"]).where(delivered)
+    delivered = pool["delivered_at"].notna() & pool["shipped_at"].notna()
+    outcomes["transit"] = _hours(pool["delivered_at"] - pool["shipped_at"]).where(delivered)
     overall = outcomes.groupby("as_of")["missed"].agg(["sum", "count"])
     keyed = frame[["as_of"]].join(overall, on="as_of")
     base_rate = (keyed["sum"] + 1.0) / (keyed["count"] + 10.0)  # ~10 % prior when no history
@@ -180,23 +254,24 @@ def network_context(frame: pd.DataFrame) -> pd.DataFrame:
         out[f"{group}_transit_hours"] = joined["transit"]
         if group == "lane":
             out["lane_outcomes"] = n
-    out["warehouse_queue_days"], out["warehouse_ship_hours"] = _site_load(frame)
+    out["warehouse_queue_days"], out["warehouse_ship_hours"] = _site_load(frame, pool)
     return out
 
 
-def _site_load(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Days of queue at each site (open unshipped / shipped per day) and its recent ship time."""
-    as_of = frame["as_of"]
-    open_ = ~frame["is_cancelled"].fillna(False).astype(bool) & frame["delivered_at"].isna()
-    queued = open_ & frame["shipped_at"].isna()
-    shipped_recent = frame["shipped_at"].notna() & (frame["shipped_at"] > as_of - THROUGHPUT_WINDOW)
+def _site_load(frame: pd.DataFrame, pool: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Days of queue at each site (open unshipped / shipped per day) and its recent ship time,
+    counted over `pool` (the frame's rows and the carried ones), per row of `frame`."""
+    as_of = pool["as_of"]
+    open_ = ~pool["is_cancelled"].fillna(False).astype(bool) & pool["delivered_at"].isna()
+    queued = open_ & pool["shipped_at"].isna()
+    shipped_recent = pool["shipped_at"].notna() & (pool["shipped_at"] > as_of - THROUGHPUT_WINDOW)
     parts = pd.DataFrame(
         {
             "as_of": as_of,
-            "warehouse_name": frame["warehouse_name"],
+            "warehouse_name": pool["warehouse_name"],
             "queued": queued.astype(float),
             "shipped": shipped_recent.astype(float),
-            "ship_hours": _hours(frame["shipped_at"] - frame["placed_at"]).where(shipped_recent),
+            "ship_hours": _hours(pool["shipped_at"] - pool["placed_at"]).where(shipped_recent),
         }
     )
     stats = parts.groupby(["as_of", "warehouse_name"], dropna=False).agg(
@@ -216,7 +291,6 @@ def build_features(snapshots: pd.DataFrame) -> pd.DataFrame:
     for column in CATEGORICAL:
         features[column] = frame[column].astype("string").fillna("unknown").astype(object)
     features["order_value"] = pd.to_numeric(frame["order_value"], errors="coerce")
-    features["item_count"] = pd.to_numeric(frame["item_count"], errors="coerce")
     features["shipment_count"] = pd.to_numeric(frame["shipment_count"], errors="coerce")
     features["milestone_rank"] = frame["current_milestone"].map(MILESTONE_RANK).astype(float)
     features["hours_since_placed"] = _hours(as_of - frame["placed_at"])
@@ -234,7 +308,11 @@ def build_features(snapshots: pd.DataFrame) -> pd.DataFrame:
         frame["carrier_est_delivery_at"] - frame["promised_deliver_by"]
     )
     features["wismo_ticket_count"] = pd.to_numeric(frame["wismo_ticket_count"], errors="coerce")
-    features["exception_scan_count"] = pd.to_numeric(frame["exception_scan_count"], errors="coerce")
+    for column in NUMERIC_INPUTS:
+        features[column] = pd.to_numeric(frame[column], errors="coerce")
+    for rule in DURATION_RULES:
+        detected = frame[f"{rule}_detected_at"]
+        features[f"{rule}_hours"] = _hours(as_of - detected).where(detected <= as_of)
     for rule in RULES:
         for suffix in ("active", "occurred"):
             name = f"{rule}_{suffix}"

@@ -17,18 +17,16 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from ml.features import CATEGORICAL, FEATURES, NUMERIC
 
-# Isotonic calibration needs enough misses in the calibration window to be stable; below this
-# a sigmoid (two parameters) is fitted instead.
-ISOTONIC_MIN_POSITIVES = 200
-
 
 def _columns(features: Sequence[str]) -> tuple[list[str], list[str]]:
     return [f for f in CATEGORICAL if f in features], [f for f in NUMERIC if f in features]
 
 
-def boosted_pipeline(seed: int, features: Sequence[str] = FEATURES) -> Pipeline:
+def boosted_pipeline(
+    seed: int, features: Sequence[str] = FEATURES, **booster_params: object
+) -> Pipeline:
     """Categories ordinal-encoded (rare ones pooled, unseen ones missing), numbers as they are
-    (the booster handles missing values natively)."""
+    (the booster handles missing values natively). `booster_params` override the defaults."""
     categorical, numeric = _columns(features)
     encoder = OrdinalEncoder(
         handle_unknown="use_encoded_value",
@@ -41,12 +39,16 @@ def boosted_pipeline(seed: int, features: Sequence[str] = FEATURES) -> Pipeline:
         [("cat", encoder, categorical), ("num", "passthrough", numeric)],
         verbose_feature_names_out=False,
     )
+    params: dict = {
+        "learning_rate": 0.1,
+        "max_iter": 120,  # prediction cost (100k rows with reasons) grows with the trees
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 50,
+        "l2_regularization": 1.0,
+        **booster_params,
+    }
     booster = HistGradientBoostingClassifier(
-        learning_rate=0.1,
-        max_iter=120,  # prediction cost (100k rows x 13 reason groups) grows with the trees
-        max_leaf_nodes=31,
-        min_samples_leaf=50,
-        l2_regularization=1.0,
+        **params,
         categorical_features=list(range(len(categorical))),
         early_stopping=False,  # its internal split would be random, not time-ordered
         random_state=seed,
@@ -83,8 +85,11 @@ def logistic_pipeline(seed: int, features: Sequence[str] = FEATURES) -> Pipeline
 def calibrate(
     fitted: Pipeline, x_cal: pd.DataFrame, y_cal: pd.Series, features: Sequence[str] = FEATURES
 ) -> CalibratedClassifierCV:
-    """Calibrate an already fitted pipeline on a later window (its own rows are never reused)."""
-    method = "isotonic" if int(y_cal.sum()) >= ISOTONIC_MIN_POSITIVES else "sigmoid"
-    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted), method=method)
+    """Calibrate an already fitted pipeline on a later window (its own rows are never reused).
+
+    A sigmoid (Platt) keeps the booster's ranking: isotonic steps would tie many rows and
+    lower the average precision the model is judged by, and flatten the reasons' risk
+    changes (ml/predict.py) to zero inside a step."""
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted), method="sigmoid")
     calibrated.fit(x_cal[list(features)], y_cal)
     return calibrated

@@ -1,277 +1,118 @@
 """Scoring with reasons: the probability of missing the promise, and the few facts that move it
 most, as sentences an ops person reads in seconds.
 
-A reason's contribution is the change in predicted risk when its group of features is set to
-the typical order's values (LatenessModel.typical, from the training window): positive = this
-fact raises the risk. Groups (not single columns) keep correlated features together, and keep
-scoring 100k rows with reasons within seconds.
+A reason's contribution is the change in predicted risk when the part of the booster's output
+credited to its group of features (path attribution over the trees' splits, _Paths) is taken
+out, i.e. against the training population's expectation: positive = these facts raise the risk.
+Groups (ml/reasons.py; not single columns) keep correlated features together. Scoring costs one
+pass over the trees plus vectorised sentences: 100k rows with reasons in seconds.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
+from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from threadpoolctl import threadpool_limits
 
 from ml.features import build_features, scoring_rows
+from ml.reasons import REASON_GROUPS, reasons_json
 from ml.train import LatenessModel
 
 TOP_REASONS = 3
 
 
-def _h(value: object) -> str:
-    hours = float(value)
-    if abs(hours) >= 48:
-        return f"{hours / 24:.1f} days"
-    return f"{hours:.0f} h"
+class _Paths:
+    """Per-group contributions read off the booster's trees: each split on a decision path
+    moves the expected output (the training rows' mean in that node) from the parent to the
+    child; the move is credited to the split feature's group ("Saabas" path attribution, as
+    treeinterpreter does). They depend only on the leaf a row reaches, so each tree gets a
+    table leaf -> contribution per group, and scoring is one pass to find the leaves: the
+    same cost as one prediction, whatever the number of groups. Reads
+    HistGradientBoostingClassifier's fitted predictors; the registry refuses a model saved
+    under another scikit-learn version (ml/registry.py)."""
+
+    def __init__(self, model: LatenessModel, groups: list[str]) -> None:
+        prep, self.booster, self.calibrator = model._parts()
+        names = list(prep.get_feature_names_out())
+        column_group = np.full(len(names), len(groups))  # last column: features in no group
+        for g, group in enumerate(groups):
+            for feature in REASON_GROUPS[group][0]:
+                if feature in names:
+                    column_group[names.index(feature)] = g
+        self.bitsets, self.feature_map = self.booster._bin_mapper.make_known_categories_bitsets()
+        self.start = float(np.ravel(self.booster._baseline_prediction)[0])
+        self.finders, self.tables = [], []
+        for (tree,) in self.booster._predictors:
+            table, root = _path_table(tree.nodes, column_group, len(groups) + 1)
+            self.start += root
+            finder = tree.nodes.copy()
+            finder["value"] = np.arange(len(finder))  # predicts the leaf's node index
+            self.finders.append(
+                TreePredictor(finder, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets)
+            )
+            self.tables.append(table)
+
+    def contributions(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (log-odds) output and its per-group contributions (rows x groups + 1)."""
+        x = self.booster._preprocess_X(encoded, reset=False)
+        total = np.zeros((len(x), self.tables[0].shape[1]))
+        for finder, table in zip(self.finders, self.tables, strict=True):
+            leaves = finder.predict(x, self.bitsets, self.feature_map, 1).astype(np.intp)
+            total += table[leaves]
+        return self.start + total.sum(axis=1), total
+
+    def probability(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(self.calibrator.predict(raw), 0.0, 1.0)
 
 
-def _pct(value: object) -> str:
-    return f"{100 * float(value):.0f} %"
-
-
-def _known(value: object) -> bool:
-    return value is not None and not (isinstance(value, float) and np.isnan(value))
-
-
-def _slack(r: dict) -> str:
-    text = f"promise in {_h(r['deliver_slack_hours'])}"
-    extra = r.get("slack_after_expected_transit")
-    if _known(extra):
-        if extra < 0:
-            text += f", about {_h(-extra)} short at the lane's recent pace"
-        else:
-            text += f", {_h(extra)} to spare at the lane's recent pace"
-    return text
-
-
-def _silence(r: dict) -> str:
-    if r.get("lost_active"):
-        return f"no carrier scan for {_h(r['hours_since_last_scan'])}: possibly lost"
-    if _known(r.get("hours_since_last_scan")):
-        flag = " (past its lane's usual gap)" if r.get("scan_gap_active") else ""
-        return f"no carrier scan for {_h(r['hours_since_last_scan'])}{flag}"
-    if _known(r.get("hours_since_last_event")):
-        return f"nothing new on the order for {_h(r['hours_since_last_event'])}"
-    return "no carrier scan yet"
-
-
-def _milestone(r: dict) -> str:
-    stage = str(r.get("current_milestone", "unknown")).replace("_", " ")
-    if _known(r.get("hours_in_milestone")):
-        return f"{_h(r['hours_in_milestone'])} at '{stage}'"
-    return f"at '{stage}'"
-
-
-def _shipping(r: dict) -> str:
-    if r.get("no_first_scan_active"):
-        return "label created but the carrier has not scanned it"
-    if r.get("ship_late_active"):
-        return "not shipped by its ship-by time"
-    slack = r.get("ship_slack_hours")
-    if _known(slack) and _known(r.get("hours_since_shipped")):
-        return "shipped on time" if slack >= 0 else f"shipped {_h(-slack)} after ship-by"
-    if _known(slack):
-        return f"ship-by in {_h(slack)}" if slack >= 0 else f"{_h(-slack)} past ship-by"
-    return "shipping status unknown"
-
-
-def _hold(r: dict) -> str:
-    category = r.get("fulfillment_hold_category")
-    kind = f" ({category})" if category not in (None, "unknown") else ""
-    if r.get("fulfillment_hold_active"):
-        return f"on hold at the warehouse{kind}"
-    if r.get("fulfillment_hold_occurred"):
-        return f"was on hold at the warehouse{kind}"
-    return "no warehouse hold"
-
-
-def _exception(r: dict) -> str:
-    reason = r.get("carrier_exception_reason")
-    why = f": {reason}" if reason not in (None, "unknown") else ""
-    if r.get("carrier_exception_active"):
-        return f"carrier reported an exception{why}"
-    count = r.get("exception_scan_count")
-    if _known(count) and count > 0:
-        return f"{int(count)} carrier exception scan(s)"
-    if r.get("carrier_exception_occurred"):
-        return f"carrier reported an exception earlier{why}"
-    return "no carrier exception"
-
-
-def _edd(r: dict) -> str:
-    gap = r.get("edd_vs_promise_hours")
-    if not _known(gap):
-        return "no carrier estimate yet"
-    if gap > 0:
-        return f"carrier's estimate is {_h(gap)} past the promise"
-    return f"carrier's estimate is {_h(-gap)} before the promise"
-
-
-def _lane(r: dict) -> str:
-    text = f"lane {r['lane']} ran {_pct(r['lane_late_rate'])} late over the last 14 days"
-    if _known(r.get("lane_transit_hours")):
-        text += f" ({_h(r['lane_transit_hours'])} in transit)"
-    return text
-
-
-def _carrier(r: dict) -> str:
-    return f"{r['carrier']} ran {_pct(r['carrier_late_rate'])} late over the last 14 days"
-
-
-def _site(r: dict) -> str:
-    text = f"{r['warehouse_name']}: {r['warehouse_queue_days']:.1f} days of orders waiting to ship"
-    if _known(r.get("warehouse_ship_hours")):
-        text += f", {_h(r['warehouse_ship_hours'])} to ship lately"
-    return text
-
-
-def _service(r: dict) -> str:
-    return f"{r['service_code']} service"
-
-
-def _customer(r: dict) -> str:
-    parts = [f"{r['customer_tier']} customer"]
-    if _known(r.get("shipment_count")) and r["shipment_count"] > 1:
-        parts.append(f"{int(r['shipment_count'])} shipments")
-    if _known(r.get("order_value")):
-        parts.append(f"order value {r['order_value']:.0f}")
-    return ", ".join(parts)
-
-
-def _wismo(r: dict) -> str:
-    count = int(r.get("wismo_ticket_count") or 0)
-    return f"customer asked where the order is ({count} ticket(s))" if count else "no WISMO ticket"
-
-
-# group -> (feature columns set together, sentence)
-REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[dict], str]]] = {
-    "promise_slack": (
-        ("deliver_slack_hours", "hours_since_placed", "slack_after_expected_transit"),
-        _slack,
-    ),
-    "scan_silence": (
-        (
-            "hours_since_last_scan",
-            "hours_since_last_event",
-            "scan_gap_active",
-            "scan_gap_occurred",
-            "lost_active",
-            "lost_occurred",
-        ),
-        _silence,
-    ),
-    "milestone": (
-        ("current_milestone", "milestone_rank", "hours_in_milestone", "hours_since_shipped"),
-        _milestone,
-    ),
-    "shipping": (
-        (
-            "ship_slack_hours",
-            "ship_late_active",
-            "ship_late_occurred",
-            "no_first_scan_active",
-            "no_first_scan_occurred",
-        ),
-        _shipping,
-    ),
-    "fulfillment_hold": (
-        ("fulfillment_hold_active", "fulfillment_hold_occurred", "fulfillment_hold_category"),
-        _hold,
-    ),
-    "carrier_exception": (
-        (
-            "carrier_exception_active",
-            "carrier_exception_occurred",
-            "carrier_exception_reason",
-            "exception_scan_count",
-        ),
-        _exception,
-    ),
-    "carrier_estimate": (("edd_vs_promise_hours",), _edd),
-    "lane": (
-        ("lane", "destination_region", "lane_late_rate", "lane_transit_hours", "lane_outcomes"),
-        _lane,
-    ),
-    "carrier": (("carrier", "carrier_late_rate", "carrier_transit_hours"), _carrier),
-    "warehouse": (
-        (
-            "warehouse_name",
-            "warehouse_late_rate",
-            "warehouse_transit_hours",
-            "warehouse_queue_days",
-            "warehouse_ship_hours",
-        ),
-        _site,
-    ),
-    "service": (("service_code",), _service),
-    "customer": (("customer_tier", "order_value", "item_count", "shipment_count"), _customer),
-    "wismo": (("wismo_ticket_count",), _wismo),
-}
+def _path_table(
+    nodes: np.ndarray, column_group: np.ndarray, width: int
+) -> tuple[np.ndarray, float]:
+    """Per node, the path contributions from the root to it by group, and the root's expected
+    output. Nodes come parent before children (sklearn fills them depth-first)."""
+    leaf = nodes["is_leaf"].astype(bool)
+    count = nodes["count"].astype(float)
+    left, right = nodes["left"].astype(np.intp), nodes["right"].astype(np.intp)
+    expected = nodes["value"].astype(float)  # leaves hold the shrunk values the booster adds
+    for i in range(len(nodes) - 1, -1, -1):
+        if not leaf[i]:
+            weight = max(count[left[i]] + count[right[i]], 1.0)
+            expected[i] = (
+                count[left[i]] * expected[left[i]] + count[right[i]] * expected[right[i]]
+            ) / weight
+    table = np.zeros((len(nodes), width))
+    for i in range(len(nodes)):
+        if not leaf[i]:
+            group = column_group[nodes["feature_idx"][i]]
+            for child in (left[i], right[i]):
+                table[child] = table[i]
+                table[child, group] += expected[child] - expected[i]
+    return table, float(expected[0])
 
 
 def contributions(model: LatenessModel, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """Probabilities, and per group the change in risk against the typical order.
-
-    Rows whose group already has the typical values contribute 0 for it and are not predicted
-    again (most orders have no hold, exception or ticket): that keeps 100k rows in seconds."""
-    encoded = model.transform(features.reset_index(drop=True))
-    base = model.proba_encoded(encoded)
-    typical = model.encoded_typical()
-    deltas = {}
-    for group, (columns, _) in REASON_GROUPS.items():
-        present = [typical[c] for c in columns if c in typical]
-        delta = np.zeros(len(base))
-        if present:
-            index = [i for i, _ in present]
-            values = np.array([v for _, v in present])
-            block = encoded[:, index]
-            same = (block == values) | (np.isnan(block) & np.isnan(values))
-            differs = ~same.all(axis=1)
-            if differs.any():
-                varied = encoded[differs].copy()
-                varied[:, index] = values
-                delta[differs] = base[differs] - model.proba_encoded(varied)
-        deltas[group] = delta
+    """Probabilities, and per group the change in predicted risk when that group's path
+    contributions (_Paths) are taken out: positive = these facts raise the risk."""
+    groups = list(REASON_GROUPS)
+    paths = _Paths(model, groups)
+    raw, parts = paths.contributions(model.transform(features.reset_index(drop=True)))
+    base = paths.probability(raw)
+    deltas = {g: base - paths.probability(raw - parts[:, i]) for i, g in enumerate(groups)}
     return base, pd.DataFrame(deltas)
 
 
-def _reasons_for(row: Callable[[str], object], deltas: np.ndarray, groups: list[str]) -> list[dict]:
-    order = np.argsort(-deltas, kind="stable")
-    # risk-raising facts first; an order with none gets its strongest reassurances
-    chosen = [i for i in order[:TOP_REASONS] if deltas[i] > 0.005]
-    if not chosen:
-        chosen = list(np.argsort(-np.abs(deltas), kind="stable")[:TOP_REASONS])
-    out = []
-    for i in chosen:
-        group = groups[i]
-        out.append(
-            {
-                "feature": group,
-                "text": REASON_GROUPS[group][1](row),
-                "contribution": round(float(deltas[i]), 4),
-            }
-        )
-    return out
-
-
-class _Row(dict):
-    """One row's values, read from the columns only when a sentence asks for them."""
-
-    def __init__(self, columns: dict[str, np.ndarray], index: int) -> None:
-        super().__init__()
-        self._columns, self._index = columns, index
-
-    def __missing__(self, key: str) -> object:
-        value = self._columns[key][self._index]
-        self[key] = value
-        return value
-
-    def get(self, key: str, default: object = None) -> object:
-        return self[key] if key in self._columns else default
+def _chosen(matrix: np.ndarray) -> np.ndarray:
+    """Per row, the column indices of its reasons (-1 = none): its risk-raising facts
+    (contribution > 0.005) by size, at most TOP_REASONS; a row with none gets its strongest
+    reassurances instead."""
+    order = np.argsort(-matrix, axis=1, kind="stable")[:, :TOP_REASONS]
+    raising = np.take_along_axis(matrix, order, axis=1) > 0.005
+    chosen = np.where(raising, order, -1)
+    none = ~raising.any(axis=1)
+    by_size = np.argsort(-np.abs(matrix), axis=1, kind="stable")[:, :TOP_REASONS]
+    chosen[none] = by_size[none]
+    return chosen
 
 
 def score(model: LatenessModel, features: pd.DataFrame, threads: int = 1) -> pd.DataFrame:
@@ -282,10 +123,8 @@ def score(model: LatenessModel, features: pd.DataFrame, threads: int = 1) -> pd.
         probability, deltas = contributions(model, features)
     groups = list(deltas.columns)
     matrix = deltas.to_numpy()
-    columns = {name: features[name].to_numpy(dtype=object) for name in features.columns}
-    reasons = [
-        json.dumps(_reasons_for(_Row(columns, i), matrix[i], groups)) for i in range(len(features))
-    ]
+    chosen = _chosen(matrix)
+    reasons = reasons_json(features, matrix, chosen, groups)
     return pd.DataFrame(
         {
             "order_id": features["order_id"].to_numpy(),

@@ -21,7 +21,7 @@ import pandas as pd
 import sklearn
 from threadpoolctl import threadpool_limits
 
-from ml.evaluate import holdout_report
+from ml.evaluate import MIN_LEAD_HOURS, choose_threshold, holdout_report
 from ml.features import FEATURES, build_features, labels, scoring_rows
 from ml.pipeline import boosted_pipeline, calibrate, logistic_pipeline
 
@@ -30,6 +30,9 @@ from ml.pipeline import boosted_pipeline, calibrate, logistic_pipeline
 # alone needs half as many misses.
 MIN_LABELLED_ORDERS = 200
 MIN_MISSES = 20
+# A feature known (non-missing) in a share of the training rows this far from its share in
+# the orders scored next is left out (known_share_shift).
+MAX_KNOWN_SHARE_SHIFT = 0.25
 
 
 class ColdStart(Exception):
@@ -45,6 +48,12 @@ class TrainConfig:
     seed: int = 0
     min_labelled_orders: int = MIN_LABELLED_ORDERS
     min_misses: int = MIN_MISSES
+    # Training rows weigh 0.5 ** (age / half life), age = days before the calibration window:
+    # the latest moments look most like the ones scored next (in a first backfill the state of
+    # older moments is known less often, docs/architecture.md "Time"). None = equal weights.
+    half_life_days: float | None = 7.0
+    # HistGradientBoostingClassifier parameters over ml.pipeline's defaults (None = those)
+    booster: dict | None = None
     # OpenMP threads for the booster: on a shared machine more threads than free cores make
     # it many times slower (spinning workers), so one by default; results do not depend on it.
     threads: int = 1
@@ -56,7 +65,6 @@ class LatenessModel:
 
     estimator: object
     threshold: float
-    typical: dict[str, object]  # each feature's typical value (reasons)
     features: tuple[str, ...]
     data_window: tuple[str, str]
     trained_at: str
@@ -71,18 +79,10 @@ class LatenessModel:
         return prep.transform(features[list(self.features)])
 
     def proba_encoded(self, encoded: np.ndarray) -> np.ndarray:
-        """Calibrated probability from the encoded matrix: the reasons vary its columns without
-        re-encoding 13 copies of the frame. Same numbers as predict_proba (checked in tests)."""
+        """Calibrated probability from the encoded matrix (ml/predict.py works on it). Same
+        numbers as predict_proba (checked in tests)."""
         _, booster, calibrator = self._parts()
         return np.clip(calibrator.predict(booster.decision_function(encoded)), 0.0, 1.0)
-
-    def encoded_typical(self) -> dict[str, tuple[int, float]]:
-        """Per feature, its column in the encoded matrix and the typical order's encoded value."""
-        prep, _, _ = self._parts()
-        row = pd.DataFrame([{f: self.typical.get(f) for f in self.features}])
-        values = prep.transform(row)[0]
-        names = list(prep.get_feature_names_out())
-        return {f: (names.index(f), float(values[names.index(f)])) for f in self.features}
 
     def _parts(self) -> tuple[object, object, object]:
         (inner,) = self.estimator.calibrated_classifiers_
@@ -91,15 +91,19 @@ class LatenessModel:
         return pipeline.named_steps["prep"], pipeline.named_steps["model"], calibrator
 
 
-def training_set(snapshots: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+def training_set(
+    snapshots: pd.DataFrame, now: pd.Timestamp, features: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Features of every open order at every snapshot before its promise, with its label.
 
     `snapshots` holds all orders at each as_of (network context needs the closed ones too);
     the label is read from each order's latest row (the state at the latest as_of <= now).
+    `features`: build_features(snapshots) when the caller has it already (same index).
     """
     now = _utc(now)
-    snapshots = snapshots[pd.to_datetime(snapshots["as_of"], utc=True) <= now]
-    features = build_features(snapshots)
+    within = (pd.to_datetime(snapshots["as_of"], utc=True) <= now).to_numpy()
+    snapshots = snapshots[within]
+    features = build_features(snapshots) if features is None else features[within]
     keep = scoring_rows(snapshots) & (
         pd.to_datetime(snapshots["promised_deliver_by"], utc=True) > features["as_of"]
     )
@@ -107,7 +111,13 @@ def training_set(snapshots: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     known = labels(latest, now)
     rows = features[keep].merge(known, on="order_id", how="inner")
     rows["label"] = rows["missed"].astype(int)
-    return rows.drop(columns=["missed"]).reset_index(drop=True)
+    rows = rows.drop(columns=["missed"]).reset_index(drop=True)
+    # what the model will score next: the open orders at the latest moment (unlabelled)
+    scoring = scoring_rows(snapshots) & (features["as_of"] == features["as_of"].max())
+    rows.attrs["scoring_known_share"] = (
+        features.loc[scoring, list(FEATURES)].notna().mean().to_dict()
+    )
+    return rows
 
 
 def _utc(moment: object) -> pd.Timestamp:
@@ -161,18 +171,28 @@ def check_history(rows: pd.DataFrame, parts: dict[str, pd.DataFrame], config: Tr
         raise ColdStart("not enough labelled history to train: " + "; ".join(problems))
 
 
-def typical_values(x: pd.DataFrame) -> dict[str, object]:
-    """Median of each number, most frequent category: the 'typical order' reasons compare to."""
-    typical: dict[str, object] = {}
-    for column in FEATURES:
-        values = x[column]
-        if values.dtype == object:
-            mode = values.mode(dropna=True)
-            typical[column] = mode.iloc[0] if len(mode) else "unknown"
-        else:
-            median = values.median()
-            typical[column] = float(median) if pd.notna(median) else np.nan
-    return typical
+def known_share_shift(train_part: pd.DataFrame, scoring_share: dict | None) -> list[str]:
+    """Features whose share of known (non-missing) values in the training rows differs from
+    the scoring rows' by more than MAX_KNOWN_SHARE_SHIFT."""
+    if not scoring_share:
+        return []
+    trained = train_part[list(FEATURES)].notna().mean()
+    return [
+        f
+        for f in FEATURES
+        if f in scoring_share and abs(trained[f] - scoring_share[f]) > MAX_KNOWN_SHARE_SHIFT
+    ]
+
+
+def recency_weights(
+    train_part: pd.DataFrame, cal_part: pd.DataFrame, config: TrainConfig
+) -> np.ndarray | None:
+    """Per training row, 0.5 ** (days before the calibration window / half life)."""
+    if config.half_life_days is None or train_part.empty:
+        return None
+    end = cal_part["as_of"].min() if len(cal_part) else train_part["as_of"].max()
+    age = (end - train_part["as_of"]).dt.total_seconds().to_numpy() / 86400.0
+    return np.power(0.5, np.clip(age, 0.0, None) / config.half_life_days)
 
 
 def train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig | None = None) -> dict:
@@ -190,22 +210,30 @@ def _train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> dict:
     check_history(rows, parts, config)
     began = time.perf_counter()
     train_part, cal_part, holdout = parts["train"], parts["calibration"], parts["holdout"]
-    # inputs the as-of layer does not provide (all missing in training) are left out
-    used = tuple(f for f in FEATURES if train_part[f].notna().any())
+    # inputs the as-of layer does not provide (all missing in training) are left out, and so
+    # are those known far more (or less) often in the orders scored next than in training:
+    # in a first backfill a vendor record's state is known at a past moment only if it has not
+    # changed since (one version per record), so e.g. the carrier's estimate is known in a few
+    # training rows, on stalled parcels, and on most parcels at "now"; a model would read it
+    # as a stall signal that no longer means one.
+    shifted = known_share_shift(train_part, rows.attrs.get("scoring_known_share"))
+    used = tuple(f for f in FEATURES if train_part[f].notna().any() and f not in shifted)
     x_train, y_train = train_part[list(used)], train_part["label"]
-    boosted = boosted_pipeline(config.seed, used).fit(x_train, y_train)
+    weight = recency_weights(train_part, cal_part, config)
+    boosted = boosted_pipeline(config.seed, used, **(config.booster or {}))
+    boosted.fit(x_train, y_train, model__sample_weight=weight)
     calibrated = calibrate(boosted, cal_part, cal_part["label"], used)
     logistic = logistic_pipeline(config.seed, used).fit(x_train, y_train)
     fit_seconds = time.perf_counter() - began
     # The operating threshold is chosen on the calibration window, never on the holdout.
-    from ml.evaluate import choose_threshold
-
-    cal_scores = calibrated.predict_proba(cal_part[list(used)])[:, 1]
-    threshold = choose_threshold(cal_part["label"].to_numpy(), cal_scores)
+    actionable = cal_part[cal_part["deliver_slack_hours"] >= MIN_LEAD_HOURS]
+    if actionable["label"].nunique() < 2:
+        actionable = cal_part
+    cal_scores = calibrated.predict_proba(actionable[list(used)])[:, 1]
+    threshold = choose_threshold(actionable["label"].to_numpy(), cal_scores)
     model = LatenessModel(
         estimator=calibrated,
         threshold=threshold,
-        typical=typical_values(train_part),
         features=used,
         data_window=(
             rows["as_of"].min().isoformat(),
@@ -222,6 +250,7 @@ def _train(rows: pd.DataFrame, now: pd.Timestamp, config: TrainConfig) -> dict:
     }
     report["threshold"] = threshold
     report["features"] = list(used)
+    report["features_left_out"] = shifted
     report["seed"] = config.seed
     report["window_days"] = dict(
         zip(("holdout", "calibration"), window_days(rows, now, config), strict=True)

@@ -53,6 +53,21 @@ def test_features_at_t_use_only_rows_known_at_t(snapshots: pd.DataFrame) -> None
     assert len(full) > 100
 
 
+def test_network_context_counts_closed_orders_the_snapshots_no_longer_show(
+    snapshots: pd.DataFrame,
+) -> None:
+    """The as-of layer drops an order's rows a day after its closure (dbt var
+    snapshot_closed_retention_hours) while "now" keeps every order: features of the rows that
+    remain must equal those built while every order was still shown, or a lane's late rate in
+    training (past moments) would differ from the one scored at "now"."""
+    delivered = pd.to_datetime(snapshots["delivered_at"], utc=True)
+    gone = delivered.notna() & (delivered < snapshots["as_of"] - pd.Timedelta(hours=24))
+    kept = snapshots[~gone]
+    assert gone.sum() > 1000, "the retention must drop rows, or this test proves nothing"
+    full = build_features(snapshots).loc[kept.index]
+    pd.testing.assert_frame_equal(build_features(kept), full)
+
+
 def test_no_feature_reads_a_fact_after_its_snapshot(snapshots: pd.DataFrame) -> None:
     """Facts stamped after a row's as_of (which the as-of layer never shows) are ignored: the
     features do not move when they are blanked out."""

@@ -29,9 +29,11 @@ grid as (
 
 {{ as_of_rules() }},
 
-{{ as_of_state() }}
+{{ as_of_state() }},
 
-select * from final
+{{ as_of_ml_features() }}
+
+select * from ml_final
 {%- endmacro %}
 
 
@@ -1202,3 +1204,87 @@ final as (
         end)
     {%- endif -%}
 {%- endmacro %}
+
+
+{#- ===== ml feature block (owner: ml/, issue 9) ==========================================
+    Extra columns for the lateness model (ml/features.py), appended after order_state's own
+    (`final`): every one as known at the row's as_of, from the CTEs above or checkout fields.
+      item_count               units on the order (checkout line items)
+      exception_scan_count     carrier exception scans known then (exception_events)
+      carrier_est_delivery_at  the carrier's estimate valid then, latest over parcels still
+                               with the carrier
+      edd_revisions            times the estimate changed over the tracker versions known then
+                               (the parcel with most changes; 0 with one version per tracker)
+      milestone_reached_at     when the current milestone was reached
+      unscanned_parcels        parcels with a label, no physical scan, still with the carrier
+    Nothing outside this block reads these columns. -#}
+{% macro as_of_ml_features() -%}
+ml_items as (
+    select order_id, sum(quantity) as item_count
+    from {{ ref('stg_storefront__order_lines') }}
+    group by order_id
+),
+
+ml_exception_scans as (
+    select as_of, order_id, count(*) as exception_scan_count
+    from exception_events
+    group by as_of, order_id
+),
+
+ml_parcels as (
+    select
+        as_of,
+        order_id,
+        max(case when not is_carrier_terminal then est_delivery_date end) as carrier_est_delivery_at,
+        sum(
+            case
+                when not is_carrier_terminal and label_created_at is not null
+                    and last_scan_at is null then 1
+                else 0
+            end
+        ) as unscanned_parcels
+    from parcels
+    group by as_of, order_id
+),
+
+ml_tracker_estimates as (
+    select
+        shipments.as_of,
+        shipments.order_id,
+        shipments.shipment_id,
+        count(distinct trackers.est_delivery_date) as estimates
+    from shipments
+    inner join {{ ref('stg_carrier__trackers') }} as trackers
+        on trackers.tracking_number = shipments.tracking_number
+        and trackers.known_at <= shipments.as_of
+    group by shipments.as_of, shipments.order_id, shipments.shipment_id
+),
+
+ml_edd_revisions as (
+    select as_of, order_id, max(estimates) - 1 as edd_revisions
+    from ml_tracker_estimates
+    where estimates > 0
+    group by as_of, order_id
+),
+
+ml_final as (
+    select
+        final.*,
+        ml_items.item_count,
+        coalesce(ml_exception_scans.exception_scan_count, 0) as exception_scan_count,
+        ml_parcels.carrier_est_delivery_at,
+        coalesce(ml_edd_revisions.edd_revisions, 0) as edd_revisions,
+        current_progress.progress_at as milestone_reached_at,
+        coalesce(ml_parcels.unscanned_parcels, 0) as unscanned_parcels
+    from final
+    left join ml_items on final.order_id = ml_items.order_id
+    left join ml_exception_scans
+        on final.as_of = ml_exception_scans.as_of and final.order_id = ml_exception_scans.order_id
+    left join ml_parcels on final.as_of = ml_parcels.as_of and final.order_id = ml_parcels.order_id
+    left join ml_edd_revisions
+        on final.as_of = ml_edd_revisions.as_of and final.order_id = ml_edd_revisions.order_id
+    left join current_progress
+        on final.as_of = current_progress.as_of and final.order_id = current_progress.order_id
+)
+{%- endmacro %}
+{#- ===== end of the ml feature block ===================================================== -#}
