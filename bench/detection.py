@@ -12,7 +12,8 @@ Against the simulator's ground truth (`ground_truth.csv`; the pipeline never rea
   recall (all)  flagged share of the pairs whose order misses
   recall (observable)  the same over the misses whose failure was observable at the moment: some
                 rule's signal had begun at least that rule's threshold before it (ground truth
-                onsets; bench/rules_grading.py defines them, the "any rule" row of rules.md)
+                onsets; bench/rules_grading.py defines them, the "any rule" row of
+                bench/results/rules.md)
   false alarms  flagged share of the pairs of failure-free orders (failure_mode 'none')
   lead time     per missed order flagged in the week, hours from the first grid moment it had an
                 open exception to its breach (promised_deliver_by), median

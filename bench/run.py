@@ -300,7 +300,8 @@ def bench_detection(
                 sections.append(section(seed, kind, result))
                 print(summary[-1], "\n", sections[-1], flush=True)
                 partial = f"**Partial**: {len(summary)} of {len(kinds) * len(seeds)} measured.\n\n"
-                (RESULTS / "detection.md").write_text(partial + report(sections, summary, world))
+                target = (RESULTS / "detection").with_suffix(".md")
+                target.write_text(partial + report(sections, summary, world))
     return report(sections, summary, world)
 
 
