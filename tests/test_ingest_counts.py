@@ -26,24 +26,40 @@ def landing_counts(landing: Path) -> dict[str, tuple[int, int]]:
     counts: dict[str, tuple[int, int]] = {}
     with duckdb.connect() as con:
         for feed, spec in FEEDS.items():
-            files = [p for p in (landing / feed).rglob("*") if p.suffix in (".json", ".ndjson")]
+            # a sideload (support_users) reads the pages of the feed it rides on
+            folder = landing / spec.landing_folder
+            files = [p for p in folder.rglob("*") if p.suffix in (".json", ".ndjson")]
             if not files:
                 counts[feed] = (0, 0)
                 continue
             envelope = f"$.{spec.list_key}" if spec.list_key else "$"
+            # a host page that carries no sideloaded list holds no record of the sideload
+            # (a Zendesk ticket page without `include=users`); it is not a broken page
+            hosted = "false"
+            if spec.pages_of is not None:
+                host = FEEDS[spec.pages_of]
+                tests = []
+                if host.list_key:
+                    tests.append(f"json_type(content, '$.{host.list_key}') = 'ARRAY'")
+                if host.single_key:
+                    tests.append(f"json_type(content, '$.{host.single_key}') = 'OBJECT'")
+                if tests:
+                    hosted = " or ".join(tests)
             elements = f"""
                 with pages as (
                     select
                         content,
                         filename like '%.ndjson' as lines,
                         case when json_valid(content) then json_type(content, '{envelope}') end
-                            = 'ARRAY' as listed
+                            = 'ARRAY' as listed,
+                        case when json_valid(content) then {hosted} end as hosted
                     from read_text(?)
                 ),
                 items as (
                     select unnest(string_split(content, chr(10))) as item from pages where lines
                     union all  -- not JSON, or no list envelope: the page is one record
-                    select content from pages where not lines and not coalesce(listed, false)
+                    select content from pages
+                    where not lines and not coalesce(listed, false) and not coalesce(hosted, false)
                     union all
                     select unnest(cast(json_extract(content, '{envelope}') as json[]))::varchar
                     from pages where not lines and listed
