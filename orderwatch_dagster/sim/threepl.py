@@ -47,7 +47,6 @@ def follow_carrier(shipment: ShipmentPlan) -> None:
     first = wms[completed[0]]
     # Handed over, no carrier scan yet: ShipBob's "Waiting For Carrier Pickup".
     wms[completed[0]] = first._replace(detail=first.detail or "Processing")
-    returned = any(e.detail == "DeliveryException" for e in wms)  # sim/shipment.py: sent back
     by_sync: dict[int, str] = {}
     in_transit = False
     for scan in sorted(shipment.scans, key=lambda s: s.arrival):
@@ -55,8 +54,6 @@ def follow_carrier(shipment: ShipmentPlan) -> None:
         if detail is None or (detail == "InTransit" and in_transit):
             continue  # in transit once: later hub scans do not change ShipBob's detail
         in_transit = True
-        if returned and detail == "DeliveryException":
-            continue  # the return to sender already carries it, at its own sync
         by_sync[_synced(shipment.tracking_code, scan.arrival)] = detail
     shown = "Processing"
     for at, detail in sorted(by_sync.items()):
