@@ -31,12 +31,20 @@ def run_pipeline(home: Path) -> dg.ExecuteInProcessResult:
     """The code location's own pipeline job, in-process, on ORDERWATCH_HOME=home."""
     from orderwatch_dagster.definitions import defs
 
+    names = ("ORDERWATCH_HOME", "ORDERWATCH_AS_OF")
+    saved = {name: os.environ.get(name) for name in names}
     os.environ["ORDERWATCH_HOME"] = str(home)
     os.environ.pop("ORDERWATCH_AS_OF", None)
-    job = defs().resolve_job_def("orderwatch_pipeline_job")
-    with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=True)
-    return result
+    try:
+        job = defs().resolve_job_def("orderwatch_pipeline_job")
+        with dg.instance_for_test() as instance:
+            return job.execute_in_process(instance=instance, raise_on_error=True)
+    finally:  # a session fixture's home and clock must not become every later test's "now"
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def build_world(home: Path, *, days: int, orders_per_day: int, seed: int) -> World:
@@ -116,7 +124,7 @@ def scratch_database(postgres_server: dict[str, object]) -> Iterator[str]:
 # The `make demo` world at test size, built once through the CLI (simulate + demo, which runs
 # the pipeline and the action job): tests/test_demo.py runs the demo a second time on it, the
 # action tests copy its warehouse and work on the copy.
-DEMO_SIM_ARGS = ["simulate", "--days", "3", "--orders-per-day", "40", "--seed", "5", "--quiet"]
+DEMO_SIM_ARGS = ["simulate", "--days", "10", "--orders-per-day", "40", "--seed", "5", "--quiet"]
 
 
 @dataclass(frozen=True)

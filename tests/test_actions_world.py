@@ -147,6 +147,8 @@ def test_an_old_tracker_version_landing_late_sends_no_delay_message(
     shutil.copytree(demo_world.home, home, ignore=shutil.ignore_patterns("dagster", "logs"))
     (home / "dagster").mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.setenv("ORDERWATCH_HOME", str(home))
+    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
     now = settings.parse_timestamp((home / "clock").read_text().strip())
     found = _rows_at(
         home,
