@@ -39,8 +39,10 @@ replay: $(STAMP) $(MANIFEST)
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/orderwatch replay-quarantine $(REPLAY_ARGS)
 
+# Two workers; a shared world's tests share one (tests/conftest.py). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP) $(MANIFEST)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ui: $(STAMP) $(MANIFEST)
 	mkdir -p $(DAGSTER_HOME)

@@ -27,6 +27,30 @@ class World:
     run: dg.ExecuteInProcessResult
 
 
+# `make test` runs on two pytest-xdist workers (--dist loadgroup, Makefile). A session world is
+# built once per worker that asks for it, and two PostgreSQL tests must not create databases
+# at the same moment (both copy template1): so each test module runs whole on one worker, and
+# every module that uses one of these fixtures joins that fixture's group.
+SHARED_GROUPS = (
+    ("reference_world", "reference_world"),
+    ("demo_world", "demo_world"),
+    ("postgres_server", "postgres"),
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    used: dict[str, set[str]] = {}
+    for item in items:
+        used.setdefault(item.nodeid.split("::")[0], set()).update(
+            getattr(item, "fixturenames", ())
+        )
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = next((g for f, g in SHARED_GROUPS if f in used[module]), module)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def run_pipeline(home: Path) -> dg.ExecuteInProcessResult:
     """The code location's own pipeline job, in-process, on ORDERWATCH_HOME=home."""
     from orderwatch_dagster.definitions import defs
