@@ -12,7 +12,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_FILES := $(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null) \
 	dbt_project/dbt_project.yml dbt_project/profiles.yml
 
-.PHONY: install manifest demo replay test ui bench lint format clean
+.PHONY: install manifest demo replay test test-slow ui bench lint format clean
 
 install: $(STAMP)
 
@@ -40,9 +40,15 @@ replay: $(STAMP) $(MANIFEST)
 	$(BIN)/orderwatch replay-quarantine $(REPLAY_ARGS)
 
 # Two workers; a shared world's tests share one (tests/conftest.py). PYTEST_WORKERS=0: one process.
+# `make test` leaves out the tests marked slow (the 14-day reference world, the point-in-time and
+# leakage proofs, each building worlds of its own); `make test-slow` runs those; .ci/run runs both.
 PYTEST_WORKERS ?= 2
+TEST_MARKS ?= not slow
 test: $(STAMP) $(MANIFEST)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "$(TEST_MARKS)" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) $(MANIFEST)
+	$(MAKE) test TEST_MARKS=slow
 
 ui: $(STAMP) $(MANIFEST)
 	mkdir -p $(DAGSTER_HOME)

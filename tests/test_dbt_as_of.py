@@ -91,6 +91,10 @@ def _state_columns(warehouse: Path) -> list[str]:
         ]
 
 
+# three pipeline runs on their own worlds: slow (make test-slow)
+SLOW = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
     saved = os.environ.get("ORDERWATCH_HOME")
@@ -132,6 +136,7 @@ def _differences(columns: list[str], left: Rows, right: Rows) -> list[str]:
     return out
 
 
+@SLOW
 def test_live_order_state_is_the_as_of_layer_at_now(worlds: Worlds) -> None:
     listed = ", ".join(worlds.columns)
     _, live = _rows(worlds.full, f"select {listed} from marts.order_state")
@@ -156,6 +161,7 @@ TRUE_AT_T = {
 }
 
 
+@SLOW
 @pytest.mark.parametrize("moment", MOMENTS, ids=lambda m: m.strftime("%m-%d_%H"))
 def test_as_of_layer_at_t_equals_the_world_simulated_until_t(
     worlds: Worlds, moment: datetime
@@ -193,6 +199,7 @@ def _snapshot_digest(warehouse: Path) -> tuple[int, str]:
     return len(rows), digest(columns, rows)
 
 
+@SLOW
 def test_incremental_snapshots_equal_a_full_refresh(worlds: Worlds, tmp_path: Path) -> None:
     """Built at T1, then incrementally at T2 (only the moments of the last 24 h recomputed, the
     rows of a moment no longer kept dropped): the same table as a full refresh at T2."""

@@ -735,6 +735,7 @@ def test_stepwise_stream_adds_up_to_the_one_shot_world(tmp_path: Path) -> None:
     assert versions(stepped) == versions(once)
 
 
+@pytest.mark.slow
 def test_reference_world_rates_and_modes(reference_world: BuiltWorld) -> None:
     """The reference world (conftest): all seven feeds, 4-15 % missed, all modes."""
     landing = reference_world.landing
