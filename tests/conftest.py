@@ -42,9 +42,7 @@ SHARED_GROUPS = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     used: dict[str, set[str]] = {}
     for item in items:
-        used.setdefault(item.nodeid.split("::")[0], set()).update(
-            getattr(item, "fixturenames", ())
-        )
+        used.setdefault(item.nodeid.split("::")[0], set()).update(getattr(item, "fixturenames", ()))
     for item in items:
         module = item.nodeid.split("::")[0]
         group = next((g for f, g in SHARED_GROUPS if f in used[module]), module)
