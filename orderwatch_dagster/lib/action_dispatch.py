@@ -1,13 +1,19 @@
 """What the action run hands to the teams' own systems (lib/action_run.py), beside the ops queue:
 tasks as new Zendesk tickets in the queue's group, escalations to the ops lead's Slack webhook,
-and the write-back that closes the loop (the storefront tag `orderwatch:delayed`, the task
-ticket solved when its exception resolves).
+reroute requests to the 3PL (ShipBob, senders/shipbob.py), and the write-back that closes the
+loop (the storefront tag `orderwatch:delayed`, the task ticket solved when its exception
+resolves).
 
 Each delivery is one row of `ops.customer_messages` keyed per queue item × channel, sent through
 the run's sink exactly like a customer message: the intent is committed before the sink is
 called, a row `not_accepted` (the provider provably did not take it) is sent again by a later
 run under the same key, one `accepted`, `uncertain` or `rejected` never again (lib/decide.py
 `SENT_STATUSES`). Without an enabled sender the sink writes to the local outbox.
+
+A reroute goes to ShipBob only with every input it needs known (`reroute_request`); otherwise,
+or when the sender answers `rejected` (with follow-up `open_task` when ShipBob cannot make the
+change), it becomes a task for the 3PL queue (`REROUTE_TASK_QUEUE`), once per reroute item,
+and the exception's ledger entry says so.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from typing import Any, Protocol
 from orderwatch_dagster.lib import ledger as lg
 from orderwatch_dagster.lib.action_inputs import Controls, RunReport
 from orderwatch_dagster.lib.decide import SENT_STATUSES
-from orderwatch_dagster.lib.outbound import Outbound
+from orderwatch_dagster.lib.outbound import Outbound, Outcome
 from orderwatch_dagster.lib.packets import STATUS_TEXT, OrderContext, packet_name
 from orderwatch_dagster.lib.support_decisions import TicketDecision
+from orderwatch_dagster.lib.tables import select_dicts, table_exists
 from orderwatch_dagster.lib.templating import render_text
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
@@ -57,11 +64,31 @@ class ActionRun(Protocol):
 
     def send_recorded(self, row: dict[str, Any], outbound: Outbound) -> None: ...
 
+    def queue_item(
+        self,
+        eid: str,
+        ref: Mapping[str, Any],
+        kind: str,
+        target: str,
+        reason: str,
+        policy_rule: str,
+        action_key: str | None = None,
+        severity: str | None = None,
+    ) -> bool: ...
+
+    def note_action(self, eid: str, kind: str, target: str, result: str) -> None: ...
+
     def close_queue_items(self, eid: str, kinds: tuple[str, ...] | None = None) -> None: ...
 
 
-# queue kind → the provider channel that carries it (request_reroute: senders/shipbob.py, to come)
-PROVIDER_CHANNEL = {"create_task": "ticket_create", "escalate": "slack"}
+# queue kind → the provider channel that carries it
+PROVIDER_CHANNEL = {
+    "create_task": "ticket_create",
+    "escalate": "slack",
+    "request_reroute": "reroute",
+}
+REROUTE_TASK_QUEUE = "warehouse"  # the team that works with the 3PL
+LATE_TYPES = ("ship_late", "predicted_late")  # a faster service can still keep the promise
 ZENDESK_PRIORITY = {"critical": "urgent", "high": "high", "medium": "normal", "low": "low"}
 KIND_TEXT = {"create_task": "task", "escalate": "escalation"}
 
@@ -152,19 +179,132 @@ def _outbound(
     return Outbound(idem, channel, str(item["target"]), summary, subject, metadata=meta)
 
 
+# -- reroutes (senders/shipbob.py) -----------------------------------------------------------------
+def latest_shipments(run: ActionRun, order_ids: set[Any]) -> dict[Any, dict[str, Any]]:
+    """Order → its newest ShipBob shipment as the warehouse last saw it (latest order version)."""
+    ids = sorted(int(o) for o in order_ids if isinstance(o, int))
+    if not ids or not table_exists(run.s, "staging", "stg_wms__shipments"):
+        return {}
+    cols = ("order_id", "shipment_id", "status", "status_detail")
+    sql = (
+        f"select {', '.join(cols)} from staging.stg_wms__shipments"
+        # ints only, so inlining them is safe on either warehouse backend
+        f" where is_latest_version and order_id in ({', '.join(str(i) for i in ids)})"
+        " order by order_id, created_at, shipment_id"
+    )
+    # ordered oldest first: the last row per order wins
+    return {r["order_id"]: r for r in select_dicts(run.s, sql, cols)}
+
+
+def reroute_request(
+    run: ActionRun,
+    item: Mapping[str, Any],
+    exc: Mapping[str, Any],
+    shipment: Mapping[str, Any] | None,
+) -> Outbound | str:
+    """The ShipBob request for a reroute item, or why orderwatch cannot make one (a person
+    must): only inputs the warehouse knows are sent, none is guessed."""
+    kind = exc.get("exception_type")
+    if shipment is None or shipment.get("shipment_id") is None:
+        return "no ShipBob shipment is known for the order"
+    if kind == "address_issue":
+        # no feed carries a corrected address: the customer's answer reaches a person
+        return "no corrected address is known"
+    if kind == "inventory_hold":
+        # no feed carries stock per fulfillment center, so none is known to have the items
+        return "no other fulfillment center is known to have the stock"
+    if kind not in LATE_TYPES:
+        return f"ShipBob offers no reroute for {kind}"
+    if run.c.reroute_shipping_service_id is None:
+        return "no faster shipping service is configured (ORDERWATCH_SHIPBOB_FASTER_SERVICE_ID)"
+    detail = shipment.get("status_detail")
+    meta: dict[str, Any] = {
+        "action": "change_shipping_service",
+        "shipment_status": shipment.get("status"),
+        "status_details": [detail] if detail else [],
+        "shipping_service_id": run.c.reroute_shipping_service_id,
+        "reason": f"orderwatch: {kind} on order {item.get('order_name')}",
+    }
+    idem = delivery_key(item["action_key"], "reroute")
+    body = str(item.get("reason") or meta["reason"])
+    return Outbound(idem, "reroute", str(shipment["shipment_id"]), body, metadata=meta)
+
+
+def reroute_task(run: ActionRun, item: Mapping[str, Any], why: str) -> None:
+    """The reroute as a task for the 3PL queue, once per reroute item; noted on its exception."""
+    reason = f"reroute for a person: {why}"
+    key = lg.key(item["action_key"], "reroute_task")
+    if run.queue_item(
+        item["exception_id"],
+        item,
+        "create_task",
+        REROUTE_TASK_QUEUE,
+        reason,
+        item.get("policy_rule") or "",
+        action_key=key,
+        severity=item.get("severity"),
+    ):
+        run.report.actions["reroute_task"] += 1
+        run.note_action(item["exception_id"], "request_reroute", REROUTE_TASK_QUEUE, reason)
+
+
+def _reroute(
+    run: ActionRun,
+    item: Mapping[str, Any],
+    order: Mapping[str, Any],
+    exc: Mapping[str, Any],
+    shipments: Mapping[Any, Mapping[str, Any]],
+) -> None:
+    previous = run.messages.get(delivery_key(item["action_key"], "reroute"))
+    if previous is not None and previous["status"] in SENT_STATUSES:
+        if previous["status"] == "rejected":  # its task again, in case a crash lost it
+            reroute_task(run, item, str(previous.get("detail")))
+        return
+    if lg.key(item["action_key"], "reroute_task") in run.queue:
+        return  # already handed to a person
+    outbound = reroute_request(run, item, exc, shipments.get(item["order_id"]))
+    if isinstance(outbound, str):
+        reroute_task(run, item, outbound)
+        return
+    run.report.actions["reroute"] += 1
+    row = run.row(
+        outbound.idempotency_key,
+        order,
+        "reroute",
+        str(outbound.metadata["action"]),
+        f"request_reroute:{item['target']}",
+        [item["exception_id"]],
+        outbound.recipient,
+        None,
+        item.get("policy_rule") or "",
+    )
+    run.send_recorded(row, outbound)
+    # ShipBob cannot (follow-up open_task) or the request was bad: either way a person can
+    if row["status"] == str(Outcome.REJECTED):
+        reroute_task(run, item, str(row.get("detail")))
+
+
 def dispatch_queue(
     run: ActionRun,
     ctx: OrderContext,
     by_id: Mapping[str, Mapping[str, Any]],
     status_tickets: Mapping[Any, Any],
 ) -> None:
-    """Every open task and escalation to its provider once (again only after a provable
-    `not_accepted`); what the sink answers is in the ledger and on the item's exception. A task
+    """Every open reroute, task and escalation to its provider once (again only after a
+    provable `not_accepted`); what the sink answers is in the ledger and on the item's
+    exception. Reroutes go first, so a task one of them opens is sent in the same run. A task
     on an order whose customer has an open status ticket (`status_tickets`: order → ticket) is
     an internal note on that ticket, assigned to the queue's group, not a second ticket."""
+    reroutes = [
+        q for q in run.queue.values() if q["kind"] == "request_reroute" and q["status"] == "open"
+    ]
+    shipments = latest_shipments(run, {q["order_id"] for q in reroutes}) if reroutes else {}
+    for item in sorted(reroutes, key=lambda q: str(q["action_key"])):
+        exc = by_id.get(item["exception_id"]) or run.ledger.get(item["exception_id"]) or {}
+        _reroute(run, item, _order(run, ctx, item), exc, shipments)
     for item in sorted(run.queue.values(), key=lambda q: str(q["action_key"])):
         channel = PROVIDER_CHANNEL.get(item["kind"])
-        if channel is None or item["status"] != "open":
+        if channel in (None, "reroute") or item["status"] != "open":
             continue
         previous = run.messages.get(delivery_key(item["action_key"], channel))
         if previous is not None and previous["status"] in SENT_STATUSES:

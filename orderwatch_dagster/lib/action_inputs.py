@@ -29,6 +29,8 @@ class Controls:
     quiet_until: Callable[[datetime, str], datetime | None] | None = None
     default_time_zone: str = "America/New_York"  # the shop's, where the province is unknown
     packet_base_url: str | None = None  # where outbox/packets/ is served; None: the file path
+    # ShipBob shipping service id a late shipment is moved to; None: such reroutes go to a person
+    reroute_shipping_service_id: int | None = None
 
 
 @dataclass

@@ -120,7 +120,7 @@ class ActionRun(PacketsAndPage):
             )
             lg.write_message(self.s, message)
             for eid in message["exception_ids"][:1] or [message["idempotency_key"]]:
-                self._queue_item(
+                self.queue_item(
                     eid,
                     message,
                     "human_review",
@@ -166,7 +166,7 @@ class ActionRun(PacketsAndPage):
     def _packet_path(self, order_id: Any) -> Path:
         return self.outbox / "packets" / f"{packet_name(order_id)}.json"
 
-    def _queue_item(
+    def queue_item(
         self,
         eid: str,
         ref: Mapping[str, Any],
@@ -202,7 +202,7 @@ class ActionRun(PacketsAndPage):
             lg.write_queue(self.s, item)
         return True
 
-    def _note_action(self, eid: str, kind: str, target: str, result: str) -> None:
+    def note_action(self, eid: str, kind: str, target: str, result: str) -> None:
         entry = self.ledger.get(eid)
         if entry is None:
             return
@@ -223,7 +223,7 @@ class ActionRun(PacketsAndPage):
             self.report.held[why.split(":")[0]] += 1
         for action in plan.actions:
             exc = by_id[action.exception_id]
-            added = self._queue_item(
+            added = self.queue_item(
                 action.exception_id,
                 exc,
                 action.kind,
@@ -235,7 +235,7 @@ class ActionRun(PacketsAndPage):
             )
             if added:
                 self.report.actions[action.kind] += 1
-                self._note_action(action.exception_id, action.kind, action.target, "queued")
+                self.note_action(action.exception_id, action.kind, action.target, "queued")
 
     def deliver(self, message: PlannedMessage, ctx: OrderContext) -> None:
         order = ctx.orders[message.order_id]
@@ -388,11 +388,11 @@ class ActionRun(PacketsAndPage):
             self.alert("fix_config", f"{row['channel']}: {result.detail}"[:300])
         for eid in row["exception_ids"]:
             kind = "notify_customer" if row["channel"] in ("email", "sms") else row["channel"]
-            self._note_action(eid, kind, row["template"], str(result.outcome))
+            self.note_action(eid, kind, row["template"], str(result.outcome))
         if result.outcome == Outcome.UNCERTAIN:
             eid = row["exception_ids"][0] if row["exception_ids"] else row["idempotency_key"]
             reason = f"delivery of {row['template']} uncertain: {result.detail}"
-            self._queue_item(eid, row, "human_review", "uncertain_delivery", reason, "")
+            self.queue_item(eid, row, "human_review", "uncertain_delivery", reason, "")
             self.alert("uncertain_delivery", f"{row['order_name']} {row['template']}")
 
 

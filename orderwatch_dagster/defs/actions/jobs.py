@@ -32,6 +32,7 @@ def act_on_exceptions(
         shop_name=action_controls.shop_name,
         quiet_until=quiet_until,
         packet_base_url=action_controls.packet_base_url,
+        reroute_shipping_service_id=action_controls.reroute_shipping_service_id,
     )
     policy = load_policy()
     with warehouse.connect() as session:

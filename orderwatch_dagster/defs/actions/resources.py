@@ -51,12 +51,22 @@ PACKET_BASE_URL = EnvSetting(
     None,
     "URL where ORDERWATCH_HOME/outbox/packets/ is served: tasks and escalations link there",
 )
+REROUTE_SERVICE = EnvSetting(
+    "ORDERWATCH_SHIPBOB_FASTER_SERVICE_ID",
+    "reroute_shipping_service_id",
+    None,
+    "ShipBob shipping service id a ship-late / predicted-late reroute moves the shipment to"
+    " (unset: those reroutes are tasks for a person)",
+    integer=True,
+    minimum=1,
+)
 ACTION_SETTINGS: tuple[EnvSetting, ...] = (
     KILL_SWITCH,
     DRY_RUN,
     MAX_MESSAGES,
     SHOP_NAME,
     PACKET_BASE_URL,
+    REROUTE_SERVICE,
 )
 
 
@@ -166,6 +176,7 @@ class ActionControls(dg.ConfigurableResource):
     max_messages: int | None = None
     shop_name: str = "our shop"
     packet_base_url: str | None = None
+    reroute_shipping_service_id: int | None = None
 
 
 def sink_from_env() -> ActionSink:
@@ -180,4 +191,5 @@ def controls_from_env() -> ActionControls:
         max_messages=values["max_messages"],
         shop_name=str(values["shop_name"]),
         packet_base_url=values["packet_base_url"],
+        reroute_shipping_service_id=values["reroute_shipping_service_id"],
     )
