@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 import pytest
+from _pytest.nodeid import coerce_node_id
 
 from orderwatch_dagster.sim import simulate
 
@@ -39,14 +40,38 @@ SHARED_GROUPS = (
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     used: dict[str, set[str]] = {}
     for item in items:
-        used.setdefault(item.nodeid.split("::")[0], set()).update(getattr(item, "fixturenames", ()))
+        module = item.nodeid.split("::")[0]
+        used.setdefault(module, set()).update(getattr(item, "fixturenames", ()))
+    # a module using two shared fixtures merges their groups: it is never split from either
+    merged = {group: {group} for _, group in SHARED_GROUPS}
+    for fixtures in used.values():
+        joined = set().union(*(merged[g] for f, g in SHARED_GROUPS if f in fixtures))
+        for group in joined:
+            merged[group] = joined
     for item in items:
         module = item.nodeid.split("::")[0]
-        group = next((g for f, g in SHARED_GROUPS if f in used[module]), module)
-        item.add_marker(pytest.mark.xdist_group(group))
+        groups = [g for f, g in SHARED_GROUPS if f in used[module]]
+        name = "+".join(sorted(merged[groups[0]])) if groups else module
+        item.add_marker(pytest.mark.xdist_group(name))
+        if getattr(config.option, "loadgroup", False):
+            # pytest-xdist 3.8 puts the group into `item._nodeid`, which pytest 9 no longer
+            # reads (its node id is `item._id`): without this every test is its own group
+            item._id = coerce_node_id(f"{item.nodeid}@{name}")
+
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in a home of its own with no ORDERWATCH_AS_OF: none reads a clock a
+    `make demo` left in the Makefile's default home, and the two workers never write the same
+    one. Tests and fixtures that need a particular home set theirs."""
+    home = tmp_path_factory.mktemp("home")
+    (home / "dagster").mkdir()
+    monkeypatch.setenv("ORDERWATCH_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
 
 
 def run_pipeline(home: Path) -> dg.ExecuteInProcessResult:

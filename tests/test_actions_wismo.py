@@ -24,7 +24,7 @@ from conftest import DemoWorld
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
 from test_dbt_staging import run_dbt
 from test_ingest import ASSETS, default_connectors, write_page
-from test_senders_job import TICKETS, Provider, rows, run
+from test_senders_job import GROUPS, TICKETS, Provider, rows, run
 
 from orderwatch_dagster.defs.resources import DuckDBWarehouse
 from orderwatch_dagster.lib import settings
@@ -195,6 +195,19 @@ def test_every_open_status_ticket_is_answered_once_with_facts_of_the_order_state
     states = order_state(home)
     created_for = {r.json()["ticket"]["external_id"] for r in server.requests_to(TICKETS)}
     names = dict(rows(home, "select order_id, order_name from marts.order_state"))
+    task_groups: dict[int, set[int]] = defaultdict(set)  # order → its tasks' Zendesk groups
+    for order_id, target in rows(
+        home, "select order_id, target from ops.action_queue where kind = 'create_task'"
+    ):
+        task_groups[order_id].add(GROUPS[target])
+    assigned = 0
+    asked_before = {  # orders whose customers had a status ticket in the world already
+        name
+        for ticket_id, name in rows(
+            home, "select ticket_id, order_name from staging.stg_support__tickets"
+        )
+        if ticket_id not in kinds
+    }
     for ticket_id, (order_id, kind) in kinds.items():
         puts = zendesk.puts.get(ticket_id, [])
         if kind == "solved":
@@ -223,8 +236,13 @@ def test_every_open_status_ticket_is_answered_once_with_facts_of_the_order_state
             bodies = [p["comment"]["body"] for p in puts]
             assert sum("this order is at risk" in b for b in bodies) == 1  # the packet note
             assert names[order_id] not in created_for, "no second ticket for the order"
-            grouped = [p for p in puts if "group_id" in p]
-            assert all(p["group_id"] in (360001, 360002, 360003) for p in grouped)
+            # the order's task is a note that hands the ticket to the task queue's group (onto
+            # the customer's earlier ticket when the world has one)
+            grouped = {p["group_id"] for p in puts if "group_id" in p}
+            if names[order_id] not in asked_before:
+                assert grouped == task_groups.get(order_id, set()), (ticket_id, puts)
+                assigned += bool(grouped)
+    assert assigned > 0, "no at-risk ticket was handed to a task queue's group"
     assert report.actions["ticket_reply"] == sum(k == "on_track" for _, k in kinds.values())
     before = len(server.requests)
     run(home, server.url)

@@ -396,8 +396,8 @@ def test_500_then_success(http_server: ScriptedHTTPServer) -> None:
 
 
 def test_read_timeout_is_retried_then_succeeds(http_server: ScriptedHTTPServer) -> None:
-    http_server.route("/v2/trackers", Reply(body=ONE_TRACKER, delay=1.5), Reply(body=ONE_TRACKER))
-    connector = _easypost(http_server, timeout_seconds=0.3)
+    http_server.route("/v2/trackers", Reply(body=ONE_TRACKER, delay=6.0), Reply(body=ONE_TRACKER))
+    connector = _easypost(http_server, timeout_seconds=2.0)
     pages = list(connector.pages("carrier_trackers", None))
     assert _keys("carrier_trackers", pages) == ["trk_1"]
     assert len(http_server.requests) == 2

@@ -212,7 +212,8 @@ def test_incremental_snapshots_equal_a_full_refresh(worlds: Worlds, tmp_path: Pa
     command += ["--full-refresh", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)]
     command += ["--target-path", str(tmp_path / "target")]
     command += ["--vars", json.dumps({"as_of": MOMENTS[-1].isoformat()})]
-    subprocess.run(command, env={**os.environ, "ORDERWATCH_HOME": str(home)}, check=True)
+    env = {**os.environ, "ORDERWATCH_HOME": str(home), "DBT_LOG_PATH": str(tmp_path / "logs")}
+    subprocess.run(command, env=env, check=True)
     full = _snapshot_digest(home / "warehouse.duckdb")
     assert incremental[0] > DAYS * PER_DAY
     assert incremental == full

@@ -17,6 +17,8 @@ from orderwatch_dagster.cli import main
 from orderwatch_dagster.lib.feeds import FEED_FOLDERS, feed_spec
 from orderwatch_dagster.lib.summary import warehouse_summary
 
+ORDERS = int(DEMO_SIM_ARGS[2]) * int(DEMO_SIM_ARGS[4])  # --days × --orders-per-day
+
 
 def _counts(warehouse: Path) -> dict[str, int]:
     tables = [f"raw.{feed}" for feed in FEED_FOLDERS]
@@ -64,7 +66,7 @@ def test_demo_twice_is_idempotent(demo_world: DemoWorld, monkeypatch: pytest.Mon
     first_digests = _mart_digests(warehouse)
     first_episodes = _episodes(warehouse)
     output = demo_world.output
-    assert "success" in output and "order_state: 400 orders" in output
+    assert "success" in output and f"order_state: {ORDERS} orders" in output
     assert "exception_actions_job" in output and "human coverage:" in output
 
     assert main(DEMO_SIM_ARGS) == 0  # same seed and clock: byte-identical pages, nothing new
@@ -80,7 +82,7 @@ def test_demo_twice_is_idempotent(demo_world: DemoWorld, monkeypatch: pytest.Mon
     assert {"order_state", "order_state_snapshots", "fct_order_milestones"} <= set(first_digests)
     # 10 days: every feed has records, returns and status tickets included (docs/feeds.md)
     assert all(first[f"raw.{feed}"] > 0 for feed in FEED_FOLDERS), first
-    assert first["marts.order_state"] == 400
+    assert first["marts.order_state"] == ORDERS
     assert first["ops.customer_messages"] > 0
     # both runs are in DAGSTER_HOME's history, as `make ui` will show them
     with dg.DagsterInstance.get() as instance:

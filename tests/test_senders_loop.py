@@ -167,6 +167,8 @@ def test_a_recovered_order_solves_its_task_untags_the_order_and_closes_its_queue
     assert report.resolved > 0
     # each task ticket solved once, with a note saying why
     task_updates = [(t, ticket) for t, ticket in provider.updates if t not in status_tickets]
+    # a customer's own status ticket gets notes, never orderwatch's "solved"
+    assert not [t for t, ticket in provider.updates if t in status_tickets and "status" in ticket]
     solved = {t for t, ticket in task_updates if ticket.get("status") == "solved"}
     assert task_tickets and len(task_updates) == len(solved) == len(task_tickets)
     for _, ticket in task_updates:
