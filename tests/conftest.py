@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import psycopg2
 import pytest
 from _pytest.nodeid import coerce_node_id
@@ -206,3 +208,16 @@ def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
             else:
                 os.environ[name] = value
     yield DemoWorld(home=home, warehouse=home / "warehouse.duckdb", output=out.getvalue())
+
+
+@pytest.fixture
+def demo_copy(demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the demo world's warehouse and clock, with no ops history yet: the
+    home the action and sender tests run the action job on."""
+    shutil.copy(demo_world.warehouse, tmp_path / "warehouse.duckdb")
+    shutil.copy(demo_world.home / "clock", tmp_path / "clock")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("drop schema if exists ops cascade")
+    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
+    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
+    return tmp_path

@@ -5,7 +5,6 @@ delivery and record (tests/test_actions_crash.py)."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pytest
-from conftest import DemoWorld
 
 from orderwatch_dagster.defs.actions.resources import ActionSink, OutboxSender, is_replay
 from orderwatch_dagster.defs.actions.senders import senders_from_env
@@ -34,15 +32,8 @@ EVIL = "{{7*7}}<script>alert(1)</script>"
 
 
 @pytest.fixture
-def home(demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private copy of the demo world's warehouse and clock, with no ops history yet."""
-    shutil.copy(demo_world.warehouse, tmp_path / "warehouse.duckdb")
-    shutil.copy(demo_world.home / "clock", tmp_path / "clock")
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
-        con.execute("drop schema if exists ops cascade")
-    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
-    return tmp_path
+def home(demo_copy: Path) -> Path:
+    return demo_copy  # tests/conftest.py
 
 
 def deliveries(home: Path, channels: tuple[str, ...] = ()) -> Counter[str]:

@@ -40,14 +40,6 @@ KEY = "sk-test-0123456789abcdef"  # must never show up in an error message
 FAST = {"backoff_factor": 0.01, "timeout_seconds": 5.0}
 
 
-@pytest.fixture(autouse=True)
-def _wall_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ "now" is the wall clock here: no clock file or ORDERWATCH_AS_OF left by another test
-    (lib/settings.py `now`) moves the lookback windows these tests check."""
-    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
-
-
 @pytest.fixture(name="http_server")
 def _http_server() -> Iterator[ScriptedHTTPServer]:
     with ScriptedHTTPServer() as server:

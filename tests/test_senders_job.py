@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import DemoWorld
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
 from smtp_server import free_port
 
@@ -53,14 +51,8 @@ POLICY = parse_policy(
 
 
 @pytest.fixture(name="home")
-def _home(demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copy(demo_world.warehouse, tmp_path / "warehouse.duckdb")
-    shutil.copy(demo_world.home / "clock", tmp_path / "clock")
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
-        con.execute("drop schema if exists ops cascade")
-    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
-    return tmp_path
+def _home(demo_copy: Path) -> Path:
+    return demo_copy  # tests/conftest.py
 
 
 @pytest.fixture(name="server")

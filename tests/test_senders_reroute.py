@@ -11,14 +11,11 @@ a reroute to both ship-late rules, whose shipments are partly Processing, partly
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pytest
-from conftest import DemoWorld
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
+from test_senders_job import _home, _server, rows  # noqa: F401 (fixtures `home`, `server`)
 
 from orderwatch_dagster.defs.actions.resources import ActionSink
 from orderwatch_dagster.defs.actions.senders import ShipBobRerouteSender, senders_from_env
@@ -46,23 +43,6 @@ POLICY = parse_policy(
     .replace(SHIP_LATE, SHIP_LATE + REROUTE)
     .replace(SHIP_LATE_VIP, SHIP_LATE_VIP + REROUTE)
 )
-
-
-@pytest.fixture(name="home")
-def _home(demo_world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copy(demo_world.warehouse, tmp_path / "warehouse.duckdb")
-    shutil.copy(demo_world.home / "clock", tmp_path / "clock")
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
-        con.execute("drop schema if exists ops cascade")
-    monkeypatch.setenv("ORDERWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("ORDERWATCH_AS_OF", raising=False)
-    return tmp_path
-
-
-@pytest.fixture(name="server")
-def _server() -> Any:
-    with ScriptedHTTPServer() as server:
-        yield server
 
 
 def bulk_answer(success: bool) -> Any:
@@ -98,11 +78,6 @@ def run(
             home / "outbox",
             lambda _: None,
         )
-
-
-def rows(home: Path, sql: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def reroute_items(home: Path) -> dict[str, dict[str, Any]]:
