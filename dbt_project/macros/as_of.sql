@@ -9,7 +9,8 @@
     with their own time (placement, payment, cancellation, ShipBob states, scans) count from
     that time; an order's checkout fields (line items as ordered, shipping line, address, the
     promised date, total) from its placement. Before the first version of a record is valid,
-    its state is unknown (null), never its current value. -#}
+    its state is unknown (null), never its current value: the customer tags on the order too
+    (Shopify sends them as they are when the order is read). -#}
 {% macro order_state_as_of(grid_sql) -%}
 with
 
@@ -95,18 +96,20 @@ last_moment as (
 ),
 
 -- an order exists from its placement. Its checkout fields (shipping line, address, the
--- promised date, the customer's tags at checkout, total; line items in ml_items) are those of the version valid at the moment,
+-- promised date, total; line items in ml_items) are those of the version valid at the moment,
 -- and before its first version is known (a backfilled single version newer than the moment)
--- those of its first version: they were set at checkout (placed_at). Payment and
--- cancellation carry their own times (processed_at, cancelled_at), so the latest version's count
--- from those times.
+-- those of its first version: they were set at checkout (placed_at). The customer's tags are
+-- not: the order payload carries them as they were when it was read, so before its first
+-- version is known they are unknown (null: the tier falls back to standard, macro
+-- order_terms_select). Payment and cancellation carry their own times (processed_at,
+-- cancelled_at), so the latest version's count from those times.
 orders as (
     select
         grid.as_of,
         latest.order_id,
         latest.order_name,
         known.customer_id,
-        known.customer_tags,
+        case when known.known_at <= grid.as_of then known.customer_tags end as customer_tags,
         latest.placed_at,
         case when latest.payment_captured_at <= grid.as_of then latest.payment_captured_at end
             as payment_captured_at,
