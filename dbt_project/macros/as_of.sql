@@ -72,14 +72,20 @@ closures as (
 
         union all
 
+        -- delivered: every shipment of the order (a split order with one parcel delivered and
+        -- another still with the carrier is open), from when the last delivery became known
         select order_id, max(delivered_known_at)
         from (
-            select order_id, shipment_id, min(known_at) as delivered_known_at
+            select
+                order_id,
+                shipment_id,
+                min(case when milestone = 'delivered' then known_at end) as delivered_known_at
             from {{ ref('int_shipment_milestones_unioned') }}
-            where milestone = 'delivered' and shipment_id is not null
+            where shipment_id is not null
             group by order_id, shipment_id
         ) as shipment_deliveries
         group by order_id
+        having count(delivered_known_at) = count(*)
 
         union all
 
