@@ -7,9 +7,10 @@
     Knowledge per source (the table in docs/architecture.md): a version of a record is what its
     vendor showed from its known_at (update time) until the next version's (valid_to); facts
     with their own time (placement, payment, cancellation, ShipBob states, scans) count from
-    that time; an order's checkout fields (line items, shipping line, address, the promised
-    date, the customer tags at checkout) from its placement. Before the first version of a
-    record is valid, its state is unknown (null), never its current value. -#}
+    that time; an order's checkout fields (line items as ordered, shipping line, address, the
+    promised date, total) from its placement. Before the first version of a record is valid,
+    its state is unknown (null), never its current value: the customer tags on the order too
+    (Shopify sends them as they are when the order is read). -#}
 {% macro order_state_as_of(grid_sql) -%}
 with
 
@@ -71,14 +72,20 @@ closures as (
 
         union all
 
+        -- delivered: every shipment of the order (a split order with one parcel delivered and
+        -- another still with the carrier is open), from when the last delivery became known
         select order_id, max(delivered_known_at)
         from (
-            select order_id, shipment_id, min(known_at) as delivered_known_at
+            select
+                order_id,
+                shipment_id,
+                min(case when milestone = 'delivered' then known_at end) as delivered_known_at
             from {{ ref('int_shipment_milestones_unioned') }}
-            where milestone = 'delivered' and shipment_id is not null
+            where shipment_id is not null
             group by order_id, shipment_id
         ) as shipment_deliveries
         group by order_id
+        having count(delivered_known_at) = count(*)
 
         union all
 
@@ -94,19 +101,21 @@ last_moment as (
     select max(as_of) as as_of from grid
 ),
 
--- an order exists from its placement. Its checkout fields (line items, shipping line, address,
--- the promised date, the customer's tags at checkout, total) are those of the version valid at
--- the moment, and before its first version is known (a backfilled single version newer than the
--- moment) those of its first version: they were set at checkout (placed_at). Payment and
--- cancellation carry their own times (processed_at, cancelled_at), so the latest version's count
--- from those times.
+-- an order exists from its placement. Its checkout fields (shipping line, address, the
+-- promised date, total; line items in ml_items) are those of the version valid at the moment,
+-- and before its first version is known (a backfilled single version newer than the moment)
+-- those of its first version: they were set at checkout (placed_at). The customer's tags are
+-- not: the order payload carries them as they were when it was read, so before its first
+-- version is known they are unknown (null: the tier falls back to standard, macro
+-- order_terms_select). Payment and cancellation carry their own times (processed_at,
+-- cancelled_at), so the latest version's count from those times.
 orders as (
     select
         grid.as_of,
         latest.order_id,
         latest.order_name,
         known.customer_id,
-        known.customer_tags,
+        case when known.known_at <= grid.as_of then known.customer_tags end as customer_tags,
         latest.placed_at,
         case when latest.payment_captured_at <= grid.as_of then latest.payment_captured_at end
             as payment_captured_at,
@@ -1209,7 +1218,7 @@ final as (
 {#- ===== ml feature block (owner: ml/, issue 9) ==========================================
     Extra columns for the lateness model (ml/features.py), appended after order_state's own
     (`final`): every one as known at the row's as_of, from the CTEs above or checkout fields.
-      item_count               units on the order (checkout line items)
+      item_count               units on the order version valid then (ml_items)
       exception_scan_count     carrier exception scans known then (exception_events)
       carrier_est_delivery_at  the carrier's estimate valid then, latest over parcels still
                                with the carrier
@@ -1219,10 +1228,24 @@ final as (
       unscanned_parcels        parcels with a label, no physical scan, still with the carrier
     Nothing outside this block reads these columns. -#}
 {% macro as_of_ml_features() -%}
+-- the lines of the order version valid then (as `orders`): its current units (an edit lowers
+-- current_quantity or adds lines); before the first version is known, the units ordered at
+-- checkout (Shopify keeps `quantity` through an edit; a line added later still counts)
 ml_items as (
-    select order_id, sum(quantity) as item_count
-    from {{ ref('stg_storefront__order_lines') }}
-    group by order_id
+    select
+        orders.as_of,
+        orders.order_id,
+        sum(
+            case when lines.known_at <= orders.as_of then lines.current_quantity else lines.quantity end
+        ) as item_count
+    from orders
+    inner join {{ ref('stg_storefront__order_line_versions') }} as lines
+        on orders.order_id = lines.order_id
+        and (
+            {{ valid_at('lines', 'orders.as_of') }}
+            or (lines.version_number = 1 and lines.known_at > orders.as_of)
+        )
+    group by orders.as_of, orders.order_id
 ),
 
 ml_exception_scans as (
@@ -1277,7 +1300,7 @@ ml_final as (
         current_progress.progress_at as milestone_reached_at,
         coalesce(ml_parcels.unscanned_parcels, 0) as unscanned_parcels
     from final
-    left join ml_items on final.order_id = ml_items.order_id
+    left join ml_items on final.as_of = ml_items.as_of and final.order_id = ml_items.order_id
     left join ml_exception_scans
         on final.as_of = ml_exception_scans.as_of and final.order_id = ml_exception_scans.order_id
     left join ml_parcels on final.as_of = ml_parcels.as_of and final.order_id = ml_parcels.order_id

@@ -46,6 +46,8 @@ regions as (
             as transit_business_days,
         coalesce(service_levels.cutoff_local_time, default_service.cutoff_local_time)
             as cutoff_local_time,
+        -- the customer record's tier, else the tags on the order; unknown tags (null: the
+        -- as-of layer before the order's first version is known) mean standard, as untagged
         coalesce(
             customers.customer_tier,
             case when {{ tags_include('orders.customer_tags', "'vip'") }} then 'vip' else 'standard' end
