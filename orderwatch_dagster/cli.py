@@ -1,6 +1,7 @@
 """`orderwatch` command line: `simulate` (the embedded world), `demo` (run the pipeline),
 `replay-quarantine` (re-read quarantined records after a parser fix), `reset-cursor` (drop or
-set a feed's cursor)."""
+set a feed's cursor), `actions`, `decide` (a person's decision on an exception), `opt-out` (a
+customer's unsubscribe or STOP into ops.contact_blocks)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     decide.add_argument("decision", choices=["acknowledged", "snoozed", "false_alarm"])
     decide.add_argument("--by", required=True, help="who decided (becomes the owner)")
     decide.add_argument("--until", help="ISO time a snooze ends")
+    opt_out = sub.add_parser(
+        "opt-out",
+        help="record a customer's opt-out into ops.contact_blocks (lib/opt_outs.py): an "
+        "unsubscribe link's key, an address or number, or Twilio's incoming STOP/START messages",
+    )
+    opt_out.add_argument("--channel", choices=["email", "sms"], default="email")
+    who = opt_out.add_mutually_exclusive_group(required=True)
+    who.add_argument("--recipient", help="the e-mail address or E.164 number")
+    who.add_argument("--key", help="the block key an unsubscribe link or mailto carries")
+    who.add_argument(
+        "--twilio-inbound",
+        help="a file of Twilio incoming-message webhook bodies (form-encoded, one per line)",
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "simulate":
         from orderwatch_dagster.sim.cli import main as simulate_main
@@ -62,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_actions_job()
     if args.command == "decide":
         return run_decide(args.exception_id, args.decision, args.by, args.until)
+    if args.command == "opt-out":
+        return run_opt_out(args.channel, args.recipient, args.key, args.twilio_inbound)
     return run_demo(args.job)
 
 
@@ -146,6 +162,26 @@ def run_decide(exception_id: str, decision: str, by: str, until: str | None) -> 
             session, exception_id, decision, by=by, at=settings.now(), snoozed_until=snooze
         )
     print(f"{exception_id}: {decision} by {by}")
+    return 0
+
+
+def run_opt_out(
+    channel: str, recipient: str | None, key: str | None, twilio_inbound: str | None
+) -> int:
+    from pathlib import Path
+
+    from orderwatch_dagster.defs.resources import warehouse_from_environment
+    from orderwatch_dagster.lib import settings
+    from orderwatch_dagster.lib.opt_outs import apply_twilio_inbound, record_opt_out
+
+    with warehouse_from_environment().connect() as session:
+        if twilio_inbound:
+            bodies = Path(twilio_inbound).read_text().splitlines()
+            counts = apply_twilio_inbound(session, bodies, settings.now())
+            print(f"twilio inbound: {counts['stop']} STOP, {counts['start']} START")
+            return 0
+        block = record_opt_out(session, channel, at=settings.now(), recipient=recipient, key=key)
+    print(f"{channel} opt-out recorded (block {block[:8]}…)")
     return 0
 
 

@@ -306,6 +306,8 @@ def test_template_injection_is_inert() -> None:
         "what_we_do": "y.",
         "address_line": EVIL,
         "last_scan_date": None,
+        "est_delivery_date": "2026-10-09",
+        "tracking_url": EVIL,  # never trusted either (lib/packets.py also checks the link)
         "shop_name": "Shop",
     }
     for template in ("delay_notice", "carrier_issue", "address_check", "lost_parcel"):
@@ -350,7 +352,8 @@ def test_sink_routes_to_an_enabled_sender_only(tmp_path: Path) -> None:
     sink = ActionSink(outbox=str(tmp_path), **senders_from_env({}))
     assert sink.live_channels() == []
     result = sink.send(Outbound("k1", "email", "a@example.com", "hi", subject="s"))
-    assert result.outcome == "accepted" and (tmp_path / "messages/email/k1.json").exists()
+    # the outbox reached nobody: its own outcome, never counted as accepted (lib/summary.py)
+    assert result.outcome == "outbox" and (tmp_path / "messages/email/k1.json").exists()
 
 
 # -- issue 11: WISMO deflection and consent ---------------------------------------------------
@@ -413,7 +416,7 @@ def test_a_recovered_order_closes_the_loop(home: Path) -> None:
     tagged = query(
         home,
         "select order_id from ops.customer_messages where channel = 'order_tags'"
-        " and template = 'tag_delayed' and status = 'accepted' order by 1 limit 1",
+        " and template = 'tag_delayed' and status = 'outbox' order by 1 limit 1",
     )
     assert tagged, "a notified order gets orderwatch:delayed"
     order_id = tagged[0][0]
@@ -468,5 +471,5 @@ def test_the_channel_falls_back_to_what_the_customer_has(home: Path) -> None:
             "select distinct channel from ops.customer_messages where channel in ('email', 'sms')",
         )
     }
-    assert channels == {"email"} and report.messages["accepted"] > 0
+    assert channels == {"email"} and report.messages["outbox"] > 0
     assert quiet_checked == []  # quiet hours apply to SMS only

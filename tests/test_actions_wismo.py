@@ -24,12 +24,24 @@ from conftest import DemoWorld
 from http_server import RecordedRequest, Reply, ScriptedHTTPServer
 from test_dbt_staging import run_dbt
 from test_ingest import ASSETS, default_connectors, write_page
-from test_senders_job import GROUPS, TICKETS, Provider, rows, run
+from test_senders_job import (
+    GROUPS,
+    POLICY,
+    TICKETS,
+    Provider,
+    rows,
+    run,
+    sink,
+    status_tickets,
+)
 
 from orderwatch_dagster.defs.resources import DuckDBWarehouse
 from orderwatch_dagster.lib import settings
+from orderwatch_dagster.lib.action_run import Controls, run_actions
 from orderwatch_dagster.lib.packets import STATUS_TEXT
+from orderwatch_dagster.lib.policy import DEFAULT_POLICY, parse_policy
 from orderwatch_dagster.lib.summary import tickets_avoided
+from orderwatch_dagster.lib.warehouse import open_duckdb
 
 FIRST_TICKET = 300_000
 
@@ -76,9 +88,14 @@ def asking(demo_world: DemoWorld, tmp_path_factory: pytest.TempPathFactory) -> d
         on_track = [
             r[0]
             for r in con.execute(
+                # parcels with a current carrier estimate first, so replies have one to state
                 "select order_id from (select order_id, current_milestone, row_number() over"
-                " (partition by current_milestone order by order_id) as n from marts.order_state"
+                " (partition by current_milestone order by"
+                " coalesce(carrier_est_delivery_at >= as_of, false) desc, order_id) as n"
+                " from marts.order_state"
                 " where current_milestone in ('in_transit', 'released_to_warehouse', 'delivered')"
+                # on track by its state too: the carrier's estimate (when known) keeps the promise
+                " and coalesce(carrier_est_delivery_at <= promised_deliver_by, true)"
                 " and order_id not in (select order_id from marts.order_exceptions))"
                 " where n <= 2 order by order_id"
             ).fetchall()
@@ -142,11 +159,19 @@ def _home(asking: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 class Zendesk(Provider):
     """Provider (test_senders_job.py) plus the customers' tickets: every PUT recorded."""
 
-    def __init__(self, server: ScriptedHTTPServer, ticket_ids: list[int]) -> None:
-        super().__init__(server)
+    def __init__(
+        self, server: ScriptedHTTPServer, ticket_ids: list[int], home: Path | None = None
+    ) -> None:
+        # the world's own earlier customer tickets answer too (tasks become notes on them)
+        world = status_tickets(home) - set(ticket_ids) if home is not None else set()
+        super().__init__(server, world)
         self.puts: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for ticket_id in ticket_ids:
             server.route(f"/api/v2/tickets/{ticket_id}.json", self._put)
+
+    def puts_all(self) -> list[dict[str, Any]]:
+        """Every ticket update received, on the test's tickets and the world's own."""
+        return [t for puts in self.puts.values() for t in puts] + [t for _, t in self.updates]
 
     def _put(self, request: RecordedRequest) -> Reply:
         ticket_id = int(request.path.rsplit("/", 1)[1].split(".")[0])
@@ -162,9 +187,48 @@ def _server() -> Any:
 
 
 def order_state(home: Path) -> dict[int, dict[str, Any]]:
-    cols = ("order_id", "current_milestone", "carrier", "promised_deliver_by", "last_scan_at")
+    cols = (
+        "order_id",
+        "current_milestone",
+        "carrier",
+        "promised_deliver_by",
+        "last_scan_at",
+        "carrier_est_delivery_at",
+        "as_of",
+        "last_event",
+        "delivered_at",
+    )
     found = rows(home, f"select {', '.join(cols)} from marts.order_state")
-    return {r[0]: dict(zip(cols, r, strict=True)) for r in found}
+    states = {r[0]: dict(zip(cols, r, strict=True)) for r in found}
+    # the carrier's tracking page, read from the raw EasyPost trackers themselves (newest
+    # version of each, linked by the newest ShipBob shipment's tracking number)
+    links: dict[int, set[str]] = defaultdict(set)
+    for order_id, url in rows(
+        home,
+        "select s.order_id, t.payload ->> 'public_url' from staging.stg_wms__shipments s"
+        " join (select * from raw.carrier_trackers qualify row_number() over"
+        " (partition by _key order by _updated_at desc) = 1) t"
+        " on t.payload ->> 'tracking_code' = s.tracking_number"
+        " where s.is_latest_version and t.payload ->> 'public_url' is not null",
+    ):
+        links[order_id].add(url)
+    for order_id, state in states.items():
+        found_links = links.get(order_id, set())
+        state["tracking_url"] = next(iter(found_links)) if len(found_links) == 1 else None
+    return states
+
+
+def risky_by_state(state: dict[str, Any]) -> bool:
+    """What the order state says against "on track": returned to sender, or not delivered and
+    past its promise or with a carrier estimate after it."""
+    if "return_to_sender" in (state["current_milestone"], state["last_event"]):
+        return True
+    if state["current_milestone"] == "delivered" or state["delivered_at"] is not None:
+        return False
+    estimate = state["carrier_est_delivery_at"]
+    return state["promised_deliver_by"] < state["as_of"] or (
+        estimate is not None and estimate > state["promised_deliver_by"]
+    )
 
 
 def stated_facts(reply: str) -> dict[str, Any]:
@@ -175,7 +239,9 @@ def stated_facts(reply: str) -> dict[str, Any]:
     )
     assert status, reply
     promised = re.search(r"on track to arrive by ([\d-]+)", reply)
+    estimate = re.search(r"The carrier expects to deliver it on ([\d-]+)\.", reply)
     return {
+        "est_delivery_date": estimate.group(1) if estimate else None,
         "status_text": status.group(1),
         "carrier": status.group(2),
         "last_scan_date": status.group(3),
@@ -190,7 +256,7 @@ def test_every_open_status_ticket_is_answered_once_with_facts_of_the_order_state
     home: Path, server: ScriptedHTTPServer, asking: dict[str, Any]
 ) -> None:
     kinds: dict[int, tuple[int, str]] = asking["kinds"]
-    zendesk = Zendesk(server, list(kinds))
+    zendesk = Zendesk(server, list(kinds), home)
     report = run(home, server.url)
     states = order_state(home)
     created_for = {r.json()["ticket"]["external_id"] for r in server.requests_to(TICKETS)}
@@ -201,6 +267,7 @@ def test_every_open_status_ticket_is_answered_once_with_facts_of_the_order_state
     ):
         task_groups[order_id].add(GROUPS[target])
     assigned = 0
+    stated = {"estimate": 0, "link": 0}
     asked_before = {  # orders whose customers had a status ticket in the world already
         name
         for ticket_id, name in rows(
@@ -228,9 +295,18 @@ def test_every_open_status_ticket_is_answered_once_with_facts_of_the_order_state
             promised = state["promised_deliver_by"].date().isoformat()
             assert facts["promised_date"] == (None if delivered else promised)
             assert facts["delivered"] is delivered
-            # no other date, and no tracking link: order_state has neither
-            assert facts["dates"] <= {facts["last_scan_date"], facts["promised_date"]}
-            assert facts["links"] == []
+            # the carrier's estimate, only while on its way and not already behind "now"
+            estimate = state["carrier_est_delivery_at"]
+            current = (
+                estimate is not None and not delivered and estimate.date() >= state["as_of"].date()
+            )
+            assert facts["est_delivery_date"] == (estimate.date().isoformat() if current else None)
+            stated["estimate"] += facts["est_delivery_date"] is not None
+            # no other date, and the tracking link only when the carrier's tracker has one
+            allowed = {facts["last_scan_date"], facts["promised_date"], facts["est_delivery_date"]}
+            assert facts["dates"] <= allowed
+            assert facts["links"] == ([state["tracking_url"]] if state["tracking_url"] else [])
+            stated["link"] += bool(facts["links"])
         else:
             assert public == [] and puts, (ticket_id, puts)  # internal notes only
             bodies = [p["comment"]["body"] for p in puts]
@@ -243,6 +319,7 @@ def test_every_open_status_ticket_is_answered_once_with_facts_of_the_order_state
                 assert grouped == task_groups.get(order_id, set()), (ticket_id, puts)
                 assigned += bool(grouped)
     assert assigned > 0, "no at-risk ticket was handed to a task queue's group"
+    assert stated["estimate"] > 0 and stated["link"] > 0, stated  # the check is not vacuous
     assert report.actions["ticket_reply"] == sum(k == "on_track" for _, k in kinds.values())
     before = len(server.requests)
     run(home, server.url)
@@ -252,27 +329,38 @@ def test_every_open_status_ticket_is_answered_once_with_facts_of_the_order_state
 def test_the_summary_counts_answers_and_estimates_tickets_avoided(
     home: Path, server: ScriptedHTTPServer, asking: dict[str, Any]
 ) -> None:
-    Zendesk(server, list(asking["kinds"]))
+    zendesk = Zendesk(server, list(asking["kinds"]), home)
     run(home, server.url)
     from orderwatch_dagster.lib.summary import action_summary
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         lines = action_summary(con)
-        estimate = tickets_avoided(con)
-    on_track = sum(k == "on_track" for _, k in asking["kinds"].values())
-    at_risk = sum(k == "at_risk" for _, k in asking["kinds"].values())
+        sent = tickets_avoided(con)
+        # the e-mails went to the local outbox (no SMTP sender here): what the estimate would be
+        estimate = tickets_avoided(con, "outbox")
+    # counted where Zendesk received them (the world's own open status tickets included)
+    comments = [t["comment"] for t in zendesk.puts_all()]
+    on_track = sum(c["public"] and "Thanks for checking" in c["body"] for c in comments)
+    at_risk = sum(not c["public"] and "this order is at risk" in c["body"] for c in comments)
+    assert on_track >= sum(k == "on_track" for _, k in asking["kinds"].values())
+    assert at_risk >= sum(k == "at_risk" for _, k in asking["kinds"].values())
     assert any(
         f"status tickets: {on_track} answered automatically, {at_risk} packets" in line
         for line in lines
     ), lines
-    assert estimate is not None and any("status tickets avoided ≈" in line for line in lines)
+    # no message reached a customer: no ticket is claimed avoided, the would-be figure is shown
+    assert sent is not None and sent["messaged_first"] == 0 and estimate is not None
+    (avoided,) = [line for line in lines if "status tickets avoided" in line]
+    assert avoided.strip().startswith("status tickets avoided: none (")
+    # the would-be figure only when an outbox message came before its customer asked
+    assert ("≈" in avoided) is bool(estimate["messaged_first"])
     # the estimator's parts, recomputed by hand from the tables
     messaged = {
         o
         for (o,) in rows(
             home,
             "select distinct order_id from ops.customer_messages"
-            " where channel in ('email', 'sms') and status = 'accepted'",
+            " where channel in ('email', 'sms') and status = 'outbox'",
         )
     }
     excepted = {o for (o,) in rows(home, "select distinct order_id from marts.order_exceptions")}
@@ -280,3 +368,106 @@ def test_the_summary_counts_answers_and_estimates_tickets_avoided(
     assert estimate["avoided"] == max(
         0.0, estimate["rate"] * estimate["messaged_first"] - estimate["asked_after"]
     )
+
+
+def test_a_snoozed_exception_is_still_at_risk_never_on_track(
+    home: Path, server: ScriptedHTTPServer, asking: dict[str, Any]
+) -> None:
+    """Ops snoozed the exception (`orderwatch decide <id> snoozed`): the order is still at risk,
+    so its customer's status question gets the internal note saying so, not "on track"."""
+    from orderwatch_dagster.cli import main
+
+    kinds: dict[int, tuple[int, str]] = asking["kinds"]
+    zendesk = Zendesk(server, list(kinds), home)
+    # a first run that records the exceptions but answers nobody (message cap 0)
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        first = run_actions(
+            session,
+            sink(home, server.url).send,
+            Controls(max_messages=0),
+            POLICY,
+            settings.now(),
+            "test",
+            home / "outbox",
+            lambda _: None,
+        )
+    assert first.failure == "message_cap"
+    assert not [p for puts in zendesk.puts.values() for p in puts if p["comment"]["public"]]
+    ticket_id, (order_id, _) = next((t, k) for t, k in kinds.items() if k[1] == "at_risk")
+    eids = [
+        e
+        for (e,) in rows(
+            home,
+            "select exception_id from ops.exception_ledger"
+            f" where order_id = {order_id} and status in ('open', 'actioned')",
+        )
+    ]
+    assert eids
+    until = (settings.now() + timedelta(days=2)).isoformat()
+    for eid in eids:
+        assert main(["decide", eid, "snoozed", "--by", "ops-lead", "--until", until]) == 0
+    zendesk.puts.clear()
+    run(home, server.url)
+    puts = zendesk.puts[ticket_id]
+    assert puts and not [p for p in puts if p["comment"]["public"]], puts
+    (note,) = [
+        p["comment"]["body"] for p in puts if "this order is at risk" in p["comment"]["body"]
+    ]
+    assert "snoozed by ops-lead" in note
+
+
+@pytest.mark.parametrize("mode", ["public_reply", "internal_note"])
+def test_a_recovered_orders_status_ticket_gets_one_follow_up(
+    home: Path, server: ScriptedHTTPServer, asking: dict[str, Any], mode: str
+) -> None:
+    """Closing the loop on the customer's ticket: the at-risk note first; once the order
+    recovers, one follow-up as policy.yaml `close_the_loop` says, and never a second."""
+    kinds: dict[int, tuple[int, str]] = asking["kinds"]
+    zendesk = Zendesk(server, list(kinds), home)
+    policy = parse_policy(
+        DEFAULT_POLICY.read_text().replace("status_ticket: public_reply", f"status_ticket: {mode}")
+    )
+    run(home, server.url, policy)
+    at_risk = {t: o for t, (o, k) in kinds.items() if k == "at_risk"}
+    noted = {
+        t
+        for t in at_risk
+        if any("this order is at risk" in p["comment"]["body"] for p in zendesk.puts[t])
+    }
+    assert noted
+    before = {t: len(zendesk.puts[t]) for t in kinds}
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # every order recovered
+        con.execute("update marts.order_exceptions set ended_at = as_of where ended_at is null")
+    run(home, server.url, policy)
+    states = order_state(home)
+    followed = 0
+    for ticket_id, order_id in at_risk.items():
+        new = zendesk.puts[ticket_id][before[ticket_id] :]
+        ups = [
+            p
+            for p in new
+            if "has recovered" in p["comment"]["body"]
+            or "An update on order" in p["comment"]["body"]
+        ]
+        state = states[order_id]
+        risky = risky_by_state(state)
+        if ticket_id not in noted or risky:
+            assert ups == [], (ticket_id, risky, new)
+            continue
+        assert len(ups) == 1, (ticket_id, new)
+        (up,) = ups
+        followed += 1
+        if mode == "public_reply":
+            delivered = state["current_milestone"] == "delivered"
+            assert up["comment"]["public"] is True
+            assert up["status"] == ("solved" if delivered else "pending")
+            facts = stated_facts(up["comment"]["body"].replace("back on track", "on track"))
+            assert facts["status_text"] == STATUS_TEXT[state["current_milestone"]]
+            assert facts["links"] == ([state["tracking_url"]] if state["tracking_url"] else [])
+        else:
+            assert up["comment"]["public"] is False and "status" not in up
+            assert "has recovered" in up["comment"]["body"]
+    assert followed > 0
+    requests = len(server.requests)
+    run(home, server.url, policy)
+    assert len(server.requests) == requests, "one follow-up per ticket, whatever the runs"

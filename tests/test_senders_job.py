@@ -83,6 +83,14 @@ class Provider:
             return Reply(503, {"error": "maintenance"}, {"Retry-After": "1"})
         if mode == "error":
             return Reply(500, {"error": "boom"})
+        if mode == "invalid":  # a definitive refusal of this request (its fields, its payload)
+            if path == HOOK:
+                return Reply(400, "invalid_payload", {"Content-Type": "text/plain"})
+            details = {"group_id": [{"description": "Group is invalid"}]}
+            return Reply(
+                422,
+                {"error": "RecordInvalid", "description": "Invalid", "details": details},
+            )
         return None
 
     def _zendesk(self, request: RecordedRequest) -> Reply:
@@ -244,7 +252,7 @@ def test_tasks_are_zendesk_tickets_and_escalations_slack_posts(
 def test_not_accepted_stays_pending_and_goes_once_on_the_next_run(
     home: Path, server: ScriptedHTTPServer, failure: str
 ) -> None:
-    provider = Provider(server)
+    provider = Provider(server, status_tickets(home))  # customers' tickets: notes
     dead = f"http://127.0.0.1:{free_port()}"
     if failure != "refused":
         provider.mode = {TICKETS: failure, HOOK: failure}
@@ -269,6 +277,61 @@ def test_not_accepted_stays_pending_and_goes_once_on_the_next_run(
     assert now_sent[HOOK] == len(deliveries(home, "slack"))
     run(home, server.url)
     assert Counter(r.path for r in server.requests) - tried == now_sent  # and never again
+
+
+@pytest.mark.parametrize("then", ["ok", "invalid"])
+def test_a_refused_task_or_escalation_stays_pending_and_goes_once_more_later(
+    home: Path, server: ScriptedHTTPServer, then: str
+) -> None:
+    """A 4xx refusal (Zendesk 422, Slack 400 invalid_payload) drops nothing: an alert row, the
+    delivery pending (`resend_once`) and its queue item open; the next run sends each once
+    more (a fresh Zendesk key: the refused create made no ticket). Refused again, it is a
+    human review and never sent a third time."""
+    provider = Provider(server, status_tickets(home))  # tasks onto customers' tickets: notes
+    provider.mode = {TICKETS: "invalid", HOOK: "invalid"}
+    first = run(home, server.url)
+    refused = {**deliveries(home, "ticket_create"), **deliveries(home, "slack")}
+    assert deliveries(home, "ticket_create") and deliveries(home, "slack")
+    assert {(d["status"], d["follow_up"]) for d in refused.values()} == {
+        ("rejected", "resend_once")
+    }
+    alerts = rows(home, "select kind, detail from ops.alerts where kind = 'rejected_delivery'")
+    # one alert per refusal (rows with the same text on the same day are one row)
+    assert alerts and sum(a.startswith("rejected_delivery") for a in first.alerts) == len(refused)
+    assert all("pending: sent once more" in detail for _, detail in alerts)
+    open_items = {
+        k for k, _, _, _, s in queue(home, "create_task") + queue(home, "escalate") if s == "open"
+    }
+    assert {delivery_key(k, c) for k in open_items for c in ("ticket_create", "slack")} >= set(
+        refused
+    )
+    tried = Counter(r.path for r in server.requests)
+    provider.mode = {TICKETS: then, HOOK: then}
+    run(home, server.url)
+    second = Counter(r.path for r in server.requests) - tried
+    assert second[TICKETS] == len(deliveries(home, "ticket_create"))  # once each
+    assert second[HOOK] == len(deliveries(home, "slack"))
+    keys = [r.headers["Idempotency-Key"] for r in server.requests_to(TICKETS)]
+    assert all(k.endswith(":resend") for k in keys[tried[TICKETS] :])
+    after = {**deliveries(home, "ticket_create"), **deliveries(home, "slack")}
+    human = rows(
+        home,
+        "select count(*) from ops.action_queue where kind = 'human_review'"
+        " and target = 'rejected_delivery' and status = 'open'",
+    )
+    if then == "ok":
+        assert {d["status"] for d in after.values()} == {"accepted"}
+        assert human == [(0,)]
+    else:
+        assert {(d["status"], d["follow_up"]) for d in after.values()} == {
+            ("rejected", "human_review")
+        }
+        assert human == [(len(refused),)]
+    for d in after.values():  # both runs' tries on record
+        assert d["attempts"] == len(d["history"]) == 2
+    total = len(server.requests)
+    run(home, server.url)
+    assert len(server.requests) == total  # never a third time
 
 
 def test_fate_unknown_retried_under_the_key_where_honoured_else_uncertain_never_twice(

@@ -6,6 +6,7 @@ where the mail arrives, not where it was sent.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -90,6 +91,45 @@ def test_the_email_arrives_with_the_right_headers(
     plain = mail.get_body(("plain",)).get_content()
     assert plain.splitlines()[1] == "."  # dot-stuffing undone by the server: content intact
     assert mail.get_body(("html",)).get_content().strip() == MESSAGE.body_html
+
+
+def test_the_unsubscribe_headers_carry_the_recipients_block_key(
+    server: SMTPServer, handler: RecordingHandler
+) -> None:
+    """RFC 2369 List-Unsubscribe with a mailto and an https link, RFC 8058 one-click POST;
+    both carry the key `orderwatch opt-out --key` records (lib/opt_outs.py), not the address."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from orderwatch_dagster.lib.ledger import block_key
+
+    plain = dataclasses.replace(MESSAGE, metadata={})
+    mailer = sender(
+        server.port,
+        unsubscribe_mailto="unsubscribe@shop.example.com",
+        unsubscribe_url="https://shop.example.com/unsubscribe",
+    )
+    assert mailer.send(plain).outcome is Outcome.ACCEPTED
+    (received,) = handler.messages
+    mail = received.message
+    links = [link.strip().strip("<>") for link in mail["List-Unsubscribe"].split(",")]
+    mailto, https = links
+    key = block_key("email", "ann@example.com")
+    assert mailto.startswith("mailto:unsubscribe@shop.example.com?subject=")
+    assert unquote(mailto.split("subject=", 1)[1]) == f"unsubscribe {key}"
+    query = parse_qs(urlsplit(https).query)
+    assert https.startswith("https://shop.example.com/unsubscribe?")
+    assert query == {"channel": ["email"], "key": [key]}
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "ann@" not in mail["List-Unsubscribe"]  # the address itself is in no link
+    # without an https link no one-click header (RFC 8058 needs one)
+    handler.messages.clear()
+    mailto_only = sender(server.port, unsubscribe_mailto="unsubscribe@shop.example.com")
+    assert mailto_only.send(plain).outcome is Outcome.ACCEPTED
+    assert handler.messages[0].message["List-Unsubscribe-Post"] is None
+    assert "http" not in handler.messages[0].message["List-Unsubscribe"]
+    # an http (not https) endpoint is a setting to fix, never a message sent without it
+    bad = sender(server.port, unsubscribe_url="http://shop.example.com/u").send(plain)
+    assert bad.outcome is Outcome.NOT_ACCEPTED and "ORDERWATCH_SMTP_UNSUBSCRIBE_URL" in bad.detail
 
 
 def test_the_message_id_follows_the_idempotency_key() -> None:

@@ -7,8 +7,11 @@ resolves).
 Each delivery is one row of `ops.customer_messages` keyed per queue item × channel, sent through
 the run's sink exactly like a customer message: the intent is committed before the sink is
 called, a row `not_accepted` (the provider provably did not take it) is sent again by a later
-run under the same key, one `accepted`, `uncertain` or `rejected` never again (lib/decide.py
-`SENT_STATUSES`). Without an enabled sender the sink writes to the local outbox.
+run under the same key, one `accepted`, `outbox` or `uncertain` never again (lib/decide.py
+`SENT_STATUSES`). A task or escalation the provider refused (`rejected`) is not dropped: an
+alert says why, it stays pending (follow-up `resend_once`) and a later run sends it once more;
+refused again, it goes to the human queue (`rejected_delivery`). Without an enabled sender the
+sink writes to the local outbox.
 
 A reroute goes to ShipBob only with every input it needs known (`reroute_request`); otherwise,
 or when the sender answers `rejected` (with follow-up `open_task` when ShipBob cannot make the
@@ -18,6 +21,7 @@ and the exception's ledger entry says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -26,7 +30,7 @@ from typing import Any, Protocol
 
 from orderwatch_dagster.lib import ledger as lg
 from orderwatch_dagster.lib.action_inputs import Controls, RunReport
-from orderwatch_dagster.lib.decide import SENT_STATUSES
+from orderwatch_dagster.lib.decide import DELIVERED_STATUSES, SENT_STATUSES
 from orderwatch_dagster.lib.outbound import Outbound, Outcome
 from orderwatch_dagster.lib.packets import STATUS_TEXT, OrderContext, packet_name
 from orderwatch_dagster.lib.support_decisions import TicketDecision
@@ -77,6 +81,8 @@ class ActionRun(Protocol):
     ) -> bool: ...
 
     def note_action(self, eid: str, kind: str, target: str, result: str) -> None: ...
+
+    def alert(self, kind: str, detail: str) -> None: ...
 
     def close_queue_items(self, eid: str, kinds: tuple[str, ...] | None = None) -> None: ...
 
@@ -307,7 +313,8 @@ def dispatch_queue(
         if channel in (None, "reroute") or item["status"] != "open":
             continue
         previous = run.messages.get(delivery_key(item["action_key"], channel))
-        if previous is not None and previous["status"] in SENT_STATUSES:
+        resend = previous is not None and _resend_refused(run, item, channel, previous)
+        if previous is not None and previous["status"] in SENT_STATUSES and not resend:
             continue
         order = _order(run, ctx, item)
         exc = by_id.get(item["exception_id"]) or run.ledger.get(item["exception_id"]) or {}
@@ -324,7 +331,53 @@ def dispatch_queue(
             outbound.subject,
             item.get("policy_rule") or "",
         )
+        if resend:  # the refused request created nothing: a fresh key cannot duplicate it
+            # (the ledger row keeps its key; only the provider sees the new one)
+            outbound = dataclasses.replace(
+                outbound, idempotency_key=f"{outbound.idempotency_key}:resend"
+            )
         run.send_recorded(row, outbound)
+        if row["status"] == str(Outcome.REJECTED):
+            _refused(run, item, channel, row, again=resend)
+
+
+def _refused_again_key(item: Mapping[str, Any], channel: str) -> str:
+    return lg.key(item["action_key"], channel, "refused_again")
+
+
+def _resend_refused(
+    run: ActionRun, item: Mapping[str, Any], channel: str, previous: Mapping[str, Any]
+) -> bool:
+    """A task or escalation the provider refused (a 4xx) is not dropped: it stays pending
+    and goes once more on a later run (after the alert, a person can fix what it names);
+    refused again, it is a human review and never sent a third time."""
+    return previous["status"] == str(Outcome.REJECTED) and (
+        _refused_again_key(item, channel) not in run.queue
+    )
+
+
+def _refused(
+    run: ActionRun, item: Mapping[str, Any], channel: str, row: dict[str, Any], *, again: bool
+) -> None:
+    what = f"{channel} {item['kind']} for {row.get('order_name')}: {row.get('detail')}"[:300]
+    if again:
+        run.queue_item(
+            item["exception_id"],
+            item,
+            "human_review",
+            "rejected_delivery",
+            f"refused twice by the provider, not sent again: {row.get('detail')}",
+            item.get("policy_rule") or "",
+            action_key=_refused_again_key(item, channel),
+            severity=item.get("severity"),
+        )
+        run.alert("rejected_delivery", f"{what} (refused again: human review)")
+        row["follow_up"] = "human_review"
+    else:
+        run.alert("rejected_delivery", f"{what} (pending: sent once more on the next run)")
+        row["follow_up"] = "resend_once"
+    if run.writes:
+        lg.write_message(run.s, row)
 
 
 # -- closing the loop ------------------------------------------------------------------------------
@@ -336,7 +389,8 @@ def tag_orders(run: ActionRun, open_orders: set[Any], ctx: OrderContext) -> None
     notified = {
         m["order_id"]
         for m in run.messages.values()
-        if m["channel"] in ("email", "sms") and m["status"] == "accepted"
+        # the outbox too: without a real e-mail sender the tag goes where the message went
+        if m["channel"] in ("email", "sms") and m["status"] in DELIVERED_STATUSES
     }
     orders = notified | {m["order_id"] for m in tags}
     for oid in sorted(orders):

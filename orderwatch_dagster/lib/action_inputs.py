@@ -102,10 +102,12 @@ def stops_channel(result: DeliveryResult) -> bool:
     return result.follow_up in (FollowUp.OPT_OUT, FollowUp.INVALID_RECIPIENT)
 
 
-def open_status_tickets(session: WarehouseSession) -> list[dict[str, Any]]:
-    """Open status-question (WISMO) tickets linked to an order by its name: each ticket's
-    newest version only (staging keeps every version; an older `new` one of a ticket solved
-    since must not be answered, nor one ticket answered once per version)."""
+def open_status_tickets(
+    session: WarehouseSession, statuses: tuple[str, ...] = ("new", "open")
+) -> list[dict[str, Any]]:
+    """Status-question (WISMO) tickets in one of `statuses`, linked to an order by its name:
+    each ticket's newest version only (staging keeps every version; an older `new` one of a
+    ticket solved since must not be answered, nor one ticket answered once per version)."""
     if not table_exists(session, "staging", "stg_support__tickets"):
         return []
     cols = ("ticket_id", "status", "is_wismo", "order_id", "created_at")
@@ -113,10 +115,14 @@ def open_status_tickets(session: WarehouseSession) -> list[dict[str, Any]]:
         "select t.ticket_id, t.status, t.is_wismo, o.order_id, t.created_at"
         " from staging.stg_support__tickets t"
         " inner join marts.order_state o on o.order_name = t.order_name"
-        " where t.is_latest_version and t.is_wismo and t.status in ('new', 'open')"
+        f" where t.is_latest_version and t.is_wismo and t.status in ({_in(session, statuses)})"
         " order by t.ticket_id"
     )
-    return select_dicts(session, sql, cols)
+    return select_dicts(session, sql, cols, list(statuses))
+
+
+def _in(session: WarehouseSession, values: tuple[str, ...]) -> str:
+    return ", ".join([session.p] * len(values))
 
 
 def read_exceptions(session: WarehouseSession) -> list[dict[str, Any]]:

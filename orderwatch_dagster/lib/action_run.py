@@ -54,7 +54,14 @@ from orderwatch_dagster.lib.support_decisions import read_ticket_decisions
 from orderwatch_dagster.lib.tables import table_exists
 from orderwatch_dagster.lib.templating import render_message, render_text
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
-from orderwatch_dagster.lib.wismo import TicketAnswer, plan_tickets
+from orderwatch_dagster.lib.wismo import (
+    UNSOLVED_TICKET_STATUSES,
+    TicketAnswer,
+    is_delivered,
+    ledger_risks,
+    plan_recoveries,
+    plan_tickets,
+)
 
 Send = Callable[[Outbound], DeliveryResult]
 CUSTOMER_CHANNELS = ("email", "sms")  # an opt-out blocks a customer's address, nothing else
@@ -290,8 +297,9 @@ class ActionRun(PacketsAndPage):
         body = render_text(
             f"ticket/{answer.template}.j2",
             **facts,
-            delivered=order.get("current_milestone") == "delivered",
-            tracking_url=None,
+            delivered=is_delivered(order),
+            public=answer.channel == "ticket_reply",
+            reasons=list(answer.reasons),
             decisions=plan.decisions if plan else [],
             packet_path=str(self._packet_path(answer.order_id)),
         )
@@ -452,6 +460,39 @@ def _send_all(
         run.answer_ticket(answer, ctx, plans)
 
 
+def _plan_answers(
+    run: ActionRun,
+    ctx: OrderContext,
+    open_rows: Sequence[Mapping[str, Any]],
+    plans: Mapping[Any, OrderPlan],
+    tickets: Sequence[Mapping[str, Any]],
+    unsolved: Sequence[Mapping[str, Any]],
+) -> list[TicketAnswer]:
+    """Status tickets' answers (lib/wismo.py), then the follow-ups on recovered orders'. An
+    order is at risk while the ledger holds an open exception of it, snoozed or acknowledged
+    included: only a resolved exception or a false alarm takes the risk away."""
+    at_risk: dict[Any, list[str]] = ledger_risks(open_rows, run.ledger)
+    for oid, plan in plans.items():
+        if plan.decisions:
+            at_risk.setdefault(oid, ["open exception"])
+    answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages, run.now)
+    recovered = {e["order_id"] for e in run.ledger.values() if e["status"] == "resolved"}
+    answered = {a.ticket_id for a in answers}
+    return answers + [
+        a
+        for a in plan_recoveries(
+            unsolved,
+            ctx.orders,
+            set(at_risk),
+            recovered,
+            run.messages,
+            run.policy.recovery_update,
+            run.now,
+        )
+        if a.ticket_id not in answered
+    ]
+
+
 def run_actions(
     session: WarehouseSession,
     send: Send,
@@ -483,7 +524,8 @@ def run_actions(
     for row in open_rows:
         by_order[row["order_id"]].append(row)
     tickets = open_status_tickets(session)
-    ctx = load_context(session, set(by_order) | {t["order_id"] for t in tickets})
+    unsolved = open_status_tickets(session, UNSOLVED_TICKET_STATUSES)
+    ctx = load_context(session, set(by_order) | {t["order_id"] for t in unsolved})
     plans = _plan_orders(run, ctx, by_order, set(stale))
     by_id = {r["exception_id"]: r for r in open_rows}
     for plan in plans.values():
@@ -492,8 +534,7 @@ def run_actions(
     dispatch_queue(run, ctx, by_id, asked)
     solved = {d.ticket_id for d in decisions if d.decision == "solved"}
     close_task_tickets(run, ctx, solved)
-    at_risk = {oid for oid, p in plans.items() if p.decisions}
-    answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages)
+    answers = _plan_answers(run, ctx, open_rows, plans, tickets, unsolved)
     if stale and answers:  # a reply would state a state that may be out of date
         run.report.held["stale_feed"] += len(answers)
         answers = []

@@ -18,7 +18,9 @@ from orderwatch_dagster.lib.policy import Policy
 
 CLOSED_MILESTONES = ("delivered", "cancelled", "return_to_sender")
 # a message in one of these states already went out (or may have): never send that key again
-SENT_STATUSES = ("sending", "accepted", "uncertain", "rejected")
+SENT_STATUSES = ("sending", "accepted", "outbox", "uncertain", "rejected")
+# a message that went where this run's sink sends it (a provider, or the local outbox)
+DELIVERED_STATUSES = ("accepted", "outbox")
 
 
 @dataclass(frozen=True)

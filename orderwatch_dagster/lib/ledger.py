@@ -49,7 +49,8 @@ MESSAGE_COLUMNS = (
     "template",
     "recipient",  # masked
     "subject",
-    "status",  # sending → accepted | not_accepted | rejected | uncertain | dry_run
+    # sending → accepted | outbox (local, no real sender) | not_accepted | rejected | uncertain
+    "status",
     "detail",
     "provider_id",
     "attempts",
@@ -209,16 +210,40 @@ def read_blocks(session: WarehouseSession) -> set[str]:
 
 
 def write_block(
-    session: WarehouseSession, channel: str, recipient: str, masked: str, reason: str, at: datetime
+    session: WarehouseSession,
+    channel: str,
+    recipient: str,
+    masked: str,
+    reason: str,
+    at: datetime,
+    *,
+    known_key: str | None = None,
 ) -> None:
+    """`known_key`: the block key itself (an unsubscribe link carries it, not the address)."""
     row = {
-        "block_key": block_key(channel, recipient),
+        "block_key": known_key or block_key(channel, recipient),
         "channel": channel,
         "recipient": masked,
         "reason": reason,
         "created_at": at,
     }
     _upsert(session, "ops.contact_blocks", BLOCK_COLUMNS, row)
+
+
+def remove_opt_out(session: WarehouseSession, key_: str) -> int:
+    """The customer opted in again (Twilio START): the opt-out block goes; a block because the
+    address or number cannot receive the channel stays."""
+    found = session.query(
+        "select count(*) from ops.contact_blocks where block_key = "
+        f"{session.p} and reason <> 'invalid_recipient'",
+        [key_],
+    )
+    session.execute(
+        f"delete from ops.contact_blocks where block_key = {session.p}"
+        " and reason <> 'invalid_recipient'",
+        [key_],
+    )
+    return int(found[0][0])
 
 
 def record_human_decision(

@@ -21,6 +21,9 @@ class Outcome(StrEnum):
     REJECTED = "rejected"  # answered and refused for good (4xx validation, opt-out): never retried
     UNCERTAIN = "uncertain"  # fate unknown (timeout or 5xx after sending): human queue
     DRY_RUN = "dry_run"  # the sender is off: nothing left this process
+    # no real sender for the channel: written to the local outbox (ORDERWATCH_HOME/outbox/),
+    # done for the ledger (never written twice) but reached nobody, so never counted as sent
+    OUTBOX = "outbox"
 
 
 @dataclass(frozen=True)

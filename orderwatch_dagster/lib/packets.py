@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +47,12 @@ ORDER_COLUMNS = (
     "is_open",
     "is_cancelled",
     "wismo_ticket_count",
+    "carrier_est_delivery_at",
     "as_of",
 )
+# a link a customer may be sent: https only, and no character autoescaping would change
+# (the templates are autoescaped, so `&` would reach a plain-text body as `&amp;`)
+SAFE_LINK = re.compile(r"^https://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~%/+=?:@!$,;*-]*)?$")
 TIMELINE_COLUMNS = ("order_id", "milestone", "actual_at", "source_system", "evidence", "detail")
 STATUS_TEXT = {
     "order_placed": "order received",
@@ -202,7 +207,32 @@ def _load_chunk(session: WarehouseSession, ids: list[Any], ctx: OrderContext) ->
     )
     for key, payload in rows:  # the newest version wins
         ctx.contacts[int(key)] = _contact(payload)
+    _load_tracking_links(session, ids, marks, ctx)
     _load_support(session, ids, marks, ctx)
+
+
+def _load_tracking_links(
+    session: WarehouseSession, ids: list[Any], marks: str, ctx: OrderContext
+) -> None:
+    """The carrier's public tracking page of each order's parcel (EasyPost `public_url`, the
+    newest tracker version of the newest shipment version), into the order's row as
+    `tracking_url`: only when the order has exactly one, so a reply never picks a parcel."""
+    if not table_exists(session, "staging", "stg_wms__shipments"):
+        return
+    sql = (
+        "select distinct s.order_id, t.public_url from staging.stg_wms__shipments s"
+        " inner join staging.stg_carrier__trackers t on t.tracking_number = s.tracking_number"
+        f" where s.is_latest_version and t.is_latest_version and s.order_id in ({marks})"
+        " and t.public_url is not null"
+    )
+    links: dict[Any, set[str]] = defaultdict(set)
+    for order_id, url in session.query(sql, ids):
+        links[order_id].add(str(url))
+    for order_id in ids:
+        found = links.get(order_id, set())
+        link = next(iter(found)) if len(found) == 1 else None
+        if order_id in ctx.orders:
+            ctx.orders[order_id]["tracking_url"] = link if link and SAFE_LINK.match(link) else None
 
 
 def _load_support(session: WarehouseSession, ids: list[Any], marks: str, ctx: OrderContext) -> None:
@@ -243,6 +273,7 @@ def message_facts(
     # a warehouse event is neither (tests/test_actions_wismo.py compares with order_state)
     last_scan = order.get("last_scan_at")
     return {
+        **delivery_facts(order),
         "first_name": contact.first_name or "there",
         "order_name": order["order_name"],
         "status_text": STATUS_TEXT.get(str(order.get("current_milestone")), "in progress"),
@@ -253,6 +284,27 @@ def message_facts(
         "address_line": contact.address,
         "last_scan_date": last_scan.date().isoformat() if isinstance(last_scan, datetime) else None,
         "shop_name": shop_name,
+    }
+
+
+def delivery_facts(order: Mapping[str, Any]) -> dict[str, Any]:
+    """The carrier's estimate and tracking link, when the order state has them: an estimate
+    only while the parcel is on its way and not already behind "now" (a past estimate is no
+    longer the carrier's word on when it arrives)."""
+    estimate, as_of = order.get("carrier_est_delivery_at"), order.get("as_of")
+    delivered = order.get("delivered_at") is not None or order.get("current_milestone") in (
+        "delivered",
+        "return_to_sender",
+        "cancelled",
+    )
+    current = (
+        isinstance(estimate, datetime)
+        and not delivered
+        and (not isinstance(as_of, datetime) or estimate.date() >= as_of.date())
+    )
+    return {
+        "est_delivery_date": estimate.date().isoformat() if current else None,
+        "tracking_url": order.get("tracking_url"),
     }
 
 

@@ -181,6 +181,13 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "close_the_loop": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "status_ticket": {"enum": ["public_reply", "internal_note", "none"]},
+            },
+        },
         "rules": {
             "type": "array",
             "minItems": 1,
@@ -351,6 +358,11 @@ class Policy:
 
     def message_priority(self, template: str) -> int:
         return int(self.messages.get("message_priority", {}).get(template, 99))
+
+    @property
+    def recovery_update(self) -> str:
+        """What a recovered order's status ticket gets: public_reply | internal_note | none."""
+        return str(self.raw.get("close_the_loop", {}).get("status_ticket", "internal_note"))
 
 
 def _rank(severity: str) -> int:

@@ -110,20 +110,31 @@ def action_summary(con: duckdb.DuckDBPyConnection) -> list[str]:
     lines.append(
         "  messages: " + (", ".join(f"{k} {v}" for k, v in sorted(messages.items())) or "none")
     )
+    if messages.get("outbox"):
+        # the local outbox reached nobody: never part of what was sent
+        lines.append(
+            f"  sent through a provider: {messages.get('accepted', 0)}; written to the local"
+            f" outbox (no real sender on, reached nobody): {messages['outbox']}"
+        )
     lines.append(
         f"  tasks {kinds.get('create_task', 0)}, reroute requests"
         f" {kinds.get('request_reroute', 0)}, escalations {kinds.get('escalate', 0)},"
         f" human reviews {kinds.get('human_review', 0)}"
     )
     replies = con.execute(
-        "select count(*) filter (where template = 'wismo_reply'),"
-        " count(*) filter (where template = 'wismo_note') from ops.customer_messages"
-        " where status = 'accepted'"
+        "select count(*) filter (where template = 'wismo_reply' and status = 'accepted'),"
+        " count(*) filter (where template = 'wismo_note' and status = 'accepted'),"
+        " count(*) filter (where template = 'wismo_reply' and status = 'outbox'),"
+        " count(*) filter (where template = 'wismo_note' and status = 'outbox')"
+        " from ops.customer_messages"
     ).fetchone()
-    lines.append(
+    line = (
         f"  status tickets: {replies[0]} answered automatically, {replies[1]} packets as"
         " internal notes on at-risk orders"
     )
+    if replies[2] or replies[3]:
+        line += f" (outbox only: {replies[2]} replies, {replies[3]} notes)"
+    lines.append(line)
     if ("staging", "stg_support__tickets") in tables and ("marts", "order_exceptions") in tables:
         lines.append("  " + tickets_avoided_line(con))
     (orders,) = con.execute("select count(*) from marts.order_state").fetchone()
@@ -154,7 +165,7 @@ with asked as (
 ),
 messaged as (
     select order_id, min(created_at) as first_message from ops.customer_messages
-    where channel in ('email', 'sms') and status = 'accepted' group by order_id
+    where channel in ('email', 'sms') and status = ? group by order_id
 ),
 excepted as (
     select order_id, min(started_at) as first_exception from marts.order_exceptions
@@ -174,17 +185,23 @@ left join asked a on a.order_id = e.order_id
 """
 
 
-def tickets_avoided(con: duckdb.DuckDBPyConnection) -> dict[str, float] | None:
+def tickets_avoided(
+    con: duckdb.DuckDBPyConnection, status: str = "accepted"
+) -> dict[str, float] | None:
     """Status tickets the proactive messages avoided, estimated (README "Acting on
     exceptions"): the usual rate `r` is the share of orders with an exception that were not
     messaged and whose customer asked after the exception began; the orders messaged before
     any status ticket would have asked at that rate, so avoided = r × messaged-first − the
     messaged orders whose customer asked anyway after the message (never below 0). None
     without an unmessaged order to take the rate from. The unmessaged orders are mostly the
-    less severe exceptions (a policy's `min_severity`), so `r` and the estimate lean low."""
+    less severe exceptions (a policy's `min_severity`), so `r` and the estimate lean low.
+    `status`: which messages count as sent (`outbox`: what the estimate would be had the
+    outbox's messages gone out)."""
     if ("ops", "customer_messages") not in _tables(con):
         return None
-    unmessaged, unmessaged_asked, messaged_first, asked_after = con.execute(_AVOIDED_SQL).fetchone()
+    unmessaged, unmessaged_asked, messaged_first, asked_after = con.execute(
+        _AVOIDED_SQL, [status]
+    ).fetchone()
     if not unmessaged:
         return None
     rate = unmessaged_asked / unmessaged
@@ -201,6 +218,16 @@ def tickets_avoided_line(con: duckdb.DuckDBPyConnection) -> str:
     est = tickets_avoided(con)
     if est is None:
         return "status tickets avoided: no estimate (no unmessaged exception order for the rate)"
+    if not est["messaged_first"]:
+        local = tickets_avoided(con, "outbox")
+        if local and local["messaged_first"]:
+            # no customer was told anything: claim nothing, show what it would have been
+            return (
+                "status tickets avoided: none (no message reached a customer; had the"
+                f" {local['messaged_first']:.0f} outbox messages gone out: ≈"
+                f" {local['avoided']:.1f} at the usual rate {100 * local['rate']:.1f} %)"
+            )
+        return "status tickets avoided: none (no order was messaged before its customer asked)"
     return (
         f"status tickets avoided ≈ {est['avoided']:.1f}: {est['messaged_first']:.0f} orders"
         f" messaged before any status ticket × usual rate {100 * est['rate']:.1f} %"

@@ -6,18 +6,33 @@ the packet's summary as an internal note on that same ticket (wismo_note.j2), ne
 ticket: the order's tasks go onto that ticket too, as notes that assign it to the task queue's
 group (lib/action_dispatch.py). The key is (ticket, kind), so a ticket is answered once
 whatever the runs.
+
+"On track" is claimed only when nothing says otherwise. An order is at risk when the ledger
+holds an exception of it still open, whatever a person decided about it (a snoozed or
+acknowledged exception is a risk someone is watching, not a recovery; only a false alarm or a
+resolved exception is not), or when its own state says so: returned to sender, not delivered
+and past its promise, or a carrier estimate later than the promise (`state_risks`).
+
+Closing the loop (`plan_recoveries`): a status ticket answered while its order was at risk
+(the internal note) gets one follow-up once the order has recovered, keyed (ticket,
+`wismo_recovered`): a public reply or an internal note, as the policy's `close_the_loop`
+section says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from orderwatch_dagster.lib.decide import CLOSED_MILESTONES, SENT_STATUSES
-from orderwatch_dagster.lib.ledger import key
+from orderwatch_dagster.lib.ledger import OPEN_STATUSES, key
 
 OPEN_TICKET_STATUSES = ("new", "open")
+# a customer's ticket still waiting on someone (an agent or the customer): worth an update
+UNSOLVED_TICKET_STATUSES = ("new", "open", "pending", "hold")
+RECOVERY_MODES = ("public_reply", "internal_note", "none")
 
 
 @dataclass(frozen=True)
@@ -26,17 +41,70 @@ class TicketAnswer:
     ticket_id: Any
     order_id: Any
     channel: str  # ticket_reply (public) | ticket_note (internal)
-    template: str  # wismo_reply | wismo_note
+    template: str  # wismo_reply | wismo_note | wismo_recovered
     ticket_status: str | None  # what the ticket is set to
     state_key: str
+    reasons: tuple[str, ...] = ()  # why the order is at risk (internal notes only)
+
+
+def _date(value: Any) -> str | None:
+    return value.date().isoformat() if isinstance(value, datetime) else None
+
+
+def is_delivered(order: Mapping[str, Any]) -> bool:
+    return order.get("current_milestone") == "delivered" or order.get("delivered_at") is not None
+
+
+def state_risks(order: Mapping[str, Any], now: datetime | None = None) -> list[str]:
+    """What the order's own state says against "on track" (facts of marts.order_state)."""
+    if order.get("current_milestone") == "return_to_sender" or (
+        order.get("last_event") == "return_to_sender"
+    ):
+        return ["the carrier is returning the parcel to us (return to sender)"]
+    if is_delivered(order):
+        return []
+    reasons = []
+    now = now or order.get("as_of")
+    promised = order.get("promised_deliver_by")
+    if isinstance(promised, datetime) and isinstance(now, datetime) and promised < now:
+        reasons.append(f"past its promise (promised by {_date(promised)})")
+    estimate = order.get("carrier_est_delivery_at")
+    if isinstance(estimate, datetime) and isinstance(promised, datetime) and estimate > promised:
+        reasons.append(
+            f"the carrier estimates {_date(estimate)}, after the promise ({_date(promised)})"
+        )
+    return reasons
+
+
+def ledger_risks(
+    exceptions: Iterable[Mapping[str, Any]], ledger: Mapping[str, Mapping[str, Any]]
+) -> dict[Any, list[str]]:
+    """Order → its exceptions still open in the ledger, with what a person decided."""
+    out: dict[Any, list[str]] = {}
+    for exc in exceptions:
+        entry = ledger.get(exc["exception_id"]) or {}
+        if entry.get("status", "open") not in OPEN_STATUSES:
+            continue  # resolved, or suppressed as a false alarm
+        text = f"open exception {exc['exception_type']} ({exc.get('severity')})"
+        decision = entry.get("human_decision")
+        if decision == "snoozed":
+            until = entry.get("snoozed_until")
+            until_text = until.isoformat() if isinstance(until, datetime) else until
+            text += f", snoozed by {entry.get('decided_by')} until {until_text}"
+        elif decision:
+            text += f", {decision} by {entry.get('decided_by')}"
+        out.setdefault(exc["order_id"], []).append(text)
+    return out
 
 
 def plan_tickets(
     tickets: Sequence[Mapping[str, Any]],
     orders: Mapping[Any, Mapping[str, Any]],
-    at_risk: set[Any],
+    at_risk: Mapping[Any, Sequence[str]] | Collection[Any],
     messages: Mapping[str, Mapping[str, Any]],
+    now: datetime | None = None,
 ) -> list[TicketAnswer]:
+    """`at_risk`: the orders with an open exception (order → reasons, or just the orders)."""
     answers = []
     seen: set[Any] = set()
     for ticket in tickets:
@@ -48,7 +116,11 @@ def plan_tickets(
         order = orders.get(ticket["order_id"])
         if order is None or order.get("current_milestone") == "cancelled":
             continue
-        risky = ticket["order_id"] in at_risk
+        reasons = list(state_risks(order, now))
+        if ticket["order_id"] in at_risk:
+            given = at_risk.get(ticket["order_id"]) if isinstance(at_risk, Mapping) else None
+            reasons += list(given or ["open exception"])
+        risky = bool(reasons)
         channel, template = (
             ("ticket_note", "wismo_note") if risky else ("ticket_reply", "wismo_reply")
         )
@@ -67,6 +139,59 @@ def plan_tickets(
                 template=template,
                 ticket_status=status,
                 state_key=f"{template}@{order.get('current_milestone')}",
+                reasons=tuple(reasons),
+            )
+        )
+    return answers
+
+
+def plan_recoveries(
+    tickets: Sequence[Mapping[str, Any]],
+    orders: Mapping[Any, Mapping[str, Any]],
+    at_risk: Collection[Any],
+    recovered: Collection[Any],
+    messages: Mapping[str, Mapping[str, Any]],
+    mode: str,
+    now: datetime | None = None,
+) -> list[TicketAnswer]:
+    """One follow-up per status ticket that got the at-risk note, once its order `recovered`
+    (an exception of it resolved, none open in `at_risk`, and nothing in its state against)."""
+    if mode == "none":
+        return []
+    answers = []
+    for ticket in tickets:
+        if ticket.get("status") not in UNSOLVED_TICKET_STATUSES or not ticket.get("is_wismo"):
+            continue
+        oid = ticket["order_id"]
+        order = orders.get(oid)
+        if order is None or oid in at_risk or oid not in recovered or state_risks(order, now):
+            continue
+        noted = messages.get(key(ticket["ticket_id"], "wismo"))
+        if (
+            noted is None
+            or noted["template"] != "wismo_note"
+            or noted["status"]
+            not in (
+                "accepted",
+                "outbox",
+            )
+        ):
+            continue  # the customer was never told it was at risk: nothing to follow up
+        idem = key(ticket["ticket_id"], "wismo_recovered")
+        previous = messages.get(idem)
+        if previous is not None and previous["status"] in SENT_STATUSES:
+            continue
+        public = mode == "public_reply"
+        status = ("solved" if is_delivered(order) else "pending") if public else None
+        answers.append(
+            TicketAnswer(
+                idempotency_key=idem,
+                ticket_id=ticket["ticket_id"],
+                order_id=oid,
+                channel="ticket_reply" if public else "ticket_note",
+                template="wismo_recovered",
+                ticket_status=status,
+                state_key=f"wismo_recovered@{order.get('current_milestone')}",
             )
         )
     return answers

@@ -127,7 +127,7 @@ class OutboxSender:
         with (self.folder / "deliveries.jsonl").open("a") as log:
             log.write(json.dumps(line) + "\n")
         return DeliveryResult(
-            Outcome.ACCEPTED, detail="written to the outbox", provider_id=str(target)
+            Outcome.OUTBOX, detail="written to the outbox", provider_id=str(target)
         )
 
 

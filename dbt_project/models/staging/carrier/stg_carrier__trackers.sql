@@ -29,6 +29,10 @@ unified as (
         source.payload ->> 'signed_by' as signed_by,
         case when source._format = 'aftership' then source.payload ->> 'return_to_sender'
             else source.payload ->> 'is_return' end as is_return_text,
+        -- the carrier's public tracking page (EasyPost `public_url`, AfterShip
+        -- `courier_tracking_link`): the link a customer may be sent
+        case when source._format = 'aftership' then source.payload ->> 'courier_tracking_link'
+            else source.payload ->> 'public_url' end as public_url,
         source.payload ->> 'created_at' as created_at_text,
         source._updated_at as updated_at,
         source._ingested_at as ingested_at,
@@ -53,6 +57,7 @@ renamed as (
         {{ json_timestamp('est_delivery_date_text') }} as est_delivery_date,
         shipment_id,
         signed_by,
+        public_url,
         coalesce(lower(is_return_text) = 'true', false) as is_return,
         source_format,
         {{ json_timestamp('created_at_text') }} as created_at,

@@ -35,6 +35,7 @@ from email.policy import default as DEFAULT_POLICY
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import quote, urlencode
 
 from pydantic import Field
 
@@ -44,6 +45,7 @@ from orderwatch_dagster.defs.actions.senders.base import (
     SenderResource,
     require,
 )
+from orderwatch_dagster.lib.ledger import block_key
 from orderwatch_dagster.lib.outbound import Attempt, DeliveryResult, FollowUp, Outbound, Outcome
 
 SECURITY_MODES = ("starttls", "ssl", "none")
@@ -130,9 +132,10 @@ class _Transaction:
 
 class SmtpEmailSender(SenderResource):
     """E-mail (`channel="email"`): `recipient` is the address, `subject` and `body_text`
-    required, `body_html` optional (multipart/alternative), `metadata["list_unsubscribe"]`
-    becomes a List-Unsubscribe header. `security`: starttls (port 587), ssl (465) or none
-    (no AUTH then: a password is never sent in clear text)."""
+    required, `body_html` optional (multipart/alternative); `List-Unsubscribe` from
+    `unsubscribe_mailto` / `unsubscribe_url` (or `metadata["list_unsubscribe"]`).
+    `security`: starttls (port 587), ssl (465) or none (no AUTH then: a password is never
+    sent in clear text)."""
 
     host: str = "localhost"
     port: int = 587
@@ -146,6 +149,12 @@ class SmtpEmailSender(SenderResource):
     )
     timeout_s: float = 30.0
     ca_file: str | None = Field(default=None, description="A private CA bundle for TLS")
+    unsubscribe_mailto: str | None = Field(
+        default=None, description="Address List-Unsubscribe's mailto writes to"
+    )
+    unsubscribe_url: str | None = Field(
+        default=None, description="https endpoint of List-Unsubscribe's one-click link"
+    )
 
     channels: ClassVar[tuple[str, ...]] = ("email",)
     enable_var: ClassVar[str] = "ORDERWATCH_SMTP_ENABLED"
@@ -161,6 +170,18 @@ class SmtpEmailSender(SenderResource):
         EnvSetting("ORDERWATCH_SMTP_FROM", "from_address", "(required)", "From address"),
         EnvSetting("ORDERWATCH_SMTP_REPLY_TO", "reply_to", "(none)", "Reply-To address"),
         EnvSetting("ORDERWATCH_SMTP_CA_FILE", "ca_file", "(system CAs)", "CA bundle for TLS"),
+        EnvSetting(
+            "ORDERWATCH_SMTP_UNSUBSCRIBE_MAILTO",
+            "unsubscribe_mailto",
+            "(none)",
+            "Mailbox of `List-Unsubscribe`'s mailto (subject: the recipient's block key)",
+        ),
+        EnvSetting(
+            "ORDERWATCH_SMTP_UNSUBSCRIBE_URL",
+            "unsubscribe_url",
+            "(none)",
+            "https one-click unsubscribe endpoint (`?channel=email&key=<block key>`, RFC 8058)",
+        ),
     )
 
     def _config_problems(self) -> list[str]:
@@ -174,7 +195,10 @@ class SmtpEmailSender(SenderResource):
             )
         if self.ca_file and not Path(self.ca_file).is_file():
             problems.append(f"{self._var('ca_file')} is not a readable file")
-        for field in ("from_address", "reply_to"):
+        if self.unsubscribe_url and not self.unsubscribe_url.startswith("https://"):
+            # RFC 8058: one-click unsubscribe only over https
+            problems.append(f"{self._var('unsubscribe_url')} must be an https URL")
+        for field in ("from_address", "reply_to", "unsubscribe_mailto"):
             value = getattr(self, field)
             try:
                 if value:
@@ -198,14 +222,35 @@ class SmtpEmailSender(SenderResource):
             email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to us
             if self.reply_to:
                 email["Reply-To"] = mailbox(self.reply_to).header()
-            if message.metadata.get("list_unsubscribe"):
-                email["List-Unsubscribe"] = str(message.metadata["list_unsubscribe"])
+            self._unsubscribe_headers(email, message)
         except ValueError as error:  # a newline in a header value (header injection)
             raise Refused(f"bad header: {error}") from None
         email.set_content(require(message.body_text, "body_text"))
         if message.body_html:
             email.add_alternative(message.body_html, subtype="html")
         return _Envelope(sender, recipient, email)
+
+    def _unsubscribe_headers(self, email: EmailMessage, message: Outbound) -> None:
+        """`List-Unsubscribe` (RFC 2369) with a mailto and / or an https link, both carrying
+        the recipient's block key (lib/opt_outs.py records it), and `List-Unsubscribe-Post`
+        (RFC 8058 one-click) when there is an https link. A message's own
+        `metadata["list_unsubscribe"]` wins."""
+        given = message.metadata.get("list_unsubscribe")
+        # the key the action run blocks: of the address as the order has it (lib/ledger.py)
+        token = block_key("email", parseaddr(message.recipient)[1] or message.recipient)
+        links = [str(given)] if given else []
+        if not given and self.unsubscribe_mailto:
+            to = mailbox(self.unsubscribe_mailto).addr
+            links.append(f"<mailto:{to}?subject={quote(f'unsubscribe {token}')}>")
+        if not given and self.unsubscribe_url:
+            sep = "&" if "?" in self.unsubscribe_url else "?"
+            links.append(
+                f"<{self.unsubscribe_url}{sep}{urlencode({'channel': 'email', 'key': token})}>"
+            )
+        if links:
+            email["List-Unsubscribe"] = ", ".join(links)
+        if any(link.startswith("<https://") for link in links):
+            email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
     def _connect(self, context: ssl.SSLContext) -> smtplib.SMTP:
         if self.security == "ssl":

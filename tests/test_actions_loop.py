@@ -1,0 +1,216 @@
+"""Review findings on the action job (issue 11): no "on track" against the order state, the
+local outbox never counted as sent, and the customers' own opt-out paths (an unsubscribe
+link's key, a STOP reply to Twilio) reaching ops.contact_blocks. On a copy of the demo world
+(tests/conftest.py `demo_copy`) where a run is needed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import duckdb
+import pytest
+
+from orderwatch_dagster.cli import main
+from orderwatch_dagster.defs.actions.resources import OutboxSender
+from orderwatch_dagster.lib import ledger as lg
+from orderwatch_dagster.lib import settings
+from orderwatch_dagster.lib.action_run import Controls, RunReport, run_actions
+from orderwatch_dagster.lib.policy import load_policy
+from orderwatch_dagster.lib.warehouse import open_duckdb
+from orderwatch_dagster.lib.wismo import plan_tickets
+
+POLICY = load_policy()
+NOW = datetime(2026, 10, 10, 12, tzinfo=UTC)
+
+
+def run(home: Path) -> RunReport:
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        return run_actions(
+            session,
+            OutboxSender(home / "outbox").send,
+            Controls(),
+            POLICY,
+            settings.now(),
+            "test",
+            home / "outbox",
+            lambda _: None,
+        )
+
+
+def query(home: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+# -- 1. no "on track" that the order state contradicts ------------------------------------------
+def _order(milestone: str, promised_in_h: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "current_milestone": milestone,
+        "last_event": milestone,
+        "promised_deliver_by": NOW + timedelta(hours=promised_in_h),
+        "delivered_at": None,
+        "carrier_est_delivery_at": None,
+        "as_of": NOW,
+        **extra,
+    }
+
+
+def test_a_status_question_is_never_answered_on_track_against_the_order_state() -> None:
+    orders = {
+        1: _order("in_transit", 48),  # on track
+        2: _order("return_to_sender", 48),  # the carrier sends it back
+        3: _order("in_transit", 48, last_event="return_to_sender"),  # the carrier's RTS scan
+        4: _order("in_transit", -5),  # past its promise, no exception open (held, or none)
+        5: _order("in_transit", 24, carrier_est_delivery_at=NOW + timedelta(hours=60)),
+        6: _order("delivered", -5, delivered_at=NOW - timedelta(hours=1)),  # late, delivered
+    }
+    tickets = [
+        {"ticket_id": 100 + oid, "status": "open", "is_wismo": True, "order_id": oid}
+        for oid in orders
+    ]
+    got = {
+        a.order_id: (a.channel, a.ticket_status) for a in plan_tickets(tickets, orders, set(), {})
+    }
+    assert got == {
+        1: ("ticket_reply", "pending"),
+        2: ("ticket_note", None),
+        3: ("ticket_note", None),
+        4: ("ticket_note", None),
+        5: ("ticket_note", None),
+        6: ("ticket_reply", "solved"),  # it arrived: the reply says delivered, not on track
+    }
+
+
+# -- 2. the carrier's estimate and tracking link, only as facts ---------------------------------
+def test_only_a_current_estimate_and_a_plain_https_link_reach_a_customer() -> None:
+    from orderwatch_dagster.lib.packets import SAFE_LINK, delivery_facts
+
+    assert SAFE_LINK.match("https://track.easypost.com/djE6dHJrXzEyMw")
+    for bad in (
+        "http://track.example.com/1",  # not https
+        "javascript:alert(1)",
+        "https://track.example.com/1?a=1&b=2",  # `&` would reach a text body as `&amp;`
+        'https://track.example.com/"><script>',
+    ):
+        assert not SAFE_LINK.match(bad), bad
+    base = _order("in_transit", 48, tracking_url="https://track.easypost.com/x")
+    ahead = {**base, "carrier_est_delivery_at": NOW + timedelta(days=1)}
+    assert delivery_facts(ahead) == {
+        "est_delivery_date": "2026-10-11",
+        "tracking_url": "https://track.easypost.com/x",
+    }
+    behind = {**base, "carrier_est_delivery_at": NOW - timedelta(days=1)}  # no longer its word
+    assert delivery_facts(behind)["est_delivery_date"] is None
+    arrived = {**ahead, "current_milestone": "delivered", "delivered_at": NOW}
+    assert delivery_facts(arrived)["est_delivery_date"] is None
+    assert delivery_facts({})["tracking_url"] is None
+
+
+# -- 6. the outbox is no delivery ------------------------------------------------------------------
+def test_the_outbox_is_counted_apart_and_never_as_sent(home_copy: Path) -> None:
+    from orderwatch_dagster.lib.summary import action_summary
+
+    report = run(home_copy)
+    statuses = dict(
+        query(home_copy, "select status, count(*) from ops.customer_messages group by 1")
+    )
+    assert statuses.get("outbox", 0) > 0 and "accepted" not in statuses, statuses
+    assert report.messages["outbox"] == statuses["outbox"] and not report.messages["accepted"]
+    with duckdb.connect(str(home_copy / "warehouse.duckdb"), read_only=True) as con:
+        lines = action_summary(con)
+    text = "\n".join(lines)
+    assert (
+        f"written to the local outbox (no real sender on, reached nobody): {statuses['outbox']}"
+        in text
+    )
+    assert "sent through a provider: 0" in text
+    assert "status tickets avoided ≈" not in text  # no estimate resting on unsent messages
+    before = Counter(
+        r[0] for r in query(home_copy, "select idempotency_key from ops.customer_messages")
+    )
+    run(home_copy)  # the outbox is done for the ledger: nothing written twice
+    after = Counter(
+        r[0] for r in query(home_copy, "select idempotency_key from ops.customer_messages")
+    )
+    assert after == before
+    log = (home_copy / "outbox" / "deliveries.jsonl").read_text().splitlines()
+    assert len(log) == sum(statuses.values())
+
+
+@pytest.fixture(name="home_copy")
+def _home_copy(demo_copy: Path) -> Path:
+    return demo_copy  # tests/conftest.py
+
+
+# -- 4. the customers' own opt-out paths ---------------------------------------------------
+def test_an_unsubscribe_keys_opt_out_holds_that_customers_email(home_copy: Path) -> None:
+    run(home_copy)
+    emails = [
+        e
+        for (e,) in query(
+            home_copy,
+            "select distinct o.email from ops.customer_messages m join"
+            " staging.stg_storefront__orders o on o.order_id = m.order_id and o.is_latest_version"
+            " where m.channel = 'email' order by 1",
+        )
+    ]
+    assert len(emails) >= 2
+    # the link's key (senders/smtp.py List-Unsubscribe) for the first, an address for the rest
+    assert main(["opt-out", "--channel", "email", "--key", lg.block_key("email", emails[0])]) == 0
+    for email in emails[1:]:
+        assert main(["opt-out", "--channel", "email", "--recipient", email]) == 0
+    blocks = query(home_copy, "select channel, reason from ops.contact_blocks")
+    assert Counter(blocks) == {("email", "opt_out"): len(emails)}
+    with duckdb.connect(str(home_copy / "warehouse.duckdb")) as con:
+        con.execute("delete from ops.customer_messages")  # as if each state were new
+    log = home_copy / "outbox" / "deliveries.jsonl"
+    sent_before = len(log.read_text().splitlines())
+    report = run(home_copy)
+    assert report.held["opted_out"] > 0
+    assert not query(home_copy, "select 1 from ops.customer_messages where channel = 'email'")
+    new = log.read_text().splitlines()[sent_before:]
+    assert not any('"channel": "email"' in line for line in new)
+
+
+def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: Path) -> None:
+    def form(**fields: str) -> str:  # Twilio's incoming-message webhook body
+        base = {"MessageSid": "SM1", "AccountSid": "AC1", "To": "+15005550006"}
+        return urlencode({**base, **fields})
+
+    inbound = tmp_path / "inbound.txt"
+    inbound.write_text(
+        "\n".join(
+            [
+                form(From="+15551230001", Body="Stop"),  # default keyword, any case
+                form(From="+15551230002", Body="please stop", OptOutType="STOP"),
+                form(From="+15551230003", Body="stop texting me maybe"),  # not a keyword
+                form(From="+15551230004", Body="UNSUBSCRIBE"),
+            ]
+        )
+    )
+    assert main(["opt-out", "--twilio-inbound", str(inbound)]) == 0
+    home = Path(str(settings.home()))
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        blocks = lg.read_blocks(session)
+        # a number that cannot receive SMS stays blocked whatever it replies
+        lg.write_block(session, "sms", "+15551230005", "***05", "invalid_recipient", NOW)
+    expected = {lg.block_key("sms", f"+1555123000{i}") for i in (1, 2, 4)}
+    assert blocks == expected
+    inbound.write_text(
+        "\n".join(
+            [
+                form(From="+15551230001", Body="START"),
+                form(From="+15551230005", Body="START"),
+            ]
+        )
+    )
+    assert main(["opt-out", "--twilio-inbound", str(inbound)]) == 0
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        after = lg.read_blocks(session)
+    assert after == (expected - {lg.block_key("sms", "+15551230001")}) | {
+        lg.block_key("sms", "+15551230005")
+    }
