@@ -25,16 +25,17 @@ from bench.rules_grading import RULES, RuleGrade, grade_rules, grades_table, rul
 from orderwatch_dagster.sim.engine import GROUND_TRUTH_COLUMNS
 
 # Floors and ceilings for a demo-sized world, derived without the test's world (seed 5) or the
-# bench's (7, 13): four worlds of the same size and grid on seeds used nowhere else (101, 202,
-# 303, 404; bench/run.py-style builds, graded with this code). A floor is half the lowest
-# observable recall seen there (rounded down to 0.05), a ceiling twice the highest false-alarm
-# share (rounded up to 0.05): at a few observable orders per rule a world moves these figures
-# by tens of points. Lowest recall / highest false alarms seen, in the comments.
+# bench's (7, 13): three worlds of the same size and grid on seeds used nowhere else (101, 202,
+# 303: simulate + the pipeline job, graded with this code). A floor is half the lowest
+# observable recall seen there on >= MIN_OBSERVABLE_ORDERS orders (rounded down to 0.05), a
+# ceiling twice the highest false-alarm share (rounded up to 0.05, at least 0.05): at two to
+# eight observable orders per rule a world moves these figures by tens of points. The lowest
+# recall (observable orders) / highest false alarms seen, in the comments.
 OBSERVABLE_RECALL_MIN: dict[str, float] = {
-    "ship_late": 0.50,  # 100 % on all four
-    "fulfillment_hold": 0.45,  # 95.2 %
-    "no_first_scan": 0.30,  # 64.3 %
-    "carrier_exception": 0.15,  # 33.3 % (a storm delay without a weather scan is never seen)
+    "ship_late": 0.50,  # 100 % (5-8 orders)
+    "fulfillment_hold": 0.45,  # 97.7 % (4)
+    "no_first_scan": 0.35,  # 71.4 %, on the one seed with any (1 order: below the minimum)
+    "carrier_exception": 0.10,  # 28.6 % (2; a storm delay without a weather scan is never seen)
 }
 # scan_gap and lost need a cause observable in the world to be graded: too rare at 400 orders
 # (scan_gap: a hub outage; lost: a parcel silent 7 days before the clock). A recall floor is
@@ -42,12 +43,12 @@ OBSERVABLE_RECALL_MIN: dict[str, float] = {
 # says which rules it could not grade, so a world that loses a graded rule fails.
 MIN_OBSERVABLE_ORDERS = 2
 FALSE_ALARM_MAX: dict[str, float] = {
-    "ship_late": 0.40,  # 19.6 % (late-shipped orders that still arrive in time)
-    "fulfillment_hold": 0.10,  # 4.3 %
-    "no_first_scan": 0.10,  # 4.5 %
-    "scan_gap": 0.05,  # 2.0 %
+    "ship_late": 0.20,  # 8.7 % (late-shipped orders that still arrive in time)
+    "fulfillment_hold": 0.05,  # 2.4 %
+    "no_first_scan": 0.10,  # 4.8 %
+    "scan_gap": 0.05,  # 1.7 %
     "lost": 0.05,  # 0.0 %
-    "carrier_exception": 0.05,  # 1.9 %
+    "carrier_exception": 0.05,  # 1.3 %
 }
 UNGRADED_ON_DEMO = {"scan_gap", "lost"}
 
