@@ -145,13 +145,15 @@ class ShipmentLife:
         at: int,
         *,
         began: int | None = None,
-        kind: str | None = None,
+        kind: str | None = "",
     ) -> None:
         """A delay of the order; `began` (default `at`) is when its cause really began in the
-        world, recorded per cause kind for the ground truth (sim/truth.py CAUSES). Truth only:
-        it draws nothing and shows in no feed."""
+        world, recorded per cause kind (default `mode`; None: recorded later, by the caller)
+        for the ground truth (sim/truth.py CAUSES). Truth only: it draws nothing and shows in
+        no feed."""
         self.plan.causes.append(Cause(mode, entity, days, at))
-        record_cause(self.plan, kind or mode, at if began is None else began)
+        if kind is not None:
+            record_cause(self.plan, kind or mode, at if began is None else began)
 
     def run(self) -> None:
         od = self.world.order_day(self.plan.placed_at, self.level.cutoff)
@@ -181,11 +183,12 @@ class ShipmentLife:
             sku = plan.lines[n][0].sku
             self._hold(fo, hold_at, resume, "inventory_out_of_stock", "Exception", "OutOfStock",
                        "AwaitingInventoryAllocation")  # fmt: skip
-            # the SKU was out when the site got the order (or from the stock-out's first day):
-            # the hold version only shows it 10 min to 3 h later
+            # the SKU was out when the site got the order (or from the stock-out's first day),
+            # never after the hold that reports it (the order may reach the site the evening
+            # before the stock-out's first local day)
             out_since = epoch(incident.first_day, 0.0, self.site.tz)
             self.cause("stock_out", sku, (resume - hold_at) / DAY, hold_at,
-                       began=max(self.released, out_since))  # fmt: skip
+                       began=min(max(self.released, out_since), hold_at))  # fmt: skip
             earliest = resume + 600
         if plan.memo.get("address") == "hold":
             hold_at = max(earliest, self.released + self.lag(600, 3 * HOUR))
@@ -390,6 +393,10 @@ class ShipmentLife:
             fix_at = min(at_dest + self.lag(HOUR, 4 * HOUR), ofd - 600)
             self.scan(fix_at, "in_transit", "address_correction",
                       "Address information corrected; delivery rescheduled", dest_loc)  # fmt: skip
+            if delays.address_days:
+                # the carrier finds the address wrong here, at the destination facility: the
+                # cause's onset (a parcel lost before it never has one)
+                record_cause(self.plan, "address_carrier", fix_at)
         self._out_for_delivery(ofd)
         same_day = self.shipment.service == "same_day"
         delivered = ofd + self.lag(HOUR, 3 * HOUR if same_day else 10 * HOUR)
@@ -498,11 +505,13 @@ class Delays:
                 silent_from = max(accept, self.silence[0])
                 life.cause("scan_gap", outage.entity, 1, silent_from + DAY, began=silent_from)
         self.address_issue = plan.memo.get("address") == "carrier"
+        self.address_days = 0
         if self.address_issue:
             days = pick(rng, (0, 1, 2), (0.4, 0.8, 1.0))
             self.extra += days
-            if days:
-                life.cause("invalid_address", plan.name, days, accept, kind="address_carrier")
+            self.address_days = days
+            if days:  # its onset: the address scan at the destination (ShipmentLife._last_mile)
+                life.cause("invalid_address", plan.name, days, accept, kind=None)
         self.false_delay = self.extra == 0 and rng.random() < NOISE["false_delay_scan"]
         if self.false_delay:
             self.announced = "delayed"

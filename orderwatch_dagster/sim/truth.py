@@ -56,11 +56,14 @@ def record_cause(plan: OrderPlan, kind: str, began: int) -> None:
 
 
 def _silence(shipment: ShipmentPlan) -> int | None:
-    if shipment.shipped_at is None:
+    """48 h without a carrier scan, counted from the carrier's first scan (its acceptance, or
+    a hub's when it skipped acceptance): a label the carrier never scanned is no_first_scan's
+    to see, not a silence."""
+    seen = sorted(scan.arrival for scan in shipment.scans if scan.status != "pre_transit")
+    if shipment.shipped_at is None or not seen:
         return None
-    seen = sorted(scan.arrival for scan in shipment.scans if scan.arrival >= shipment.shipped_at)
-    last = shipment.shipped_at
-    for arrival in seen:
+    last = seen[0]
+    for arrival in seen[1:]:
         if arrival - last >= SILENCE:
             return last + SILENCE
         last = arrival
@@ -68,18 +71,27 @@ def _silence(shipment: ShipmentPlan) -> int | None:
     return None if delivered else last + SILENCE
 
 
+def ship_by(plan: OrderPlan) -> int:
+    """The end of the promised ship day at the warehouse (truth `promised_ship_by`)."""
+    return epoch(plan.promised_ship, 24.0, plan.warehouse.tz) - 1
+
+
 def record_onsets(plan: OrderPlan) -> None:
     found: dict[str, list[int]] = {signal: [] for signal in SIGNALS}
     for events in plan.fo_events.values():
         found["hold"] += [e.at for e in events if e.status == "on_hold"]
-    ship_by = epoch(plan.promised_ship, 24.0, plan.warehouse.tz) - 1
+    deadline_to_ship = ship_by(plan)
     for shipment in plan.shipments:
         found["hold"] += [e.at for e in shipment.wms if e.status in ("Exception", "OnHold")]
         found["pending_late"] += [e.at for e in shipment.wms if e.efd_status == "PendingLate"]
-        if shipment.shipped_at is None or shipment.shipped_at > ship_by:
-            found["ship_late"].append(ship_by)
+        if shipment.shipped_at is None or shipment.shipped_at > deadline_to_ship:
+            found["ship_late"].append(deadline_to_ship)
+        # available_for_pickup too: a failed attempt the carrier reports only so (EasyPost's
+        # canonical status, which carrier_exception reads)
         found["exception_scan"] += [
-            s.arrival for s in shipment.scans if s.detail in EXCEPTION_DETAILS
+            s.arrival
+            for s in shipment.scans
+            if s.detail in EXCEPTION_DETAILS or s.status == "available_for_pickup"
         ]
         silent = _silence(shipment)
         if silent is not None:
@@ -109,4 +121,5 @@ __all__ = [
     "onset_columns",
     "record_cause",
     "record_onsets",
+    "ship_by",
 ]
