@@ -6,17 +6,21 @@ known then), a rule "flags" an order when `<rule>_occurred` is true at t. Agains
 simulator's ground truth (`ground_truth.csv`, read by DuckDB; the pipeline never reads it):
   precision   flagged (order, moment) pairs whose order misses its promise / flagged pairs
   recall      flagged pairs among the pairs whose order misses
-  observable recall  the same over the misses whose cause this rule watches for had begun in
-              the world at least the rule's threshold before t (ground truth
-              `cause_<kind>_at`, sim/truth.py: the stock-out at the site, the storm, the hub
-              going silent, not the feed field the rule reads)
-  feed recall  the same over the misses whose signal the rule reads had shown in the feeds by
-              then (`onset_<signal>_at`): near 100 % by construction, a check of the SQL only
+  recall (signal-observable)  the same over the misses whose signal the rule reads had shown
+              in the feeds at least the rule's threshold before t (truth `onset_<signal>_at`:
+              the issue's definition). The rule's input is there, so this checks the SQL: a
+              rule bug (a wrong status, a threshold off, a future fact) shows here first
+  recall (cause-observable)  the same over the misses whose cause this rule watches for had
+              begun in the world at least the rule's threshold before t (truth
+              `cause_<kind>_at`, sim/truth.py: the stock-out at the site, the storm's
+              announcement, the hub going silent, not the feed field the rule reads): what an
+              operator running the rule could catch, the feed's delay counted against it
   false alarms  flagged pairs among the orders without any failure (failure_mode 'none')
   lead time   per missed order, hours from the rule's detected_at (first flag) to the breach
               (promised_deliver_by), median over the flagged missed orders
 Thresholds come from dbt_project.yml, what each rule watches from `RULES` below; the text of
-bench/results/rules.md is generated from both (`method_text`), so it cannot drift from them.
+bench/results/rules.md is generated from both and from the gradings (`method_text`), so it
+cannot drift from them. Floors for the suite: bench/derive_floors.py.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from orderwatch_dagster.lib.settings import parse_timestamp
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project.yml"
 MIN_SLACK_HOURS = 24.0  # the operator's population: open orders whose promise is this far away
 SILENCE_HOURS = 48.0  # the truth's silence_48h signal starts after this long without a scan
+# The bench's snapshot grid (bench/run.py passes it to dbt; method_text names it).
+BENCH_GRID: dict[str, str] = {"daily_at": "15:00"}
+GRADING_DAYS = 7  # the grid's moments of the last this many days before the world's clock
 
 
 @dataclass(frozen=True)
@@ -48,11 +55,15 @@ class Rule:
     threshold: Callable[[Mapping[str, object]], float]  # hours, from the dbt vars
     threshold_text: str  # the dbt var(s) and what the hours count from
     # signals the rule reads (truth `onset_<signal>_at`) and the hours after their onset it
-    # needs, from the rule's threshold: the feed's view, circular by design
+    # needs, from the rule's threshold: the signal-observable recall
     feed: Callable[[float], tuple[tuple[str, float], ...]]
-    # a truth column the rule cannot fire before (ship-late: the ship-by passed with the
-    # shipment still at the site); the threshold then counts from max(cause, anchor)
+    # a truth column the threshold counts from when later than the cause (ship-late: the
+    # truth's ship-by, whether or not the order shipped by then)
     anchor: str | None = None
+    # a truth column that must be set (at any time) for a miss to count as cause-observable:
+    # causes the rule's feed never reports in its terms are left out of its denominator
+    requires: str | None = None
+    scope_text: str = ""  # what the cause-observable denominator leaves out, and why
 
 
 RULES: tuple[Rule, ...] = (
@@ -61,10 +72,12 @@ RULES: tuple[Rule, ...] = (
         ("warehouse_backlog", "stock_out", "invalid_address"),
         ("warehouse_backlog", "stock_out", "address_hold"),
         lambda v: float(v["ship_late_grace_hours"]),  # type: ignore[arg-type]
-        "`ship_late_grace_hours` after the ship-by passed with the shipment still at the site "
-        "(truth `onset_ship_late_at`, from the simulator's hand-over time)",
+        "`ship_late_grace_hours` after the truth's ship-by (`promised_ship_by`, the end of the "
+        "promised ship day at the warehouse), shipped or not",
         lambda h: (("ship_late", h), ("pending_late", 0.0)),
-        anchor="onset_ship_late_at",
+        anchor="promised_ship_by",
+        scope_text="nothing: a site cause on an order that still shipped by its ship-by counts "
+        "(the rule cannot fire on it, and an operator could not have caught it with this rule)",
     ),
     Rule(
         "fulfillment_hold",
@@ -73,6 +86,7 @@ RULES: tuple[Rule, ...] = (
         lambda v: 0.0,
         "none: from the cause (the hold version shows it 10 min to 3 h later)",
         lambda h: (("hold", 0.0),),
+        scope_text="nothing",
     ),
     Rule(
         "no_first_scan",
@@ -82,6 +96,7 @@ RULES: tuple[Rule, ...] = (
         "`no_first_scan_business_hours` after the hand-over, read as elapsed hours (a weekend "
         "delays the rule past this, and counts against it)",
         lambda h: (),
+        scope_text="nothing (the truth times no signal for it: no signal-observable figure)",
     ),
     Rule(
         "scan_gap",
@@ -91,6 +106,7 @@ RULES: tuple[Rule, ...] = (
         "`scan_gap_floor_hours` (the lane's floor; its p95 may be higher) after the hub outage "
         "silenced the parcel",
         lambda h: (("silence_48h", max(h - SILENCE_HOURS, 0.0)),),
+        scope_text="nothing",
     ),
     Rule(
         "lost",
@@ -100,15 +116,21 @@ RULES: tuple[Rule, ...] = (
         "`lost_after_days` × 24 after the parcel's last scan",
         # silence_48h is a parcel's first 48 h silence, not its last: it does not time this rule
         lambda h: (),
+        scope_text="nothing (no signal-observable figure, as for no_first_scan)",
     ),
     Rule(
         "carrier_exception",
         ("weather_delay", "failed_delivery", "return_to_sender", "invalid_address"),
         ("weather_delay", "failed_delivery", "return_to_sender", "address_carrier"),
         lambda v: 0.0,
-        "none: from the cause (the storm announced, the attempt at the door, acceptance of a "
-        "parcel whose address only the carrier finds wrong)",
+        "none: from the cause (the storm announced, the attempt at the door, the carrier's "
+        "address scan at the destination facility)",
         lambda h: (("exception_scan", 0.0),),
+        requires="onset_exception_scan_at",
+        scope_text="misses whose parcels never get an exception-class scan (a storm delay the "
+        "carrier never announces with a weather or delay scan): no rule reads them. A failed "
+        "attempt reported only as available_for_pickup counts: the rule reads that EasyPost "
+        "status",
     ),
 )
 BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
@@ -135,7 +157,7 @@ def observable_at(rule: Rule, row: Mapping[str, str], hours: float) -> datetime 
     """When the cause `rule` watches for became observable for its threshold, on one
     ground-truth row (None: never). The SQL twin is `_observable_sql`."""
     began = _truth_times(row, tuple(f"cause_{kind}_at" for kind in rule.causes))
-    if not began:
+    if not began or (rule.requires is not None and not row.get(rule.requires)):
         return None
     start = min(began)
     if rule.anchor is not None:
@@ -158,12 +180,19 @@ def _ts(column: str) -> str:
 
 
 def _observable_sql(rule: Rule, hours: float) -> str:
-    """SQL: the moment the rule's cause was observable for its threshold (infinity: never)."""
+    """SQL: the moment the rule's cause was observable for its threshold (infinity: never).
+    The Python twin is `observable_at`."""
     causes = [_ts(f"cause_{kind}_at") for kind in rule.causes]
     start = causes[0] if len(causes) == 1 else f"least({', '.join(causes)})"
     if rule.anchor is not None:
         start = f"greatest({start}, {_ts(rule.anchor)})"
-    return f"({start} + {hours} * interval 1 hour)"
+    moment = f"({start} + {hours} * interval 1 hour)"
+    if rule.requires is not None:
+        moment = (
+            f"(case when truth_{rule.requires} is null then 'infinity'::timestamptz"
+            f" else {moment} end)"
+        )
+    return moment
 
 
 def _feed_sql(rule: Rule, hours: float) -> str | None:
@@ -181,11 +210,12 @@ class RuleGrade:
     true_flags: int
     missed_pairs: int
     caught_missed: int
-    observable: int
-    caught_observable: int
-    observable_orders: int  # distinct orders among the observable pairs
-    feed_observable: int | None  # None: the rule reads no signal the truth times
-    caught_feed_observable: int | None
+    signal_observable: int | None  # None: the rule reads no signal the truth times
+    caught_signal_observable: int | None
+    signal_observable_orders: int | None  # distinct orders among those pairs
+    cause_observable: int
+    caught_cause_observable: int
+    cause_observable_orders: int
     clean_pairs: int
     clean_flagged: int
     cause_flags: int  # flagged pairs whose order had met one of the rule's causes by then
@@ -201,14 +231,16 @@ class RuleGrade:
         return self.caught_missed / self.missed_pairs if self.missed_pairs else None
 
     @property
-    def observable_recall(self) -> float | None:
-        return self.caught_observable / self.observable if self.observable else None
+    def signal_recall(self) -> float | None:
+        if not self.signal_observable or self.caught_signal_observable is None:
+            return None
+        return self.caught_signal_observable / self.signal_observable
 
     @property
-    def feed_recall(self) -> float | None:
-        if not self.feed_observable or self.caught_feed_observable is None:
+    def cause_recall(self) -> float | None:
+        if not self.cause_observable:
             return None
-        return self.caught_feed_observable / self.feed_observable
+        return self.caught_cause_observable / self.cause_observable
 
     @property
     def false_alarm_rate(self) -> float | None:
@@ -249,9 +281,8 @@ def grade_rules(
     try:
         con.execute("SET TimeZone = 'UTC'")
         truth_columns = _load_truth(con, ground_truth)
-        missing = [f"cause_{k}_at" for r in RULES for k in r.causes] + [
-            r.anchor for r in RULES if r.anchor
-        ]
+        missing = [f"cause_{k}_at" for r in RULES for k in r.causes]
+        missing += [c for r in RULES for c in (r.anchor, r.requires) if c]
         missing = sorted(set(missing) - set(truth_columns))
         if missing:  # a world simulated before the truth had cause onsets
             raise ValueError(f"{ground_truth} lacks {', '.join(missing)}: simulate it again")
@@ -260,7 +291,7 @@ def grade_rules(
         timed = "".join(
             f", cast(nullif(t.{c}, '') as timestamptz) as truth_{c}"
             for c in truth_columns
-            if c.startswith(("onset_", "cause_"))
+            if c.startswith(("onset_", "cause_")) or c == "promised_ship_by"
         )
         con.execute(
             f"""
@@ -288,6 +319,30 @@ def grade_rules(
         )
     finally:
         con.close()
+
+
+def snapshot_moments(
+    warehouse: Path, utc_hour: int | None = None, days: int | None = None
+) -> list[datetime]:
+    """The distinct moments of marts.order_state_snapshots (only those at `utc_hour`, and of
+    the last `days` days of the grid, when given): the suite's grading grids."""
+    where = []
+    if utc_hour is not None:
+        where.append(f"extract(hour from as_of) = {int(utc_hour)}")
+    if days is not None:
+        where.append(
+            "as_of >= (select max(as_of) from marts.order_state_snapshots)"
+            f" - {int(days)} * interval 1 day"
+        )
+    clause = f" where {' and '.join(where)}" if where else ""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return [
+            m
+            for (m,) in con.execute(
+                f"select distinct as_of from marts.order_state_snapshots{clause} order by 1"
+            ).fetchall()
+        ]
 
 
 def _population(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, int]:
@@ -319,16 +374,14 @@ def _grade(
     con: duckdb.DuckDBPyConnection, table: str, rule: Rule, thresholds: Mapping[str, float]
 ) -> RuleGrade:
     hours = thresholds[rule.name]
-    observable = f"truth_missed and {_observable_sql(rule, hours)} <= as_of"
     feed = _feed_sql(rule, hours)
-    feed_observable = f"truth_missed and {feed} <= as_of" if feed else None
     return _grade_expr(
         con,
         table,
         rule.name,
         _flag(rule),
-        observable,
-        feed_observable,
+        f"truth_missed and {feed} <= as_of" if feed else None,
+        f"truth_missed and {_observable_sql(rule, hours)} <= as_of",
         f"({_caused(rule)})",
         f"{rule.name}_detected_at",
     )
@@ -342,8 +395,8 @@ def _grade_any(
         f"(truth_missed and {_observable_sql(rule, thresholds[rule.name])} <= as_of)"
         for rule in RULES
     )
-    feeds = [(rule, _feed_sql(rule, thresholds[rule.name])) for rule in RULES]
-    feed = " or ".join(f"(truth_missed and {sql} <= as_of)" for _, sql in feeds if sql)
+    feeds = [_feed_sql(rule, thresholds[rule.name]) for rule in RULES]
+    feed = " or ".join(f"(truth_missed and {sql} <= as_of)" for sql in feeds if sql)
     caused = " or ".join(f"({_caused(rule)})" for rule in RULES)
     detected = (
         "least("
@@ -351,7 +404,7 @@ def _grade_any(
         + ")"
     )
     return _grade_expr(
-        con, table, "any rule", f"({flag})", f"({observable})", f"({feed})", f"({caused})", detected
+        con, table, "any rule", f"({flag})", f"({feed})", f"({observable})", f"({caused})", detected
     )
 
 
@@ -360,12 +413,12 @@ def _grade_expr(
     table: str,
     name: str,
     flag: str,
-    observable: str,
-    feed_observable: str | None,
+    signal_observable: str | None,
+    cause_observable: str,
     caused: str,
     detected: str,
 ) -> RuleGrade:
-    feed = feed_observable or "false"
+    signal = signal_observable or "false"
     row = con.execute(
         f"""
         select
@@ -373,11 +426,12 @@ def _grade_expr(
             count(*) filter (where {flag} and truth_missed),
             count(*) filter (where truth_missed),
             count(*) filter (where truth_missed and {flag}),
-            count(*) filter (where {observable}),
-            count(*) filter (where ({observable}) and {flag}),
-            count(distinct order_id) filter (where {observable}),
-            count(*) filter (where {feed}),
-            count(*) filter (where ({feed}) and {flag}),
+            count(*) filter (where {signal}),
+            count(*) filter (where ({signal}) and {flag}),
+            count(distinct order_id) filter (where {signal}),
+            count(*) filter (where {cause_observable}),
+            count(*) filter (where ({cause_observable}) and {flag}),
+            count(distinct order_id) filter (where {cause_observable}),
             count(*) filter (where failure_mode = 'none'),
             count(*) filter (where failure_mode = 'none' and {flag}),
             count(*) filter (where {flag} and coalesce({caused}, false))
@@ -397,8 +451,8 @@ def _grade_expr(
         if hours is not None
     ]
     counts = list(row)
-    if feed_observable is None:
-        counts[7] = counts[8] = None
+    if signal_observable is None:
+        counts[4] = counts[5] = counts[6] = None
     return RuleGrade(name, *counts, statistics.median(leads) if leads else None, len(leads))
 
 
@@ -412,22 +466,26 @@ def _ratio(value: float | None, part: int | None, whole: int | None) -> str:
     return f"{_pct(value)} ({part:,}/{whole:,})"
 
 
+def _lead(grade: RuleGrade) -> str:
+    return "–" if grade.median_lead_hours is None else f"{grade.median_lead_hours:.1f}"
+
+
 def grades_table(grades: list[RuleGrade]) -> str:
     lines = [
-        "| rule | flagged | precision | recall (all misses) | recall (observable: cause "
-        "began ≥ threshold before) | false alarms (failure-free) | median lead h | missed "
-        "orders flagged | feed recall (signal shown; circular, a SQL check) |",
+        "| rule | flagged | precision | recall (all misses) | recall (signal-observable: "
+        "signal shown ≥ threshold before) | recall (cause-observable: cause began ≥ "
+        "threshold before) | false alarms (failure-free) | median lead h | missed orders "
+        "flagged |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g in grades:
-        lead = "–" if g.median_lead_hours is None else f"{g.median_lead_hours:.1f}"
         lines.append(
             f"| {g.rule} | {g.flagged:,} | {_pct(g.precision)} | "
             f"{_ratio(g.recall, g.caught_missed, g.missed_pairs)} | "
-            f"{_ratio(g.observable_recall, g.caught_observable, g.observable)} | "
-            f"{_ratio(g.false_alarm_rate, g.clean_flagged, g.clean_pairs)} | {lead} | "
-            f"{g.lead_orders:,} | "
-            f"{_ratio(g.feed_recall, g.caught_feed_observable, g.feed_observable)} |"
+            f"{_ratio(g.signal_recall, g.caught_signal_observable, g.signal_observable)} | "
+            f"{_ratio(g.cause_recall, g.caught_cause_observable, g.cause_observable)} | "
+            f"{_ratio(g.false_alarm_rate, g.clean_flagged, g.clean_pairs)} | {_lead(g)} | "
+            f"{g.lead_orders:,} |"
         )
     return "\n".join(lines)
 
@@ -435,17 +493,16 @@ def grades_table(grades: list[RuleGrade]) -> str:
 def secondary_table(grades: list[RuleGrade]) -> str:
     lines = [
         "| rule | flagged | precision (order misses) | flags on a real cause (truth: lost) | "
-        "recall (observable: cause began ≥ threshold before) | false alarms (failure-free) | "
-        "median lead h (negative: after the breach) | missed orders flagged |",
+        "recall (cause-observable: cause began ≥ threshold before) | false alarms "
+        "(failure-free) | median lead h (negative: after the breach) | missed orders flagged |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g in grades:
-        lead = "–" if g.median_lead_hours is None else f"{g.median_lead_hours:.1f}"
         lines.append(
             f"| {g.rule} | {g.flagged:,} | {_pct(g.precision)} | "
             f"{_ratio(g.cause_precision, g.cause_flags, g.flagged)} | "
-            f"{_ratio(g.observable_recall, g.caught_observable, g.observable)} | "
-            f"{_ratio(g.false_alarm_rate, g.clean_flagged, g.clean_pairs)} | {lead} | "
+            f"{_ratio(g.cause_recall, g.caught_cause_observable, g.cause_observable)} | "
+            f"{_ratio(g.false_alarm_rate, g.clean_flagged, g.clean_pairs)} | {_lead(g)} | "
             f"{g.lead_orders:,} |"
         )
     return "\n".join(lines)
@@ -456,56 +513,103 @@ def rules_table(project: Path = DBT_PROJECT) -> str:
     thresholds = rule_thresholds(project)
     lines = [
         "| rule | failure modes it watches | cause onsets (truth `cause_<kind>_at`) | threshold "
-        "| signals it reads (truth `onset_<signal>_at` + h: the feed recall) |",
-        "|---|---|---|---|---|",
+        "| left out of the cause-observable misses | signals it reads (truth "
+        "`onset_<signal>_at` + h: the signal-observable misses) |",
+        "|---|---|---|---|---|---|",
     ]
     for rule in RULES:
         hours = thresholds[rule.name]
         feed = ", ".join(f"{s} + {h:g} h" for s, h in rule.feed(hours)) or "– (none timed)"
         lines.append(
             f"| {rule.name} | {', '.join(rule.modes)} | {', '.join(rule.causes)} | "
-            f"{hours:g} h: {rule.threshold_text} | {feed} |"
+            f"{hours:g} h: {rule.threshold_text} | {rule.scope_text} | {feed} |"
         )
     return "\n".join(lines)
 
 
-def method_text(days: int, per_day: int, seeds: list[int], project: Path = DBT_PROJECT) -> str:
-    """The header of bench/results/rules.md, from the same constants and config as the code."""
+def _extreme(values: list[tuple[int, float | None]], pick: Callable[..., float]) -> str:
+    found = [(seed, v) for seed, v in values if v is not None]
+    if not found:
+        return "–"
+    seed, value = pick(found, key=lambda sv: sv[1])
+    return f"{value:.1%} (seed {seed})"
+
+
+def findings_text(gradings: Mapping[int, Grading]) -> str:
+    """The claims of bench/results/rules.md that depend on the figures, computed from them."""
+    lines = []
+    for rule in [*RULES]:
+        signal = [
+            (seed, {g.rule: g for g in grading.grades}[rule.name].signal_recall)
+            for seed, grading in gradings.items()
+        ]
+        cause = [
+            (seed, {g.rule: g for g in grading.grades}[rule.name].cause_recall)
+            for seed, grading in gradings.items()
+        ]
+        lines.append(
+            f"- {rule.name}: signal-observable recall at least {_extreme(signal, min)}, "
+            f"cause-observable at least {_extreme(cause, min)}."
+        )
+    lost = [({g.rule: g for g in gr.grades}["lost"], seed) for seed, gr in gradings.items()]
+    flagged = sum(g.flagged for g, _ in lost)
+    observable = sum(g.cause_observable for g, _ in lost)
+    lines.append(
+        f"- `lost` in the operator's population (promise ≥ {MIN_SLACK_HOURS:g} h away), all "
+        f"seeds: {flagged:,} flagged pairs, {observable:,} cause-observable misses"
+        + (
+            ": its threshold outlasts the parcels still that far from their promise, so it is "
+            "graded again per seed over the open orders at any slack (the second table: most "
+            "pairs past their promise, so precision against the miss says little; the table "
+            "adds the share of its flags on parcels really lost by then)."
+            if not observable
+            else "; it is also graded over the open orders at any slack (the second table)."
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+def method_text(
+    days: int,
+    per_day: int,
+    gradings: Mapping[int, Grading],
+    project: Path = DBT_PROJECT,
+) -> str:
+    """The header of bench/results/rules.md, from the same constants, config and figures as
+    the code and the tables."""
     var = dbt_vars(project)
-    grid = var["snapshot_grid"]
+    grid = ", ".join(f"{k}: {v!r}" for k, v in BENCH_GRID.items())
     return (
-        f"World: {days} days × {per_day:,} orders/day, seeds {', '.join(map(str, seeds))}: one "
-        "simulation call writing every version each vendor showed, ingested once at the "
-        "world's end (a tracker's first version updated more than `live_poll_max_lag_hours` = "
+        f"World: {days} days × {per_day:,} orders/day, seeds "
+        f"{', '.join(map(str, gradings))}: one simulation call writing every version each "
+        "vendor showed, ingested once at the world's end (a tracker's first version updated "
+        "more than `live_poll_max_lag_hours` = "
         f"{var['live_poll_max_lag_hours']} h before its load counts as a backfill: its scans "
         "are known from their own time). The dbt models run with the snapshot grid "
-        f'`{{daily_at: "15:00"}}` in `shop_time_zone` = {var["shop_time_zone"]} (the '
-        f"pipeline's default is `{grid}`). At each grid moment of the last 7 days, over the "
-        f"open orders whose promise is ≥ {MIN_SLACK_HOURS:g} h away, from "
+        f"`{{{grid}}}` in `shop_time_zone` = {var['shop_time_zone']} (the pipeline's default "
+        f"is `{var['snapshot_grid']}`). At each grid moment of the last {GRADING_DAYS} days, "
+        f"over the open orders whose promise is ≥ {MIN_SLACK_HOURS:g} h away, from "
         "`marts.order_state_snapshots` (only facts with known_at ≤ the moment), a rule flags "
         "an order when `<rule>_occurred`.\n\n"
         "- Precision: flagged pairs whose order misses its promise.\n"
         "- Recall (all misses): flagged share of the pairs whose order misses.\n"
-        "- Recall (observable): the same over the misses one of whose causes this rule watches "
-        "for had begun in the world at least the rule's threshold before the moment (ground "
-        "truth `cause_<kind>_at`, when the cause really began: a stock-out when the site got "
-        "the order, a storm when announced, a hub when it went silent; not when a feed showed "
-        "it). A rule that cannot see a cause until a feed reports it, or never (a storm "
-        "delay without a weather scan), loses recall here.\n"
-        "- Feed recall: the same over the misses whose signal the rule reads had shown in "
-        "the feeds (`onset_<signal>_at` + the hours it needs). That is the rule's own input, "
-        "so about 100 % by construction: it checks the SQL, not the rule.\n"
+        "- Recall (signal-observable): the same over the misses whose signal the rule reads "
+        "had shown in the feeds at least the rule's threshold before the moment (ground truth "
+        "`onset_<signal>_at`). The rule's input was there, so this checks the SQL: a rule bug "
+        "shows here first.\n"
+        "- Recall (cause-observable): the same over the misses one of whose causes this rule "
+        "watches for had begun in the world at least the rule's threshold before the moment "
+        "(ground truth `cause_<kind>_at`: a stock-out when the site got the order, a storm "
+        "when announced, a hub when it went silent, the carrier's address scan at the "
+        "destination facility; not when a feed showed it). This is what an operator running "
+        "the rule could catch: the feed's delay, and causes that reach the feed late, count "
+        "against the rule.\n"
         "- False alarms: flagged share of the pairs of failure-free orders.\n"
         "- Lead time: hours from the rule's detected_at to the breach, median over the missed "
         "orders it flagged.\n\n"
         "Thresholds are read from `dbt_project/dbt_project.yml`; what each rule watches is "
         "`RULES` in bench/rules_grading.py (this text and table are generated from both):\n\n"
         + rules_table(project)
-        + "\n\n"
-        f"`lost` cannot fire in the operator's population: its threshold "
-        f"({rule_thresholds(project)['lost']:g} h after the last scan) outlasts any parcel "
-        f"whose promise is still {MIN_SLACK_HOURS:g} h away. It is graded in a second table "
-        "per seed, over the open orders at any slack (most pairs past their promise, so "
-        "precision against the miss says little: the table adds the share of its flags on "
-        "parcels really lost by then).\n"
+        + "\n\nFrom the figures below (lowest over the seeds):\n\n"
+        + findings_text(gradings)
     )

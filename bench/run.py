@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from bench.measure import Measurement, run_measured
 from bench.model import bench_model
+from bench.rules_grading import Grading
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PY = sys.executable
@@ -206,7 +207,9 @@ def _rules_world(
     common = ["--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)]
     common += ["--target-path", str(home / "dbt_target")]
     subprocess.run([*dbt, "seed", *common], env=env, check=True)
-    grid = {"as_of": clock, "snapshot_grid": {"daily_at": "15:00"}}
+    from bench.rules_grading import BENCH_GRID
+
+    grid = {"as_of": clock, "snapshot_grid": BENCH_GRID}
     built = home / "dbt_built.json"  # a kept home keeps its build (same code: delete to redo)
     if built.exists():
         seconds, peak = json.loads(built.read_text())
@@ -222,8 +225,10 @@ def _rules_world(
 
 
 def rules_moments(warehouse: Path, clock: datetime) -> list[datetime]:
-    """The snapshot grid's moments of the 7 days before the world's clock."""
+    """The snapshot grid's moments of the GRADING_DAYS days before the world's clock."""
     import duckdb
+
+    from bench.rules_grading import GRADING_DAYS
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
@@ -231,24 +236,28 @@ def rules_moments(warehouse: Path, clock: datetime) -> list[datetime]:
             m
             for (m,) in con.execute(
                 "select as_of from intermediate.int_snapshot_grid"
-                " where as_of < ? and as_of >= ? - interval 7 day order by 1",
-                [clock, clock],
+                " where as_of < ? and as_of >= ? - ? * interval 1 day order by 1",
+                [clock, clock, GRADING_DAYS],
             ).fetchall()
         ]
 
 
-def rules_section(seed: int, warehouse: Path, truth: Path, moments: list[datetime]) -> str:
-    """One seed's tables of bench/results/rules.md (bench/rules_grading.py)."""
+def rules_section(
+    seed: int, warehouse: Path, truth: Path, moments: list[datetime]
+) -> tuple[str, Grading]:
+    """One seed's tables of bench/results/rules.md (bench/rules_grading.py), and its grading."""
     from bench.rules_grading import dbt_vars, grade_rules, grades_table, secondary_table
 
     grading = grade_rules(warehouse, truth, moments)
     population, secondary = grading.population, grading.secondary_population
-    zone = dbt_vars()["shop_time_zone"]
-    hours = sorted({f"{m.astimezone(ZoneInfo(str(zone))):%H:%M}" for m in moments})
-    return (
+    zone = ZoneInfo(str(dbt_vars()["shop_time_zone"]))
+    local = [m.astimezone(zone) for m in moments]
+    hours = sorted({f"{m:%H:%M}" for m in local})
+    days = len({m.date() for m in local})
+    text = (
         f"## seed {seed}\n\n"
-        f"Moments: {', '.join(hours)} {zone} on {population['moments']} days "
-        f"({moments[0]:%Y-%m-%d} .. {moments[-1]:%Y-%m-%d}); population: "
+        f"Moments: {population['moments']} ({', '.join(hours)} {zone.key} on {days} days, "
+        f"{local[0]:%Y-%m-%d} .. {local[-1]:%Y-%m-%d}); population: "
         f"{population['pairs']:,} (open order, moment) pairs over {population['orders']:,} "
         f"orders, {population['missed_pairs']:,} of them on orders that miss.\n\n"
         + grades_table(grading.grades)
@@ -257,6 +266,7 @@ def rules_section(seed: int, warehouse: Path, truth: Path, moments: list[datetim
         f"{secondary['orders']:,} orders, {secondary['past_promise_pairs']:,} of them past "
         "their promise):\n\n" + secondary_table(grading.secondary) + "\n"
     )
+    return text, grading
 
 
 def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) -> str:
@@ -264,10 +274,10 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
 
     from bench.rules_grading import method_text
 
-    sections = []
+    sections, gradings = [], {}
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="ow-bench-rules-") as tmp:
-            home = (keep or Path(tmp)) / f"seed{seed}"
+            home = keep / f"seed{seed}" if keep else Path(tmp)
             home.mkdir(parents=True, exist_ok=True)
             build, clock = _rules_world(home, seed, days, per_day, keep is not None)
             warehouse = home / "warehouse.duckdb"
@@ -276,7 +286,9 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
                 snapshot_rows = con.execute(
                     "select count(*) from marts.order_state_snapshots"
                 ).fetchone()[0]
-            section = rules_section(seed, warehouse, home / "landing" / "ground_truth.csv", moments)
+            section, gradings[seed] = rules_section(
+                seed, warehouse, home / "landing" / "ground_truth.csv", moments
+            )
         sections.append(
             section
             + f"\ndbt run (full refresh, {snapshot_rows:,} snapshot rows on the daily grid): "
@@ -285,7 +297,7 @@ def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) ->
         print(sections[-1], flush=True)
     return (
         "# Rules graded the way an operator sees them\n\n"
-        + method_text(days, per_day, seeds)
+        + method_text(days, per_day, gradings)
         + "\nCode: bench/rules_grading.py, bench/run.py `bench_rules`.\n\n"
         + "\n".join(sections)
     )
