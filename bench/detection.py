@@ -10,10 +10,10 @@ moment of the last 7 days, over the orders open then whose promise is at least 2
 Against the simulator's ground truth (`ground_truth.csv`; the pipeline never reads it):
   precision     flagged pairs whose order misses its promise / flagged pairs
   recall (all)  flagged share of the pairs whose order misses
-  recall (observable)  the same over the misses whose failure was observable at the moment: some
-                rule's signal had begun at least that rule's threshold before it (ground truth
-                onsets; bench/rules_grading.py defines them, the "any rule" row of
-                bench/results/rules.md)
+  recall (observable)  the same over the misses whose failure was observable at the moment: a
+                cause some rule watches for had begun in the world at least that rule's
+                threshold before it (ground truth `cause_<kind>_at`; bench/rules_grading.py
+                defines them, the "any rule" row of bench/results/rules.md)
   false alarms  flagged share of the pairs of failure-free orders (failure_mode 'none')
   lead time     per missed order flagged in the week, hours from the first grid moment it had an
                 open exception to its breach (promised_deliver_by), median
@@ -34,11 +34,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.rules_grading import RULE_MODES, rule_signals, rule_thresholds
+from bench.rules_grading import any_observable_at, rule_thresholds
 from orderwatch_dagster.defs.exceptions.assets import exceptions_at
 from orderwatch_dagster.defs.resources import DuckDBWarehouse
 from orderwatch_dagster.lib.policy import Policy, load_policy
-from orderwatch_dagster.lib.settings import parse_timestamp
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
 MIN_LEAD = timedelta(hours=24)
@@ -53,28 +52,15 @@ class Truth:
     observable_at: datetime | None  # the earliest moment some rule could see its failure
 
 
-@functools.cache
-def _rule_timing() -> tuple[dict[str, float], dict[str, list[tuple[str, float]]]]:
-    return rule_thresholds(), rule_signals()
-
-
 def observable_at(row: Mapping[str, str]) -> datetime | None:
-    """The earliest moment a rule's signal had begun at least the rule's threshold before
-    (bench/rules_grading.py `_observable_at`, for any rule)."""
-    thresholds, signals = _rule_timing()
-    moments = []
-    for rule, modes in RULE_MODES.items():
-        own = [(s, h) for s, h in signals.get(rule, []) if f"onset_{s}_at" in row]
-        if own:
-            moments += [
-                parse_timestamp(row[f"onset_{s}_at"]) + timedelta(hours=h)
-                for s, h in own
-                if row[f"onset_{s}_at"]
-            ]
-        elif row.get("failure_mode") in modes and row.get("failure_onset_at"):
-            onset = parse_timestamp(row["failure_onset_at"])
-            moments.append(onset + timedelta(hours=thresholds[rule]))
-    return min(moments) if moments else None
+    """The earliest moment some rule's cause had begun at least that rule's threshold before
+    (bench/rules_grading.py `any_observable_at`, the "any rule" row of its table)."""
+    return any_observable_at(row, _thresholds())
+
+
+@functools.cache
+def _thresholds() -> dict[str, float]:
+    return rule_thresholds()
 
 
 def read_truth(path: Path) -> dict[int, Truth]:

@@ -1,79 +1,206 @@
-"""Grade the rules the way an operator sees them (bench `rules`, tests/test_ground_truth.py).
+"""Grade the rules the way an operator sees them (bench `rules`, tests/test_rules_grading.py).
 
 At each moment t of a grid (e.g. 15:00 each day of the last week), over the open orders whose
-promise is at least 24 h away (marts.order_state_snapshots at t: only what was known then), a
-rule "flags" an order when `<rule>_occurred` is true at t. Against the simulator's ground truth
-(`ground_truth.csv`, read by DuckDB; the model never reads it):
+promise is at least `MIN_SLACK_HOURS` away (marts.order_state_snapshots at t: only what was
+known then), a rule "flags" an order when `<rule>_occurred` is true at t. Against the
+simulator's ground truth (`ground_truth.csv`, read by DuckDB; the pipeline never reads it):
   precision   flagged (order, moment) pairs whose order misses its promise / flagged pairs
   recall      flagged pairs among the pairs whose order misses
-  observable recall  the same over the misses whose failure this rule watches for was already
-              observable at t: the onset of the signal it watches (ground truth
-              `onset_<signal>_at`, rule_signals below) + the rule's own threshold <= t; a rule
-              without a signal of its own: `failure_onset_at` of its failure modes
+  recall (signal-observable)  the same over the misses whose signal the rule reads had shown
+              in the feeds at least the rule's threshold before t (truth `onset_<signal>_at`:
+              the issue's definition). The rule's input is there, so this checks the SQL: a
+              rule bug (a wrong status, a threshold off, a future fact) shows here first
+  recall (cause-observable)  the same over the misses whose cause this rule watches for had
+              begun in the world at least the rule's threshold before t (truth
+              `cause_<kind>_at`, sim/truth.py: the stock-out at the site, the storm's
+              announcement, the hub going silent, not the feed field the rule reads): what an
+              operator running the rule could catch, the feed's delay counted against it
   false alarms  flagged pairs among the orders without any failure (failure_mode 'none')
   lead time   per missed order, hours from the rule's detected_at (first flag) to the breach
               (promised_deliver_by), median over the flagged missed orders
-Thresholds come from dbt_project.yml, never copied here.
+Thresholds come from dbt_project.yml, what each rule watches from `RULES` below; the text of
+bench/results/rules.md is generated from both and from the gradings (`method_text`), so it
+cannot drift from them. Floors for the suite: bench/derive_floors.py.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import yaml
 
+from orderwatch_dagster.lib.settings import parse_timestamp
+
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project.yml"
+MIN_SLACK_HOURS = 24.0  # the operator's population: open orders whose promise is this far away
+SILENCE_HOURS = 48.0  # the truth's silence_48h signal starts after this long without a scan
+# The bench's snapshot grid (bench/run.py passes it to dbt; method_text names it).
+BENCH_GRID: dict[str, str] = {"daily_at": "15:00"}
+GRADING_DAYS = 7  # the grid's moments of the last this many days before the world's clock
 
-# rule -> failure modes of the ground truth it watches for (a rule flags symptoms; the ground
-# truth names causes). promise_missed is the outcome itself, not an early warning: not graded.
-RULE_MODES: dict[str, tuple[str, ...]] = {
-    "ship_late": ("warehouse_backlog",),
-    "fulfillment_hold": ("stock_out", "invalid_address"),
-    "no_first_scan": ("label_never_accepted",),
-    "scan_gap": ("scan_gap",),
-    "lost": ("lost_parcel",),
-    "carrier_exception": (
-        "weather_delay",
-        "failed_delivery",
-        "return_to_sender",
-        "invalid_address",
+
+@dataclass(frozen=True)
+class Rule:
+    """What a rule watches for, in the ground truth's terms (the one table the bench, the
+    tests and the text of bench/results/rules.md read)."""
+
+    name: str
+    modes: tuple[str, ...]  # ground-truth failure modes (sim/model.py FAILURE_MODES)
+    causes: tuple[str, ...]  # cause kinds: truth `cause_<kind>_at` (sim/truth.py CAUSES)
+    threshold: Callable[[Mapping[str, object]], float]  # hours, from the dbt vars
+    threshold_text: str  # the dbt var(s) and what the hours count from
+    # signals the rule reads (truth `onset_<signal>_at`) and the hours after their onset it
+    # needs, from the rule's threshold: the signal-observable recall
+    feed: Callable[[float], tuple[tuple[str, float], ...]]
+    # a truth column the threshold counts from when later than the cause (ship-late: the
+    # truth's ship-by, whether or not the order shipped by then)
+    anchor: str | None = None
+    # a truth column that must be set (at any time) for a miss to count as cause-observable:
+    # causes the rule's feed never reports in its terms are left out of its denominator
+    requires: str | None = None
+    scope_text: str = ""  # what the cause-observable denominator leaves out, and why
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "ship_late",
+        ("warehouse_backlog", "stock_out", "invalid_address"),
+        ("warehouse_backlog", "stock_out", "address_hold"),
+        lambda v: float(v["ship_late_grace_hours"]),  # type: ignore[arg-type]
+        "`ship_late_grace_hours` after the truth's ship-by (`promised_ship_by`, the end of the "
+        "promised ship day at the warehouse), shipped or not",
+        lambda h: (("ship_late", h), ("pending_late", 0.0)),
+        anchor="promised_ship_by",
+        scope_text="nothing: a site cause on an order that still shipped by its ship-by counts "
+        "(the rule cannot fire on it, and an operator could not have caught it with this rule)",
     ),
-}
+    Rule(
+        "fulfillment_hold",
+        ("stock_out", "invalid_address"),
+        ("stock_out", "address_hold"),
+        lambda v: 0.0,
+        "none: from the cause (the hold version shows it 10 min to 3 h later)",
+        lambda h: (("hold", 0.0),),
+        scope_text="nothing",
+    ),
+    Rule(
+        "no_first_scan",
+        ("label_never_accepted",),
+        ("label_never_accepted",),
+        lambda v: float(v["no_first_scan_business_hours"]),  # type: ignore[arg-type]
+        "`no_first_scan_business_hours` after the hand-over, read as elapsed hours (a weekend "
+        "delays the rule past this, and counts against it)",
+        lambda h: (),
+        scope_text="nothing (the truth times no signal for it: no signal-observable figure)",
+    ),
+    Rule(
+        "scan_gap",
+        ("scan_gap",),
+        ("scan_gap",),
+        lambda v: float(v["scan_gap_floor_hours"]),  # type: ignore[arg-type]
+        "`scan_gap_floor_hours` (the lane's floor; its p95 may be higher) after the hub outage "
+        "silenced the parcel",
+        lambda h: (("silence_48h", max(h - SILENCE_HOURS, 0.0)),),
+        scope_text="nothing",
+    ),
+    Rule(
+        "lost",
+        ("lost_parcel",),
+        ("lost_parcel",),
+        lambda v: float(v["lost_after_days"]) * 24.0,  # type: ignore[arg-type]
+        "`lost_after_days` × 24 after the parcel's last scan",
+        # silence_48h is a parcel's first 48 h silence, not its last: it does not time this rule
+        lambda h: (),
+        scope_text="nothing (no signal-observable figure, as for no_first_scan)",
+    ),
+    Rule(
+        "carrier_exception",
+        ("weather_delay", "failed_delivery", "return_to_sender", "invalid_address"),
+        ("weather_delay", "failed_delivery", "return_to_sender", "address_carrier"),
+        lambda v: 0.0,
+        "none: from the cause (the storm announced, the attempt at the door, the carrier's "
+        "address scan at the destination facility)",
+        lambda h: (("exception_scan", 0.0),),
+        requires="onset_exception_scan_at",
+        scope_text="misses whose parcels never get an exception-class scan (a storm delay the "
+        "carrier never announces with a weather or delay scan): no rule reads them. A failed "
+        "attempt reported only as available_for_pickup counts: the rule reads that EasyPost "
+        "status",
+    ),
+)
+BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
+# The secondary population of `lost` (grade_rules `secondary`): its threshold cannot fire
+# while a promise is still MIN_SLACK_HOURS away (transit is days, the threshold a week).
+SECONDARY_RULES: tuple[str, ...] = ("lost",)
 
 
-# rule -> (ground-truth signal, hours after the signal's onset the rule needs): the simulator's
-# per-signal onsets (`onset_<signal>_at`: when the signal could first be seen in the feeds).
-# silence_48h starts after 48 h without a scan: the scan-gap floor is below that, lost needs
-# lost_after_days in all. A rule without a signal of its own falls back to failure_onset_at.
-def rule_signals(project: Path = DBT_PROJECT) -> dict[str, list[tuple[str, float]]]:
-    thresholds = rule_thresholds(project)
-    return {
-        "ship_late": [("ship_late", thresholds["ship_late"]), ("pending_late", 0.0)],
-        "fulfillment_hold": [("hold", 0.0)],
-        "scan_gap": [("silence_48h", max(thresholds["scan_gap"] - 48.0, 0.0))],
-        "lost": [("silence_48h", thresholds["lost"] - 48.0)],
-        "carrier_exception": [("exception_scan", 0.0)],
-    }
+def dbt_vars(project: Path = DBT_PROJECT) -> dict[str, object]:
+    return yaml.safe_load(project.read_text())["vars"]
 
 
 def rule_thresholds(project: Path = DBT_PROJECT) -> dict[str, float]:
-    """Hours after a failure's onset before each rule can fire, from the dbt vars.
+    """Hours after a cause began before each rule can fire, from the dbt vars."""
+    var = dbt_vars(project)
+    return {rule.name: rule.threshold(var) for rule in RULES}
 
-    Business-hour thresholds are read as elapsed hours (a weekend can delay the rule past this:
-    the observable set is, if anything, generous to the rules)."""
-    var = yaml.safe_load(project.read_text())["vars"]
-    return {
-        "ship_late": float(var["ship_late_grace_hours"]),
-        "fulfillment_hold": 0.0,
-        "no_first_scan": float(var["no_first_scan_business_hours"]),
-        "scan_gap": float(var["scan_gap_floor_hours"]),
-        "lost": float(var["lost_after_days"]) * 24.0,
-        "carrier_exception": 0.0,
-    }
+
+def _truth_times(row: Mapping[str, str], columns: tuple[str, ...]) -> list[datetime]:
+    return [parse_timestamp(row[c]) for c in columns if row.get(c)]
+
+
+def observable_at(rule: Rule, row: Mapping[str, str], hours: float) -> datetime | None:
+    """When the cause `rule` watches for became observable for its threshold, on one
+    ground-truth row (None: never). The SQL twin is `_observable_sql`."""
+    began = _truth_times(row, tuple(f"cause_{kind}_at" for kind in rule.causes))
+    if not began or (rule.requires is not None and not row.get(rule.requires)):
+        return None
+    start = min(began)
+    if rule.anchor is not None:
+        anchor = _truth_times(row, (rule.anchor,))
+        if not anchor:
+            return None
+        start = max(start, anchor[0])
+    return start + timedelta(hours=hours)
+
+
+def any_observable_at(row: Mapping[str, str], thresholds: Mapping[str, float]) -> datetime | None:
+    """The earliest moment some rule could see its cause (bench/detection.py)."""
+    moments = [observable_at(rule, row, thresholds[rule.name]) for rule in RULES]
+    found = [m for m in moments if m is not None]
+    return min(found) if found else None
+
+
+def _ts(column: str) -> str:
+    return f"coalesce(truth_{column}, 'infinity'::timestamptz)"
+
+
+def _observable_sql(rule: Rule, hours: float) -> str:
+    """SQL: the moment the rule's cause was observable for its threshold (infinity: never).
+    The Python twin is `observable_at`."""
+    causes = [_ts(f"cause_{kind}_at") for kind in rule.causes]
+    start = causes[0] if len(causes) == 1 else f"least({', '.join(causes)})"
+    if rule.anchor is not None:
+        start = f"greatest({start}, {_ts(rule.anchor)})"
+    moment = f"({start} + {hours} * interval 1 hour)"
+    if rule.requires is not None:
+        moment = (
+            f"(case when truth_{rule.requires} is null then 'infinity'::timestamptz"
+            f" else {moment} end)"
+        )
+    return moment
+
+
+def _feed_sql(rule: Rule, hours: float) -> str | None:
+    """SQL: when the feeds showed the signal the rule reads, plus the hours it needs."""
+    moments = [f"({_ts(f'onset_{s}_at')} + {h} * interval 1 hour)" for s, h in rule.feed(hours)]
+    if not moments:
+        return None
+    return moments[0] if len(moments) == 1 else f"least({', '.join(moments)})"
 
 
 @dataclass(frozen=True)
@@ -83,10 +210,15 @@ class RuleGrade:
     true_flags: int
     missed_pairs: int
     caught_missed: int
-    observable: int
-    caught_observable: int
+    signal_observable: int | None  # None: the rule reads no signal the truth times
+    caught_signal_observable: int | None
+    signal_observable_orders: int | None  # distinct orders among those pairs
+    cause_observable: int
+    caught_cause_observable: int
+    cause_observable_orders: int
     clean_pairs: int
     clean_flagged: int
+    cause_flags: int  # flagged pairs whose order had met one of the rule's causes by then
     median_lead_hours: float | None
     lead_orders: int
 
@@ -99,12 +231,32 @@ class RuleGrade:
         return self.caught_missed / self.missed_pairs if self.missed_pairs else None
 
     @property
-    def observable_recall(self) -> float | None:
-        return self.caught_observable / self.observable if self.observable else None
+    def signal_recall(self) -> float | None:
+        if not self.signal_observable or self.caught_signal_observable is None:
+            return None
+        return self.caught_signal_observable / self.signal_observable
+
+    @property
+    def cause_recall(self) -> float | None:
+        if not self.cause_observable:
+            return None
+        return self.caught_cause_observable / self.cause_observable
 
     @property
     def false_alarm_rate(self) -> float | None:
         return self.clean_flagged / self.clean_pairs if self.clean_pairs else None
+
+    @property
+    def cause_precision(self) -> float | None:
+        return self.cause_flags / self.flagged if self.flagged else None
+
+
+@dataclass(frozen=True)
+class Grading:
+    grades: list[RuleGrade]  # every rule and "any rule", over the operator's population
+    population: dict[str, int]
+    secondary: list[RuleGrade]  # SECONDARY_RULES over the open orders at any slack
+    secondary_population: dict[str, int]
 
 
 def _load_truth(con: duckdb.DuckDBPyConnection, ground_truth: Path) -> list[str]:
@@ -117,97 +269,156 @@ def _load_truth(con: duckdb.DuckDBPyConnection, ground_truth: Path) -> list[str]
 
 
 def grade_rules(
-    warehouse: Path, ground_truth: Path, moments: list[datetime], min_slack_hours: float = 24.0
-) -> tuple[list[RuleGrade], dict[str, int]]:
+    warehouse: Path,
+    ground_truth: Path,
+    moments: list[datetime],
+    min_slack_hours: float = MIN_SLACK_HOURS,
+    snapshots: str = "marts.order_state_snapshots",
+) -> Grading:
     """Grades of every rule (and of 'any rule') over the snapshot rows at `moments`."""
     thresholds = rule_thresholds()
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
         truth_columns = _load_truth(con, ground_truth)
+        missing = [f"cause_{k}_at" for r in RULES for k in r.causes]
+        missing += [c for r in RULES for c in (r.anchor, r.requires) if c]
+        missing = sorted(set(missing) - set(truth_columns))
+        if missing:  # a world simulated before the truth had cause onsets
+            raise ValueError(f"{ground_truth} lacks {', '.join(missing)}: simulate it again")
         con.execute("create temp table moments (as_of timestamptz)")
         con.executemany("insert into moments values (?)", [[m] for m in moments])
-        onset_columns = "".join(
+        timed = "".join(
             f", cast(nullif(t.{c}, '') as timestamptz) as truth_{c}"
             for c in truth_columns
-            if c.startswith("onset_")
+            if c.startswith(("onset_", "cause_")) or c == "promised_ship_by"
         )
         con.execute(
             f"""
-            create temp table population as
-            select s.*, cast(t.missed_promise as boolean) as truth_missed, t.failure_mode,
-                   cast(nullif(t.failure_onset_at, '') as timestamptz) as failure_onset_at
-                   {onset_columns}
-            from marts.order_state_snapshots as s
+            create temp table open_pairs as
+            select s.*, cast(t.missed_promise as boolean) as truth_missed, t.failure_mode
+                   {timed}
+            from {snapshots} as s
             inner join moments using (as_of)
             inner join truth as t on cast(t.order_id as bigint) = s.order_id
             where s.is_open
-              and s.promised_deliver_by >= s.as_of + {min_slack_hours} * interval 1 hour
             """
         )
-        population = {
-            "pairs": con.execute("select count(*) from population").fetchone()[0],
-            "orders": con.execute("select count(distinct order_id) from population").fetchone()[0],
-            "missed_pairs": con.execute(
-                "select count(*) from population where truth_missed"
-            ).fetchone()[0],
-            "moments": con.execute("select count(distinct as_of) from population").fetchone()[0],
-        }
-        grades = [_grade(con, rule, thresholds[rule], truth_columns) for rule in RULE_MODES]
-        grades.append(_grade_any(con, truth_columns, thresholds))
+        con.execute(
+            "create temp view population as select * from open_pairs"
+            f" where promised_deliver_by >= as_of + {float(min_slack_hours)} * interval 1 hour"
+        )
+        grades = [_grade(con, "population", rule, thresholds) for rule in RULES]
+        grades.append(_grade_any(con, "population", thresholds))
+        secondary = [_grade(con, "open_pairs", BY_NAME[r], thresholds) for r in SECONDARY_RULES]
+        return Grading(
+            grades,
+            _population(con, "population"),
+            secondary,
+            _population(con, "open_pairs"),
+        )
     finally:
         con.close()
-    return grades, population
 
 
-def _observable_at(rule: str, threshold: float, truth_columns: list[str]) -> str:
-    """When the failure this rule watches for became observable for its threshold (SQL)."""
-    signals = [
-        (signal, hours)
-        for signal, hours in rule_signals().get(rule, [])
-        if f"onset_{signal}_at" in truth_columns
-    ]
-    if signals:
-        moments = [
-            f"coalesce(truth_onset_{signal}_at + {hours} * interval 1 hour,"
-            " 'infinity'::timestamptz)"
-            for signal, hours in signals
+def snapshot_moments(
+    warehouse: Path, utc_hour: int | None = None, days: int | None = None
+) -> list[datetime]:
+    """The distinct moments of marts.order_state_snapshots (only those at `utc_hour`, and of
+    the last `days` days of the grid, when given): the suite's grading grids."""
+    where = []
+    if utc_hour is not None:
+        where.append(f"extract(hour from as_of) = {int(utc_hour)}")
+    if days is not None:
+        where.append(
+            "as_of >= (select max(as_of) from marts.order_state_snapshots)"
+            f" - {int(days)} * interval 1 day"
+        )
+    clause = f" where {' and '.join(where)}" if where else ""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return [
+            m
+            for (m,) in con.execute(
+                f"select distinct as_of from marts.order_state_snapshots{clause} order by 1"
+            ).fetchall()
         ]
-        return moments[0] if len(moments) == 1 else f"least({', '.join(moments)})"
-    modes = ", ".join(f"'{m}'" for m in RULE_MODES[rule])
-    return (
-        f"(case when failure_mode in ({modes}) then failure_onset_at end)"
-        f" + {threshold} * interval 1 hour"
-    )
+
+
+def _population(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, int]:
+    pairs, orders, missed, moments, past = con.execute(
+        f"""
+        select count(*), count(distinct order_id), count(*) filter (where truth_missed),
+               count(distinct as_of), count(*) filter (where promised_deliver_by < as_of)
+        from {table}
+        """
+    ).fetchone()
+    return {
+        "pairs": pairs,
+        "orders": orders,
+        "missed_pairs": missed,
+        "moments": moments,
+        "past_promise_pairs": past,
+    }
+
+
+def _flag(rule: Rule) -> str:
+    return f"coalesce({rule.name}_occurred, false)"
+
+
+def _caused(rule: Rule) -> str:
+    return " or ".join(f"truth_cause_{kind}_at <= as_of" for kind in rule.causes)
 
 
 def _grade(
-    con: duckdb.DuckDBPyConnection, rule: str, threshold: float, truth_columns: list[str]
+    con: duckdb.DuckDBPyConnection, table: str, rule: Rule, thresholds: Mapping[str, float]
 ) -> RuleGrade:
-    flag = f"coalesce({rule}_occurred, false)"
-    observable = f"truth_missed and {_observable_at(rule, threshold, truth_columns)} <= as_of"
-    return _grade_expr(con, rule, flag, observable, f"{rule}_detected_at")
+    hours = thresholds[rule.name]
+    feed = _feed_sql(rule, hours)
+    return _grade_expr(
+        con,
+        table,
+        rule.name,
+        _flag(rule),
+        f"truth_missed and {feed} <= as_of" if feed else None,
+        f"truth_missed and {_observable_sql(rule, hours)} <= as_of",
+        f"({_caused(rule)})",
+        f"{rule.name}_detected_at",
+    )
 
 
 def _grade_any(
-    con: duckdb.DuckDBPyConnection, truth_columns: list[str], thresholds: dict[str, float]
+    con: duckdb.DuckDBPyConnection, table: str, thresholds: Mapping[str, float]
 ) -> RuleGrade:
-    flag = " or ".join(f"coalesce({rule}_occurred, false)" for rule in RULE_MODES)
+    flag = " or ".join(_flag(rule) for rule in RULES)
     observable = " or ".join(
-        f"(truth_missed and {_observable_at(rule, thresholds[rule], truth_columns)} <= as_of)"
-        for rule in RULE_MODES
+        f"(truth_missed and {_observable_sql(rule, thresholds[rule.name])} <= as_of)"
+        for rule in RULES
     )
+    feeds = [_feed_sql(rule, thresholds[rule.name]) for rule in RULES]
+    feed = " or ".join(f"(truth_missed and {sql} <= as_of)" for sql in feeds if sql)
+    caused = " or ".join(f"({_caused(rule)})" for rule in RULES)
     detected = (
         "least("
-        + ", ".join(f"coalesce({rule}_detected_at, 'infinity'::timestamptz)" for rule in RULE_MODES)
+        + ", ".join(f"coalesce({r.name}_detected_at, 'infinity'::timestamptz)" for r in RULES)
         + ")"
     )
-    return _grade_expr(con, "any rule", f"({flag})", f"({observable})", detected)
+    return _grade_expr(
+        con, table, "any rule", f"({flag})", f"({feed})", f"({observable})", f"({caused})", detected
+    )
 
 
 def _grade_expr(
-    con: duckdb.DuckDBPyConnection, name: str, flag: str, observable: str, detected: str
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    name: str,
+    flag: str,
+    signal_observable: str | None,
+    cause_observable: str,
+    caused: str,
+    detected: str,
 ) -> RuleGrade:
+    signal = signal_observable or "false"
     row = con.execute(
         f"""
         select
@@ -215,11 +426,16 @@ def _grade_expr(
             count(*) filter (where {flag} and truth_missed),
             count(*) filter (where truth_missed),
             count(*) filter (where truth_missed and {flag}),
-            count(*) filter (where {observable}),
-            count(*) filter (where ({observable}) and {flag}),
+            count(*) filter (where {signal}),
+            count(*) filter (where ({signal}) and {flag}),
+            count(distinct order_id) filter (where {signal}),
+            count(*) filter (where {cause_observable}),
+            count(*) filter (where ({cause_observable}) and {flag}),
+            count(distinct order_id) filter (where {cause_observable}),
             count(*) filter (where failure_mode = 'none'),
-            count(*) filter (where failure_mode = 'none' and {flag})
-        from population
+            count(*) filter (where failure_mode = 'none' and {flag}),
+            count(*) filter (where {flag} and coalesce({caused}, false))
+        from {table}
         """
     ).fetchone()
     leads = [
@@ -227,32 +443,173 @@ def _grade_expr(
         for (hours,) in con.execute(
             f"""
             select epoch(min(promised_deliver_by) - min({detected})) / 3600.0
-            from population
+            from {table}
             where truth_missed and {flag}
             group by order_id
             """
         ).fetchall()
         if hours is not None
     ]
-    return RuleGrade(name, *row, statistics.median(leads) if leads else None, len(leads))
+    counts = list(row)
+    if signal_observable is None:
+        counts[4] = counts[5] = counts[6] = None
+    return RuleGrade(name, *counts, statistics.median(leads) if leads else None, len(leads))
 
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def _ratio(value: float | None, part: int | None, whole: int | None) -> str:
+    if part is None or whole is None:
+        return "–"
+    return f"{_pct(value)} ({part:,}/{whole:,})"
+
+
+def _lead(grade: RuleGrade) -> str:
+    return "–" if grade.median_lead_hours is None else f"{grade.median_lead_hours:.1f}"
+
+
 def grades_table(grades: list[RuleGrade]) -> str:
     lines = [
-        "| rule | flagged | precision | recall (all misses) | recall (observable) | "
-        "false alarms (failure-free) | median lead h | missed orders flagged |",
+        "| rule | flagged | precision | recall (all misses) | recall (signal-observable: "
+        "signal shown ≥ threshold before) | recall (cause-observable: cause began ≥ "
+        "threshold before) | false alarms (failure-free) | median lead h | missed orders "
+        "flagged |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for g in grades:
+        lines.append(
+            f"| {g.rule} | {g.flagged:,} | {_pct(g.precision)} | "
+            f"{_ratio(g.recall, g.caught_missed, g.missed_pairs)} | "
+            f"{_ratio(g.signal_recall, g.caught_signal_observable, g.signal_observable)} | "
+            f"{_ratio(g.cause_recall, g.caught_cause_observable, g.cause_observable)} | "
+            f"{_ratio(g.false_alarm_rate, g.clean_flagged, g.clean_pairs)} | {_lead(g)} | "
+            f"{g.lead_orders:,} |"
+        )
+    return "\n".join(lines)
+
+
+def secondary_table(grades: list[RuleGrade]) -> str:
+    lines = [
+        "| rule | flagged | precision (order misses) | flags on a real cause (truth: lost) | "
+        "recall (cause-observable: cause began ≥ threshold before) | false alarms "
+        "(failure-free) | median lead h (negative: after the breach) | missed orders flagged |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g in grades:
-        lead = "–" if g.median_lead_hours is None else f"{g.median_lead_hours:.1f}"
         lines.append(
-            f"| {g.rule} | {g.flagged:,} | {_pct(g.precision)} | {_pct(g.recall)} "
-            f"({g.caught_missed:,}/{g.missed_pairs:,}) | {_pct(g.observable_recall)} "
-            f"({g.caught_observable:,}/{g.observable:,}) | {_pct(g.false_alarm_rate)} "
-            f"({g.clean_flagged:,}/{g.clean_pairs:,}) | {lead} | {g.lead_orders:,} |"
+            f"| {g.rule} | {g.flagged:,} | {_pct(g.precision)} | "
+            f"{_ratio(g.cause_precision, g.cause_flags, g.flagged)} | "
+            f"{_ratio(g.cause_recall, g.caught_cause_observable, g.cause_observable)} | "
+            f"{_ratio(g.false_alarm_rate, g.clean_flagged, g.clean_pairs)} | {_lead(g)} | "
+            f"{g.lead_orders:,} |"
         )
     return "\n".join(lines)
+
+
+def rules_table(project: Path = DBT_PROJECT) -> str:
+    """What each rule watches, from `RULES` and the dbt vars."""
+    thresholds = rule_thresholds(project)
+    lines = [
+        "| rule | failure modes it watches | cause onsets (truth `cause_<kind>_at`) | threshold "
+        "| left out of the cause-observable misses | signals it reads (truth "
+        "`onset_<signal>_at` + h: the signal-observable misses) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rule in RULES:
+        hours = thresholds[rule.name]
+        feed = ", ".join(f"{s} + {h:g} h" for s, h in rule.feed(hours)) or "– (none timed)"
+        lines.append(
+            f"| {rule.name} | {', '.join(rule.modes)} | {', '.join(rule.causes)} | "
+            f"{hours:g} h: {rule.threshold_text} | {rule.scope_text} | {feed} |"
+        )
+    return "\n".join(lines)
+
+
+def _extreme(values: list[tuple[int, float | None]], pick: Callable[..., float]) -> str:
+    found = [(seed, v) for seed, v in values if v is not None]
+    if not found:
+        return "–"
+    seed, value = pick(found, key=lambda sv: sv[1])
+    return f"{value:.1%} (seed {seed})"
+
+
+def findings_text(gradings: Mapping[int, Grading]) -> str:
+    """The claims of bench/results/rules.md that depend on the figures, computed from them."""
+    lines = []
+    for rule in [*RULES]:
+        signal = [
+            (seed, {g.rule: g for g in grading.grades}[rule.name].signal_recall)
+            for seed, grading in gradings.items()
+        ]
+        cause = [
+            (seed, {g.rule: g for g in grading.grades}[rule.name].cause_recall)
+            for seed, grading in gradings.items()
+        ]
+        lines.append(
+            f"- {rule.name}: signal-observable recall at least {_extreme(signal, min)}, "
+            f"cause-observable at least {_extreme(cause, min)}."
+        )
+    lost = [({g.rule: g for g in gr.grades}["lost"], seed) for seed, gr in gradings.items()]
+    flagged = sum(g.flagged for g, _ in lost)
+    observable = sum(g.cause_observable for g, _ in lost)
+    lines.append(
+        f"- `lost` in the operator's population (promise ≥ {MIN_SLACK_HOURS:g} h away), all "
+        f"seeds: {flagged:,} flagged pairs, {observable:,} cause-observable misses"
+        + (
+            ": its threshold outlasts the parcels still that far from their promise, so it is "
+            "graded again per seed over the open orders at any slack (the second table: most "
+            "pairs past their promise, so precision against the miss says little; the table "
+            "adds the share of its flags on parcels really lost by then)."
+            if not observable
+            else "; it is also graded over the open orders at any slack (the second table)."
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+def method_text(
+    days: int,
+    per_day: int,
+    gradings: Mapping[int, Grading],
+    project: Path = DBT_PROJECT,
+) -> str:
+    """The header of bench/results/rules.md, from the same constants, config and figures as
+    the code and the tables."""
+    var = dbt_vars(project)
+    grid = ", ".join(f"{k}: {v!r}" for k, v in BENCH_GRID.items())
+    return (
+        f"World: {days} days × {per_day:,} orders/day, seeds "
+        f"{', '.join(map(str, gradings))}: one simulation call writing every version each "
+        "vendor showed, ingested once at the world's end (a tracker's first version updated "
+        "more than `live_poll_max_lag_hours` = "
+        f"{var['live_poll_max_lag_hours']} h before its load counts as a backfill: its scans "
+        "are known from their own time). The dbt models run with the snapshot grid "
+        f"`{{{grid}}}` in `shop_time_zone` = {var['shop_time_zone']} (the pipeline's default "
+        f"is `{var['snapshot_grid']}`). At each grid moment of the last {GRADING_DAYS} days, "
+        f"over the open orders whose promise is ≥ {MIN_SLACK_HOURS:g} h away, from "
+        "`marts.order_state_snapshots` (only facts with known_at ≤ the moment), a rule flags "
+        "an order when `<rule>_occurred`.\n\n"
+        "- Precision: flagged pairs whose order misses its promise.\n"
+        "- Recall (all misses): flagged share of the pairs whose order misses.\n"
+        "- Recall (signal-observable): the same over the misses whose signal the rule reads "
+        "had shown in the feeds at least the rule's threshold before the moment (ground truth "
+        "`onset_<signal>_at`). The rule's input was there, so this checks the SQL: a rule bug "
+        "shows here first.\n"
+        "- Recall (cause-observable): the same over the misses one of whose causes this rule "
+        "watches for had begun in the world at least the rule's threshold before the moment "
+        "(ground truth `cause_<kind>_at`: a stock-out when the site got the order, a storm "
+        "when announced, a hub when it went silent, the carrier's address scan at the "
+        "destination facility; not when a feed showed it). This is what an operator running "
+        "the rule could catch: the feed's delay, and causes that reach the feed late, count "
+        "against the rule.\n"
+        "- False alarms: flagged share of the pairs of failure-free orders.\n"
+        "- Lead time: hours from the rule's detected_at to the breach, median over the missed "
+        "orders it flagged.\n\n"
+        "Thresholds are read from `dbt_project/dbt_project.yml`; what each rule watches is "
+        "`RULES` in bench/rules_grading.py (this text and table are generated from both):\n\n"
+        + rules_table(project)
+        + "\n\nFrom the figures below (lowest over the seeds):\n\n"
+        + findings_text(gradings)
+    )

@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bench.measure import Measurement, run_measured
 from bench.model import bench_model
+from bench.rules_grading import Grading
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PY = sys.executable
@@ -205,7 +207,9 @@ def _rules_world(
     common = ["--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)]
     common += ["--target-path", str(home / "dbt_target")]
     subprocess.run([*dbt, "seed", *common], env=env, check=True)
-    grid = {"as_of": clock, "snapshot_grid": {"daily_at": "15:00"}}
+    from bench.rules_grading import BENCH_GRID
+
+    grid = {"as_of": clock, "snapshot_grid": BENCH_GRID}
     built = home / "dbt_built.json"  # a kept home keeps its build (same code: delete to redo)
     if built.exists():
         seconds, peak = json.loads(built.read_text())
@@ -220,62 +224,82 @@ def _rules_world(
     return measured, datetime.fromisoformat(clock.replace("Z", "+00:00"))
 
 
+def rules_moments(warehouse: Path, clock: datetime) -> list[datetime]:
+    """The snapshot grid's moments of the GRADING_DAYS days before the world's clock."""
+    import duckdb
+
+    from bench.rules_grading import GRADING_DAYS
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return [
+            m
+            for (m,) in con.execute(
+                "select as_of from intermediate.int_snapshot_grid"
+                " where as_of < ? and as_of >= ? - ? * interval 1 day order by 1",
+                [clock, clock, GRADING_DAYS],
+            ).fetchall()
+        ]
+
+
+def rules_section(
+    seed: int, warehouse: Path, truth: Path, moments: list[datetime]
+) -> tuple[str, Grading]:
+    """One seed's tables of bench/results/rules.md (bench/rules_grading.py), and its grading."""
+    from bench.rules_grading import dbt_vars, grade_rules, grades_table, secondary_table
+
+    grading = grade_rules(warehouse, truth, moments)
+    population, secondary = grading.population, grading.secondary_population
+    zone = ZoneInfo(str(dbt_vars()["shop_time_zone"]))
+    local = [m.astimezone(zone) for m in moments]
+    hours = sorted({f"{m:%H:%M}" for m in local})
+    days = len({m.date() for m in local})
+    text = (
+        f"## seed {seed}\n\n"
+        f"Moments: {population['moments']} ({', '.join(hours)} {zone.key} on {days} days, "
+        f"{local[0]:%Y-%m-%d} .. {local[-1]:%Y-%m-%d}); population: "
+        f"{population['pairs']:,} (open order, moment) pairs over {population['orders']:,} "
+        f"orders, {population['missed_pairs']:,} of them on orders that miss.\n\n"
+        + grades_table(grading.grades)
+        + "\n\n"
+        f"`lost`, over the open orders at any slack ({secondary['pairs']:,} pairs over "
+        f"{secondary['orders']:,} orders, {secondary['past_promise_pairs']:,} of them past "
+        "their promise):\n\n" + secondary_table(grading.secondary) + "\n"
+    )
+    return text, grading
+
+
 def bench_rules(seeds: list[int], days: int, per_day: int, keep: Path | None) -> str:
     import duckdb
 
-    from bench.rules_grading import grade_rules, grades_table, rule_thresholds
+    from bench.rules_grading import method_text
 
-    sections = []
+    sections, gradings = [], {}
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="ow-bench-rules-") as tmp:
-            home = (keep or Path(tmp)) / f"seed{seed}"
+            home = keep / f"seed{seed}" if keep else Path(tmp)
             home.mkdir(parents=True, exist_ok=True)
             build, clock = _rules_world(home, seed, days, per_day, keep is not None)
             warehouse = home / "warehouse.duckdb"
+            moments = rules_moments(warehouse, clock)
             with duckdb.connect(str(warehouse), read_only=True) as con:
-                con.execute("SET TimeZone = 'UTC'")
-                moments = [
-                    m
-                    for (m,) in con.execute(
-                        "select as_of from intermediate.int_snapshot_grid"
-                        " where as_of < ? and as_of >= ? - interval 7 day order by 1",
-                        [clock, clock],
-                    ).fetchall()
-                ]
                 snapshot_rows = con.execute(
                     "select count(*) from marts.order_state_snapshots"
                 ).fetchone()[0]
-            truth = home / "landing" / "ground_truth.csv"
-            grades, population = grade_rules(warehouse, truth, moments)
+            section, gradings[seed] = rules_section(
+                seed, warehouse, home / "landing" / "ground_truth.csv", moments
+            )
         sections.append(
-            f"## seed {seed}\n\n"
-            f"Moments: 15:00 America/New_York on {len(moments)} days "
-            f"({moments[0]:%Y-%m-%d} .. {moments[-1]:%Y-%m-%d}); population: "
-            f"{population['pairs']:,} (open order, moment) pairs over {population['orders']:,} "
-            f"orders, {population['missed_pairs']:,} of them on orders that miss.\n"
-            f"dbt run (full refresh, {snapshot_rows:,} snapshot rows on the daily grid): "
-            f"{build.seconds:.0f} s, peak RSS {build.peak_rss_mb:,.0f} MB.\n\n"
-            + grades_table(grades)
-            + "\n"
+            section
+            + f"\ndbt run (full refresh, {snapshot_rows:,} snapshot rows on the daily grid): "
+            f"{build.seconds:.0f} s, peak RSS {build.peak_rss_mb:,.0f} MB.\n"
         )
         print(sections[-1], flush=True)
-    thresholds = ", ".join(f"{k} {v:g} h" for k, v in rule_thresholds().items())
     return (
         "# Rules graded the way an operator sees them\n\n"
-        f"World: {days} days × {per_day:,} orders/day (one simulation call writing every version "
-        "each vendor showed, ingested once at the world's end: a tracker's first version updated "
-        "over 2 h before the end counts as a backfill, its scans known from their own time), seeds "
-        + ", ".join(map(str, seeds))
-        + ". "
-        "At each moment, over the open orders whose promise is ≥ 24 h away, from "
-        "`marts.order_state_snapshots` (only facts with known_at ≤ the moment), a rule flags an "
-        "order when `<rule>_occurred`. Precision: flagged pairs whose order misses its promise. "
-        "Recall: flagged share of the pairs that miss; observable: of the misses whose failure "
-        "this rule watches for started at least the rule's threshold before the moment "
-        "(ground truth onset; thresholds from dbt_project.yml: " + thresholds + "). False alarms: "
-        "flagged share of the pairs of failure-free orders. Lead time: hours from the rule's "
-        "detected_at to the breach, median over the missed orders it flagged. "
-        "Code: bench/rules_grading.py.\n\n" + "\n".join(sections)
+        + method_text(days, per_day, gradings)
+        + "\nCode: bench/rules_grading.py, bench/run.py `bench_rules`.\n\n"
+        + "\n".join(sections)
     )
 
 

@@ -233,21 +233,33 @@ def test_detection_grade_counts_observable_misses_and_precision() -> None:
     assert g.leads == {1: 60.0}  # first open 12 h before T0, breach 48 h after
 
 
-def test_observable_at_is_the_earliest_rule_signal_past_its_threshold() -> None:
+def test_observable_at_is_the_earliest_rule_cause_past_its_threshold() -> None:
     from bench.detection import observable_at
+    from bench.rules_grading import dbt_vars
+    from orderwatch_dagster.sim.truth import cause_columns, onset_columns
 
-    row = {
-        "failure_mode": "scan_gap",
-        "failure_onset_at": "2026-10-05T00:00:00Z",
-        "onset_silence_48h_at": "2026-10-06T00:00:00Z",
-        "onset_hold_at": "",
-        "onset_ship_late_at": "",
-        "onset_pending_late_at": "",
-        "onset_exception_scan_at": "",
-    }
-    # scan_gap: 36 h floor, 48 h of silence already in the signal -> visible at the onset
-    assert observable_at(row) == datetime(2026, 10, 6, tzinfo=UTC)
-    assert observable_at({**row, "onset_silence_48h_at": ""}) is None
+    row = dict.fromkeys((*onset_columns(), *cause_columns()), "")
+    row.update(
+        failure_mode="scan_gap",
+        failure_onset_at="2026-10-05T00:00:00Z",
+        onset_silence_48h_at="2026-10-05T00:00:00Z",  # what the feed showed: not graded on
+        cause_scan_gap_at="2026-10-06T00:00:00Z",
+        cause_stock_out_at="2026-10-08T00:00:00Z",  # fulfillment_hold: 0 h, but later
+    )
+    # scan_gap: the 36 h floor after the hub silenced the parcel
+    assert observable_at(row) == datetime(2026, 10, 7, 12, tzinfo=UTC)
+    assert observable_at({**row, "cause_scan_gap_at": ""}) == datetime(2026, 10, 8, tzinfo=UTC)
+    # ship-late counts from the truth's ship-by + the grace of dbt_project.yml, whether or not
+    # the order shipped by then: a site cause alone (no ship-by in the row) is not observable
+    grace = timedelta(hours=float(dbt_vars()["ship_late_grace_hours"]))
+    backlog = {**row, "cause_scan_gap_at": "", "cause_stock_out_at": ""}
+    backlog["cause_warehouse_backlog_at"] = "2026-10-06T21:00:00Z"
+    assert observable_at(backlog) is None
+    backlog["promised_ship_by"] = "2026-10-07T03:59:59Z"
+    assert observable_at(backlog) == datetime(2026, 10, 7, 3, 59, 59, tzinfo=UTC) + grace
+    # a cause begun after the ship-by counts from itself
+    backlog["cause_warehouse_backlog_at"] = "2026-10-07T05:00:00Z"
+    assert observable_at(backlog) == datetime(2026, 10, 7, 5, tzinfo=UTC) + grace
 
 
 # -- the asset on a real warehouse: replays --------------------------------------------------

@@ -1,72 +1,41 @@
-"""Detection quality against the simulator's ground truth, on conftest's reference world.
+"""The marts against the simulator's ground truth: the reference world, and a world never seen.
 
-The world (conftest `reference_world`: 14 days x 400 orders/day, seed 7) is simulated, ingested
-and built by the code location's own pipeline job, once per session; then order_state is
-compared with `ground_truth.csv`: every order present, missed_promise right for >= 99 % of the
-orders delivered by now; and the rules graded as an operator sees them
-(bench/rules_grading.py): at several moments, over open orders whose promise is >= 24 h away, a
-recall floor on the failures observable for each rule's own threshold and a false-alarm ceiling
-on failure-free orders. The table is printed (`pytest -s` shows it); the full figures (30 days
-x 1000 orders/day, seeds 7 and 13) are `make bench` section `rules` (bench/results/rules.md).
+The reference world (conftest `reference_world`: 14 days x 400 orders/day, seed 7) is
+simulated, ingested and built by the code location's own pipeline job, once per session; then
+order_state and fct_order_milestones are compared with `ground_truth.csv`: every order present,
+missed_promise right for >= 99 % of the orders delivered by now, the delivered milestone at the
+truth's delivery time for >= 99 % of them and placed at the truth's placement for all; and the
+rules graded as an operator sees them (bench/rules_grading.py) with the floors and ceilings of
+tests/test_rules_grading.py (which grades the demo world inside `make test`). The table is
+printed (`pytest -s` shows it); the full figures (30 days x 1000 orders/day, seeds 7 and 13)
+are `make bench` section `rules` (bench/results/rules.md).
+
+`test_unseen_world_agrees_with_its_truth` repeats the order checks on small worlds whose seeds
+(UNSEEN_SEEDS) no other file of the repository uses, none delivered in the mart before the
+truth. The truth times placement and delivery only, so those are the milestones checked.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import REFERENCE_DAYS, REFERENCE_PER_DAY, World
+from conftest import REFERENCE_DAYS, REFERENCE_PER_DAY, World, build_world
+from test_rules_grading import REFERENCE, check, check_lost
 
-from bench.rules_grading import grade_rules, grades_table
+from bench.rules_grading import grade_rules, grades_table, secondary_table, snapshot_moments
 
-MISSED_AGREEMENT_MIN = 0.99
-# Floors and ceilings per rule, graded as an operator sees it (bench/rules_grading.py): at 18:00
-# UTC each day of the last week, over open orders whose promise is >= 24 h away. Set with a
-# margin from the figures on this reference world (seed 7, 14 x 400; the comments: observable
-# recall with its count, false alarms over 14,993 failure-free pairs): a floor and a ceiling,
-# not the target. Seed 13 and the 30 x 1000 worlds: bench/results/rules.md.
-OBSERVABLE_RECALL_MIN: dict[str, float] = {
-    "ship_late": 0.90,  # 100 % (237 of 237)
-    "fulfillment_hold": 0.90,  # 100 % (222 of 222)
-    "no_first_scan": 0.60,  # 80.0 % (12 of 15)
-    "scan_gap": 0.35,  # 50.0 % (34 of 68)
-    "carrier_exception": 0.90,  # 100 % (37 of 37)
-    # lost: no lost parcel observable in the last week (0 of 0): not asserted
-}
-FALSE_ALARM_MAX: dict[str, float] = {
-    "ship_late": 0.20,  # 9.9 % (the world's late-shipping look-alikes)
-    "fulfillment_hold": 0.06,  # 2.8 %
-    "no_first_scan": 0.07,  # 3.5 %
-    "scan_gap": 0.03,  # 0.9 %
-    "lost": 0.01,  # 0.0 %
-    "carrier_exception": 0.03,  # 1.2 %
-}
-
-
-def grading_moments(warehouse: Path) -> list[datetime]:
-    """The snapshot grid's 18:00 UTC moments of the last 7 days before the world's clock."""
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        con.execute("SET TimeZone = 'UTC'")
-        return [
-            m
-            for (m,) in con.execute(
-                "select as_of from intermediate.int_snapshot_grid"
-                " where extract(hour from as_of) = 18"
-                " and as_of >= (select max(as_of) from intermediate.int_snapshot_grid)"
-                " - interval 7 day"
-                " order by 1"
-            ).fetchall()
-        ]
+MISSED_AGREEMENT_MIN = 0.99  # missed_promise and the delivered milestone, of delivered orders
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
     con.execute(
-        "create or replace temp table truth as select order_id, missed_promise,"
+        "create or replace temp table truth as select order_id, placed_at, missed_promise,"
         " actual_delivery_at from read_csv(?, header = true, all_varchar = false, types = {"
-        "'order_id': 'BIGINT', 'missed_promise': 'BOOLEAN', 'actual_delivery_at': 'TIMESTAMPTZ'})",
+        "'order_id': 'BIGINT', 'missed_promise': 'BOOLEAN', 'actual_delivery_at': 'TIMESTAMPTZ',"
+        " 'placed_at': 'TIMESTAMPTZ'})",
         [str(landing / "ground_truth.csv")],
     )
 
@@ -79,12 +48,29 @@ def evaluate(warehouse: Path, landing: Path) -> dict[str, object]:
             "select count(*), count(*) filter (where s.order_id is null)"
             " from truth left join marts.order_state s using (order_id)"
         ).fetchone()
-        delivered, agree = con.execute(
+        delivered, agree, delivered_at = con.execute(
             """
-            select count(*), count(*) filter (where truth.missed_promise = s.missed_promise)
+            select count(*), count(*) filter (where truth.missed_promise = s.missed_promise),
+                   count(*) filter (where m.actual_at = truth.actual_delivery_at)
             from truth join marts.order_state s using (order_id)
+            left join marts.fct_order_milestones m
+                on m.order_id = truth.order_id and m.milestone = 'delivered'
             where truth.actual_delivery_at <= s.as_of
             """
+        ).fetchone()
+        # the other way round: delivered in the mart, not (yet) in the truth
+        early = con.execute(
+            """
+            select count(*) from marts.fct_order_milestones m
+            join truth using (order_id)
+            where m.milestone = 'delivered' and m.actual_at is not null
+              and (truth.actual_delivery_at is null or truth.actual_delivery_at > m.actual_at)
+            """
+        ).fetchone()[0]
+        placed, placed_at = con.execute(
+            "select count(*), count(*) filter (where m.actual_at = truth.placed_at)"
+            " from truth join marts.fct_order_milestones m"
+            " on m.order_id = truth.order_id and m.milestone = 'order_placed'"
         ).fetchone()
     finally:
         con.close()
@@ -93,50 +79,81 @@ def evaluate(warehouse: Path, landing: Path) -> dict[str, object]:
         "missing": missing,
         "delivered": delivered,
         "agree": agree,
+        "delivered_at": delivered_at,
+        "delivered_early": early,
+        "placed": placed,
+        "placed_at": placed_at,
     }
+
+
+def assert_agrees(
+    result: dict[str, int], orders: int, min_delivered: int, max_early: float
+) -> None:
+    """Every order present and placed when the truth says; missed_promise and the delivered
+    milestone right for >= MISSED_AGREEMENT_MIN of the orders delivered by now."""
+    delivered = result["delivered"]
+    print(
+        f"orders {result['truth_orders']}, missing from order_state {result['missing']}, "
+        f"of {delivered} delivered: missed_promise agrees on {result['agree']}, delivered "
+        f"milestone at the truth's time on {result['delivered_at']}; delivered in the mart "
+        f"before the truth {result['delivered_early']}; placed at the truth's time "
+        f"{result['placed_at']} of {result['placed']}"
+    )
+    assert result["truth_orders"] == orders
+    assert result["missing"] == 0
+    assert result["placed"] == result["placed_at"] == orders
+    assert delivered > min_delivered
+    assert result["agree"] / delivered >= MISSED_AGREEMENT_MIN
+    assert result["delivered_at"] / delivered >= MISSED_AGREEMENT_MIN
+    assert result["delivered_early"] <= max_early
 
 
 @pytest.mark.slow
 def test_ground_truth(reference_world: World) -> None:
     result = evaluate(reference_world.warehouse, reference_world.landing)
-    agreement = result["agree"] / result["delivered"]  # type: ignore[operator]
-    print(
-        f"orders {result['truth_orders']}, missing from order_state {result['missing']}, "
-        f"missed_promise agreement on {result['delivered']} delivered: {agreement:.2%}"
+    # 2,819 delivered on the reference world
+    delivered = result["delivered"]
+    assert_agrees(
+        result, REFERENCE_DAYS * REFERENCE_PER_DAY, 2_000, (1 - MISSED_AGREEMENT_MIN) * delivered
     )
-    assert result["truth_orders"] == REFERENCE_DAYS * REFERENCE_PER_DAY
-    assert result["missing"] == 0
-    assert result["delivered"] > 2_000  # 2,819 on the reference world
-    assert agreement >= MISSED_AGREEMENT_MIN
 
 
 @pytest.mark.slow
 def test_rules_catch_observable_failures_without_crying_wolf(reference_world: World) -> None:
-    moments = grading_moments(reference_world.warehouse)
+    moments = snapshot_moments(reference_world.warehouse, utc_hour=18, days=7)
     assert len(moments) >= 6
-    grades, population = grade_rules(
+    grading = grade_rules(
         reference_world.warehouse, reference_world.landing / "ground_truth.csv", moments
     )
-    table = grades_table(grades)
-    print(population, "\n" + table)
-    by_rule = {g.rule: g for g in grades}
-    for rule, floor in OBSERVABLE_RECALL_MIN.items():
-        grade = by_rule[rule]
-        assert grade.observable > 0, f"no observable failure for {rule}\n{table}"
-        assert grade.observable_recall >= floor, f"{rule} observable recall\n{table}"
-    for rule, ceiling in FALSE_ALARM_MAX.items():
-        grade = by_rule[rule]
-        assert grade.clean_pairs > 0, f"no failure-free order for {rule}\n{table}"
-        assert grade.false_alarm_rate <= ceiling, f"{rule} false alarms\n{table}"
+    table = grades_table(grading.grades) + "\n" + secondary_table(grading.secondary)
+    print(grading.population, "\n" + table)
+    problems = check(grading.grades, REFERENCE) + check_lost(grading.secondary, REFERENCE)
+    assert not problems, "\n".join(problems) + "\n" + table
+
+
+# Worlds this project has never seen: seeds no other file uses (the repository's are 0-14 and
+# bench/derive_floors.py's), small enough for about a minute each (simulate + the pipeline job).
+UNSEEN_SEEDS = (8761, 8749)
+UNSEEN_DAYS, UNSEEN_PER_DAY = 10, 40
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", UNSEEN_SEEDS)
+def test_unseen_world_agrees_with_its_truth(tmp_path: Path, seed: int) -> None:
+    world = build_world(tmp_path, days=UNSEEN_DAYS, orders_per_day=UNSEEN_PER_DAY, seed=seed)
+    result = evaluate(world.warehouse, world.landing)
+    # about half the orders are delivered by the clock of a 10-day world; none may be
+    # delivered in the mart before the truth delivers it
+    assert_agrees(result, UNSEEN_DAYS * UNSEEN_PER_DAY, UNSEEN_DAYS * UNSEEN_PER_DAY // 4, 0)
 
 
 if __name__ == "__main__":  # dev: python tests/test_ground_truth.py <home>
     home_dir = Path(sys.argv[1])
     res = evaluate(home_dir / "warehouse.duckdb", home_dir / "landing")
     print(res)
-    found, pop = grade_rules(
+    found = grade_rules(
         home_dir / "warehouse.duckdb",
         home_dir / "landing" / "ground_truth.csv",
-        grading_moments(home_dir / "warehouse.duckdb"),
+        snapshot_moments(home_dir / "warehouse.duckdb", utc_hour=18, days=7),
     )
-    print(pop, "\n" + grades_table(found))
+    print(found.population, "\n" + grades_table(found.grades))

@@ -31,7 +31,7 @@ from orderwatch_dagster.lib.settings import write_clock
 from orderwatch_dagster.sim.config import load_config
 from orderwatch_dagster.sim.render import PAGES, easypost, loop, shipbob, shopify, zendesk
 from orderwatch_dagster.sim.render.common import utc
-from orderwatch_dagster.sim.truth import SIGNALS, onset_columns
+from orderwatch_dagster.sim.truth import CAUSES, SIGNALS, cause_columns, onset_columns, ship_by
 from orderwatch_dagster.sim.world import FAILURE_MODES, HOUR, OrderPlan, World
 
 try:  # orjson ships with the stack (dagster-dbt); output is byte-identical to the fallback
@@ -66,6 +66,7 @@ GROUND_TRUTH_COLUMNS = (
     "placed_at",
     "promised_delivery_date",
     "promised_deliver_by",
+    "promised_ship_by",  # the end of the promised ship day at the warehouse (sim/truth.py)
     "actual_delivery_at",
     "missed_promise",
     "failure_mode",
@@ -78,6 +79,7 @@ GROUND_TRUTH_COLUMNS = (
     "tier",
     "destination_region",
     *onset_columns(),  # when each kind of signal was first observable (sim/truth.py)
+    *cause_columns(),  # when each kind of cause began in the world (sim/truth.py)
 )
 
 
@@ -553,6 +555,7 @@ def _truth_row(plan: OrderPlan) -> list[str]:
         utc(plan.placed_at),
         plan.promised.isoformat(),
         utc(plan.deadline),
+        utc(ship_by(plan)),
         utc(plan.delivered_at) if plan.delivered_at is not None else "",
         "true" if plan.missed else "false",
         plan.failure_mode,
@@ -565,6 +568,7 @@ def _truth_row(plan: OrderPlan) -> list[str]:
         "vip" if plan.vip else "standard",
         plan.destination.region,
         *(utc(plan.onsets[s]) if s in plan.onsets else "" for s in SIGNALS),
+        *(utc(plan.cause_onsets[k]) if k in plan.cause_onsets else "" for k in CAUSES),
     ]
 
 

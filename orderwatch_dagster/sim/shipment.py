@@ -44,6 +44,7 @@ from orderwatch_dagster.sim.network import (
     zone_days,
 )
 from orderwatch_dagster.sim.threepl import follow_carrier
+from orderwatch_dagster.sim.truth import record_cause
 
 
 class World(Protocol):
@@ -136,8 +137,23 @@ class ShipmentLife:
         self.shipment.scans.append(found)
         return found
 
-    def cause(self, mode: str, entity: str, days: float, at: int) -> None:
+    def cause(
+        self,
+        mode: str,
+        entity: str,
+        days: float,
+        at: int,
+        *,
+        began: int | None = None,
+        kind: str | None = "",
+    ) -> None:
+        """A delay of the order; `began` (default `at`) is when its cause really began in the
+        world, recorded per cause kind (default `mode`; None: recorded later, by the caller)
+        for the ground truth (sim/truth.py CAUSES). Truth only: it draws nothing and shows in
+        no feed."""
         self.plan.causes.append(Cause(mode, entity, days, at))
+        if kind is not None:
+            record_cause(self.plan, kind or mode, at if began is None else began)
 
     def run(self) -> None:
         od = self.world.order_day(self.plan.placed_at, self.level.cutoff)
@@ -167,7 +183,12 @@ class ShipmentLife:
             sku = plan.lines[n][0].sku
             self._hold(fo, hold_at, resume, "inventory_out_of_stock", "Exception", "OutOfStock",
                        "AwaitingInventoryAllocation")  # fmt: skip
-            self.cause("stock_out", sku, (resume - hold_at) / DAY, hold_at)
+            # the SKU was out when the site got the order (or from the stock-out's first day),
+            # never after the hold that reports it (the order may reach the site the evening
+            # before the stock-out's first local day)
+            out_since = epoch(incident.first_day, 0.0, self.site.tz)
+            self.cause("stock_out", sku, (resume - hold_at) / DAY, hold_at,
+                       began=min(max(self.released, out_since), hold_at))  # fmt: skip
             earliest = resume + 600
         if plan.memo.get("address") == "hold":
             hold_at = max(earliest, self.released + self.lag(600, 3 * HOUR))
@@ -175,7 +196,9 @@ class ShipmentLife:
             resume = hold_at + 2 * HOUR + min(int(rng.expovariate(1 / (20 * HOUR))), 4 * DAY)
             self._hold(fo, hold_at, resume, "incorrect_address", "OnHold", "InvalidAddress",
                        "Unavailable")  # fmt: skip
-            self.cause("invalid_address", plan.name, (resume - hold_at) / DAY, hold_at)
+            # the address was unusable from checkout: the site had it at release
+            self.cause("invalid_address", plan.name, (resume - hold_at) / DAY, hold_at,
+                       began=self.released, kind="address_hold")  # fmt: skip
             earliest = resume + 600
         if earliest > self.released + 600:
             base_day = max(od, self.world.order_day(earliest, self.level.cutoff))
@@ -278,7 +301,7 @@ class ShipmentLife:
         if mode == "label_never_accepted":
             found = self.world.add_bd(local_date(pickup, self.site.tz), ri(rng, 2, 4))
             accept = epoch(found, 18.0 + 3 * rng.random(), self.site.tz)
-            self.cause(mode, self.carrier, (accept - pickup) / DAY, pickup + DAY)
+            self.cause(mode, self.carrier, (accept - pickup) / DAY, pickup + DAY, began=pickup)
         dest = plan.destination
         zone = zone_days(self.site, dest.region, dest.code)
         service = shipment.service or plan.service
@@ -356,7 +379,7 @@ class ShipmentLife:
         """Lost parcels mostly just go silent; a lost scan follows on a minority, days later."""
         shipment, rng = self.shipment, self.rng
         last_seen = shipment.scans[-1].at
-        self.cause("lost_parcel", self.carrier, 30.0, last_seen + DAY)
+        self.cause("lost_parcel", self.carrier, 30.0, last_seen + DAY, began=last_seen)
         if rng.random() < 0.3:
             lost_at = last_seen + ri(rng, 5, 8) * DAY + self.lag(0, 8 * HOUR)
             self.scan(lost_at, "failure", "lost", "Package is lost and cannot be delivered", where)
@@ -370,6 +393,10 @@ class ShipmentLife:
             fix_at = min(at_dest + self.lag(HOUR, 4 * HOUR), ofd - 600)
             self.scan(fix_at, "in_transit", "address_correction",
                       "Address information corrected; delivery rescheduled", dest_loc)  # fmt: skip
+            if delays.address_days:
+                # the carrier finds the address wrong here, at the destination facility: the
+                # cause's onset (a parcel lost before it never has one)
+                record_cause(self.plan, "address_carrier", fix_at)
         self._out_for_delivery(ofd)
         same_day = self.shipment.service == "same_day"
         delivered = ofd + self.lag(HOUR, 3 * HOUR if same_day else 10 * HOUR)
@@ -442,7 +469,8 @@ class Delays:
         slow = world.incident("carrier_slowdown", f"{carrier} {region}", nominal)
         if slow is not None and rng.random() < slow.severity:
             self.extra += 1
-            life.cause("carrier_slowdown", slow.entity, 1, accept)
+            slow_since = epoch(slow.first_day, 0.0, plan.destination.tz)
+            life.cause("carrier_slowdown", slow.entity, 1, accept, began=max(accept, slow_since))
             if rng.random() < DELAY_SCAN + 0.1:
                 self.announced = "delayed"
         storm = world.incident("weather", region, nominal) or world.incident(
@@ -454,7 +482,9 @@ class Delays:
             if hit:
                 days = ri(rng, 1, 2)
                 self.extra += days
-                life.cause("weather_delay", region, days, accept)
+                # the storm is announced at 14:00 the day before it (signal_time below)
+                announced = epoch(storm.first_day - timedelta(days=1), 14.0, plan.destination.tz)
+                life.cause("weather_delay", region, days, accept, began=max(accept, announced))
             self.storm_scan = rng.random() < (WEATHER_SCAN_HIT if hit else WEATHER_SCAN_MISS)
             self.storm_first = storm.first_day
         hub = rng.choice(HUBS[carrier])
@@ -472,13 +502,16 @@ class Delays:
             )
             if rng.random() < 0.5:
                 self.extra += 1
-                life.cause("scan_gap", outage.entity, 1, max(accept, self.silence[0]) + DAY)
+                silent_from = max(accept, self.silence[0])
+                life.cause("scan_gap", outage.entity, 1, silent_from + DAY, began=silent_from)
         self.address_issue = plan.memo.get("address") == "carrier"
+        self.address_days = 0
         if self.address_issue:
             days = pick(rng, (0, 1, 2), (0.4, 0.8, 1.0))
             self.extra += days
-            if days:
-                life.cause("invalid_address", plan.name, days, accept)
+            self.address_days = days
+            if days:  # its onset: the address scan at the destination (ShipmentLife._last_mile)
+                life.cause("invalid_address", plan.name, days, accept, kind=None)
         self.false_delay = self.extra == 0 and rng.random() < NOISE["false_delay_scan"]
         if self.false_delay:
             self.announced = "delayed"
