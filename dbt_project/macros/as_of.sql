@@ -9,8 +9,8 @@
     with their own time (placement, payment, cancellation, ShipBob states, scans) count from
     that time; an order's checkout fields (line items as ordered, shipping line, address, the
     promised date, total) from its placement. Before the first version of a record is valid,
-    its state is unknown (null), never its current value: the customer tags on the order too
-    (Shopify sends them as they are when the order is read). -#}
+    its state is unknown (null), never its current value. The customer tags on the order count
+    from the version's ingested_at (Shopify sends them as they are when the order is read). -#}
 {% macro order_state_as_of(grid_sql) -%}
 with
 
@@ -101,21 +101,36 @@ last_moment as (
     select max(as_of) as as_of from grid
 ),
 
+-- the customer's tags on an order payload are those of when the order was read, and a tag
+-- change does not move the order's updated_at: a version's tags count from its ingested_at
+-- (read <= ingest), until a newer version (vendor order, as staging ranks) has been ingested
+order_tag_versions as (
+    select
+        order_id,
+        customer_tags,
+        ingested_at as tags_known_at,
+        min(ingested_at) over (
+            partition by order_id order by version_number
+            rows between 1 following and unbounded following
+        ) as tags_valid_to
+    from {{ ref('stg_storefront__orders') }}
+    where order_id is not null
+),
+
 -- an order exists from its placement. Its checkout fields (shipping line, address, the
 -- promised date, total; line items in ml_items) are those of the version valid at the moment,
 -- and before its first version is known (a backfilled single version newer than the moment)
 -- those of its first version: they were set at checkout (placed_at). The customer's tags are
--- not: the order payload carries them as they were when it was read, so before its first
--- version is known they are unknown (null: the tier falls back to standard, macro
--- order_terms_select). Payment and cancellation carry their own times (processed_at,
--- cancelled_at), so the latest version's count from those times.
+-- not: they come from order_tag_versions, unknown (null: the tier falls back to standard,
+-- macro order_terms_select) before any version has been read. Payment and cancellation carry
+-- their own times (processed_at, cancelled_at), so the latest version's count from those times.
 orders as (
     select
         grid.as_of,
         latest.order_id,
         latest.order_name,
         known.customer_id,
-        case when known.known_at <= grid.as_of then known.customer_tags end as customer_tags,
+        tags.customer_tags,
         latest.placed_at,
         case when latest.payment_captured_at <= grid.as_of then latest.payment_captured_at end
             as payment_captured_at,
@@ -135,6 +150,10 @@ orders as (
             {{ valid_at('known', 'grid.as_of') }}
             or (known.version_number = 1 and known.known_at > grid.as_of)
         )
+    left join order_tag_versions as tags
+        on latest.order_id = tags.order_id
+        and tags.tags_known_at <= grid.as_of
+        and (tags.tags_valid_to is null or tags.tags_valid_to > grid.as_of)
     cross join last_moment
     left join closures on latest.order_id = closures.order_id
     where latest.is_latest_version and latest.order_id is not null
