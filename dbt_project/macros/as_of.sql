@@ -120,7 +120,8 @@ order_tag_versions as (
 -- an order exists from its placement. Its checkout fields (shipping line, address, the
 -- promised date, total; line items in ml_items) are those of the version valid at the moment,
 -- and before its first version is known (a backfilled single version newer than the moment)
--- those of its first version: they were set at checkout (placed_at). The customer's tags are
+-- those of its first version, as if set at checkout (placed_at): an edit before that version
+-- shows (a known leak, docs/architecture.md "Known leaks"). The customer's tags are
 -- not: they come from order_tag_versions, unknown (null: the tier falls back to standard,
 -- macro order_terms_select) before any version has been read. Payment and cancellation carry
 -- their own times (processed_at, cancelled_at), so the latest version's count from those times.
