@@ -60,9 +60,24 @@ select * from ml_final
 {%- set shop_tz = "'" ~ var('shop_time_zone') ~ "'" -%}
 {{ promise_reference_ctes() }},
 
--- when each order's closure (cancelled, every parcel delivered, returned to sender) became
--- known: snapshots stop var snapshot_closed_retention_hours after it (the grid's last moment,
--- "now", keeps every order), so a closed order does not repeat its final state at every moment
+-- when each order's closure became known: cancelled, or every parcel terminal (delivered,
+-- returned to sender, or cancelled at the 3PL; a split order with one parcel delivered or
+-- returned and another still with the carrier is open), from when the last parcel's terminal
+-- state became known. Snapshots stop var snapshot_closed_retention_hours after it (the grid's
+-- last moment, "now", keeps every order), so a closed order does not repeat its final state at
+-- every moment. is_open (as_of_state) applies the same per-parcel rule at each moment.
+shipment_terminal_events as (
+    select order_id, shipment_id, known_at
+    from {{ ref('int_shipment_milestones_unioned') }}
+    where shipment_id is not null and milestone in ('delivered', 'return_to_sender')
+
+    union all
+
+    select order_id, shipment_id, known_at
+    from {{ ref('stg_wms__shipments') }}
+    where status = 'Cancelled'
+),
+
 closures as (
     select order_id, min(closed_known_at) as closed_known_at
     from (
@@ -72,27 +87,37 @@ closures as (
 
         union all
 
-        -- delivered: every shipment of the order (a split order with one parcel delivered and
-        -- another still with the carrier is open), from when the last delivery became known
-        select order_id, max(delivered_known_at)
+        select parcels.order_id, max(terminals.terminal_known_at)
         from (
-            select
-                order_id,
-                shipment_id,
-                min(case when milestone = 'delivered' then known_at end) as delivered_known_at
+            select distinct order_id, shipment_id
             from {{ ref('int_shipment_milestones_unioned') }}
             where shipment_id is not null
-            group by order_id, shipment_id
-        ) as shipment_deliveries
-        group by order_id
-        having count(delivered_known_at) = count(*)
+        ) as parcels
+        left join (
+            select shipment_id, min(known_at) as terminal_known_at
+            from shipment_terminal_events
+            group by shipment_id
+        ) as terminals
+            on parcels.shipment_id = terminals.shipment_id
+        group by parcels.order_id
+        having count(terminals.terminal_known_at) = count(*)
 
         union all
 
-        select order_id, min(known_at)
-        from {{ ref('int_shipment_milestones_unioned') }}
-        where milestone = 'return_to_sender'
-        group by order_id
+        -- a return to sender known only at the order level (a Loop return, no parcel named)
+        -- closes an order of at most one parcel
+        select returns_.order_id, min(returns_.known_at)
+        from {{ ref('int_shipment_milestones_unioned') }} as returns_
+        left join (
+            select order_id, count(distinct shipment_id) as parcel_count
+            from {{ ref('int_shipment_milestones_unioned') }}
+            where shipment_id is not null
+            group by order_id
+        ) as order_parcels
+            on returns_.order_id = order_parcels.order_id
+        where returns_.milestone = 'return_to_sender' and returns_.shipment_id is null
+            and coalesce(order_parcels.parcel_count, 0) <= 1
+        group by returns_.order_id
     ) as closed
     group by order_id
 ),
@@ -519,6 +544,32 @@ parcels as (
         on shipments.as_of = physical_scans.as_of and shipments.shipment_id = physical_scans.shipment_id
     left join latest_event
         on shipments.as_of = latest_event.as_of and shipments.shipment_id = latest_event.shipment_id
+),
+
+-- per moment x order: whether every parcel known then is terminal (delivered, returned to
+-- sender, or cancelled at the 3PL in the ShipBob version valid then): the order is open until
+-- then (the same rule as `closures`)
+parcel_terminals as (
+    select
+        known_parcels.as_of,
+        known_parcels.order_id,
+        bool_and(
+            known_parcels.is_terminal_milestone or coalesce(shipments.status = 'Cancelled', false)
+        ) as is_every_parcel_terminal
+    from (
+        select
+            as_of,
+            order_id,
+            shipment_id,
+            bool_or(milestone in ('delivered', 'return_to_sender')) as is_terminal_milestone
+        from observed
+        where shipment_id is not null
+        group by as_of, order_id, shipment_id
+    ) as known_parcels
+    left join shipments
+        on known_parcels.as_of = shipments.as_of
+        and known_parcels.shipment_id = shipments.shipment_id
+    group by known_parcels.as_of, known_parcels.order_id
 )
 {%- endmacro %}
 
@@ -1086,8 +1137,12 @@ joined as (
         coalesce(current_progress.shipment_count, 0) as shipment_count,
         coalesce(wismo.wismo_ticket_count, 0) as wismo_ticket_count,
         not orders.is_cancelled
-        and not coalesce(reached.is_delivered, false)
-        and not coalesce(reached.is_returned_to_sender, false) as is_open,
+        and not coalesce(parcel_terminals.is_every_parcel_terminal, false)
+        -- a return known only at the order level (Loop) closes an order of at most one parcel
+        and not (
+            coalesce(reached.is_returned_to_sender, false)
+            and coalesce(current_progress.shipment_count, 0) <= 1
+        ) as is_open,
         flags.ship_late_occurred,
         flags.ship_late_active,
         flags.ship_late_detected_at,
@@ -1123,6 +1178,8 @@ joined as (
     left join parcel_rollup
         on orders.as_of = parcel_rollup.as_of and orders.order_id = parcel_rollup.order_id
     left join wismo on orders.as_of = wismo.as_of and orders.order_id = wismo.order_id
+    left join parcel_terminals
+        on orders.as_of = parcel_terminals.as_of and orders.order_id = parcel_terminals.order_id
 ),
 
 final as (
