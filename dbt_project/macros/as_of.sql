@@ -167,7 +167,10 @@ orders as (
         known.service_code,
         known.destination_province_code,
         known.destination_country_code,
-        known.promised_delivery_date
+        known.promised_delivery_date,
+        -- which version's checkout fields these are (ml_items reads its lines)
+        known.version_number as known_version_number,
+        known.known_at <= grid.as_of as is_version_known
     from {{ ref('stg_storefront__orders') }} as latest
     inner join grid on latest.placed_at <= grid.as_of
     inner join {{ ref('stg_storefront__orders') }} as known
@@ -1305,24 +1308,32 @@ final as (
       unscanned_parcels        parcels with a label, no physical scan, still with the carrier
     Nothing outside this block reads these columns. -#}
 {% macro as_of_ml_features() -%}
--- the lines of the order version valid then (as `orders`): its current units (an edit lowers
--- current_quantity or adds lines); before the first version is known, the units ordered at
--- checkout (Shopify keeps `quantity` through an edit; a line added later still counts)
+-- the lines of the order version valid then (the one `orders` took its checkout fields from):
+-- its current units (current_quantity: after edits, refunds and returns); before the first
+-- version is known, the units ordered at checkout (Shopify keeps `quantity`; a line added by a
+-- later edit still counts). Units are summed per version first, so the moments join on
+-- (order_id, version_number) rather than on every line of every version.
+ml_version_units as (
+    select
+        order_id,
+        version_number,
+        sum(current_quantity) as current_units,
+        sum(quantity) as ordered_units
+    from {{ ref('stg_storefront__order_line_versions') }}
+    group by order_id, version_number
+),
+
 ml_items as (
     select
         orders.as_of,
         orders.order_id,
-        sum(
-            case when lines.known_at <= orders.as_of then lines.current_quantity else lines.quantity end
-        ) as item_count
+        case
+            when orders.is_version_known then units.current_units else units.ordered_units
+        end as item_count
     from orders
-    inner join {{ ref('stg_storefront__order_line_versions') }} as lines
-        on orders.order_id = lines.order_id
-        and (
-            {{ valid_at('lines', 'orders.as_of') }}
-            or (lines.version_number = 1 and lines.known_at > orders.as_of)
-        )
-    group by orders.as_of, orders.order_id
+    inner join ml_version_units as units
+        on orders.order_id = units.order_id
+        and orders.known_version_number = units.version_number
 ),
 
 ml_exception_scans as (
