@@ -9,8 +9,8 @@
     with their own time (placement, payment, cancellation, ShipBob states, scans) count from
     that time; an order's checkout fields (line items as ordered, shipping line, address, the
     promised date, total) from its placement. Before the first version of a record is valid,
-    its state is unknown (null), never its current value: the customer tags on the order too
-    (Shopify sends them as they are when the order is read). -#}
+    its state is unknown (null), never its current value. The customer tags on the order count
+    from the version's ingested_at (Shopify sends them as they are when the order is read). -#}
 {% macro order_state_as_of(grid_sql) -%}
 with
 
@@ -60,9 +60,24 @@ select * from ml_final
 {%- set shop_tz = "'" ~ var('shop_time_zone') ~ "'" -%}
 {{ promise_reference_ctes() }},
 
--- when each order's closure (cancelled, every parcel delivered, returned to sender) became
--- known: snapshots stop var snapshot_closed_retention_hours after it (the grid's last moment,
--- "now", keeps every order), so a closed order does not repeat its final state at every moment
+-- when each order's closure became known: cancelled, or every parcel terminal (delivered,
+-- returned to sender, or cancelled at the 3PL; a split order with one parcel delivered or
+-- returned and another still with the carrier is open), from when the last parcel's terminal
+-- state became known. Snapshots stop var snapshot_closed_retention_hours after it (the grid's
+-- last moment, "now", keeps every order), so a closed order does not repeat its final state at
+-- every moment. is_open (as_of_state) applies the same per-parcel rule at each moment.
+shipment_terminal_events as (
+    select order_id, shipment_id, known_at
+    from {{ ref('int_shipment_milestones_unioned') }}
+    where shipment_id is not null and milestone in ('delivered', 'return_to_sender')
+
+    union all
+
+    select order_id, shipment_id, known_at
+    from {{ ref('stg_wms__shipments') }}
+    where status = 'Cancelled'
+),
+
 closures as (
     select order_id, min(closed_known_at) as closed_known_at
     from (
@@ -72,27 +87,37 @@ closures as (
 
         union all
 
-        -- delivered: every shipment of the order (a split order with one parcel delivered and
-        -- another still with the carrier is open), from when the last delivery became known
-        select order_id, max(delivered_known_at)
+        select parcels.order_id, max(terminals.terminal_known_at)
         from (
-            select
-                order_id,
-                shipment_id,
-                min(case when milestone = 'delivered' then known_at end) as delivered_known_at
+            select distinct order_id, shipment_id
             from {{ ref('int_shipment_milestones_unioned') }}
             where shipment_id is not null
-            group by order_id, shipment_id
-        ) as shipment_deliveries
-        group by order_id
-        having count(delivered_known_at) = count(*)
+        ) as parcels
+        left join (
+            select shipment_id, min(known_at) as terminal_known_at
+            from shipment_terminal_events
+            group by shipment_id
+        ) as terminals
+            on parcels.shipment_id = terminals.shipment_id
+        group by parcels.order_id
+        having count(terminals.terminal_known_at) = count(*)
 
         union all
 
-        select order_id, min(known_at)
-        from {{ ref('int_shipment_milestones_unioned') }}
-        where milestone = 'return_to_sender'
-        group by order_id
+        -- a return to sender known only at the order level (a Loop return, no parcel named)
+        -- closes an order of at most one parcel
+        select returns_.order_id, min(returns_.known_at)
+        from {{ ref('int_shipment_milestones_unioned') }} as returns_
+        left join (
+            select order_id, count(distinct shipment_id) as parcel_count
+            from {{ ref('int_shipment_milestones_unioned') }}
+            where shipment_id is not null
+            group by order_id
+        ) as order_parcels
+            on returns_.order_id = order_parcels.order_id
+        where returns_.milestone = 'return_to_sender' and returns_.shipment_id is null
+            and coalesce(order_parcels.parcel_count, 0) <= 1
+        group by returns_.order_id
     ) as closed
     group by order_id
 ),
@@ -101,21 +126,37 @@ last_moment as (
     select max(as_of) as as_of from grid
 ),
 
+-- the customer's tags on an order payload are those of when the order was read, and a tag
+-- change does not move the order's updated_at: a version's tags count from its ingested_at
+-- (read <= ingest), until a newer version (vendor order, as staging ranks) has been ingested
+order_tag_versions as (
+    select
+        order_id,
+        customer_tags,
+        ingested_at as tags_known_at,
+        min(ingested_at) over (
+            partition by order_id order by version_number
+            rows between 1 following and unbounded following
+        ) as tags_valid_to
+    from {{ ref('stg_storefront__orders') }}
+    where order_id is not null
+),
+
 -- an order exists from its placement. Its checkout fields (shipping line, address, the
 -- promised date, total; line items in ml_items) are those of the version valid at the moment,
 -- and before its first version is known (a backfilled single version newer than the moment)
--- those of its first version: they were set at checkout (placed_at). The customer's tags are
--- not: the order payload carries them as they were when it was read, so before its first
--- version is known they are unknown (null: the tier falls back to standard, macro
--- order_terms_select). Payment and cancellation carry their own times (processed_at,
--- cancelled_at), so the latest version's count from those times.
+-- those of its first version, as if set at checkout (placed_at): an edit before that version
+-- shows (a known leak, docs/architecture.md "Known leaks"). The customer's tags are
+-- not: they come from order_tag_versions, unknown (null: the tier falls back to standard,
+-- macro order_terms_select) before any version has been read. Payment and cancellation carry
+-- their own times (processed_at, cancelled_at), so the latest version's count from those times.
 orders as (
     select
         grid.as_of,
         latest.order_id,
         latest.order_name,
         known.customer_id,
-        case when known.known_at <= grid.as_of then known.customer_tags end as customer_tags,
+        tags.customer_tags,
         latest.placed_at,
         case when latest.payment_captured_at <= grid.as_of then latest.payment_captured_at end
             as payment_captured_at,
@@ -126,7 +167,10 @@ orders as (
         known.service_code,
         known.destination_province_code,
         known.destination_country_code,
-        known.promised_delivery_date
+        known.promised_delivery_date,
+        -- which version's checkout fields these are (ml_items reads its lines)
+        known.version_number as known_version_number,
+        known.known_at <= grid.as_of as is_version_known
     from {{ ref('stg_storefront__orders') }} as latest
     inner join grid on latest.placed_at <= grid.as_of
     inner join {{ ref('stg_storefront__orders') }} as known
@@ -135,6 +179,10 @@ orders as (
             {{ valid_at('known', 'grid.as_of') }}
             or (known.version_number = 1 and known.known_at > grid.as_of)
         )
+    left join order_tag_versions as tags
+        on latest.order_id = tags.order_id
+        and tags.tags_known_at <= grid.as_of
+        and (tags.tags_valid_to is null or tags.tags_valid_to > grid.as_of)
     cross join last_moment
     left join closures on latest.order_id = closures.order_id
     where latest.is_latest_version and latest.order_id is not null
@@ -499,6 +547,32 @@ parcels as (
         on shipments.as_of = physical_scans.as_of and shipments.shipment_id = physical_scans.shipment_id
     left join latest_event
         on shipments.as_of = latest_event.as_of and shipments.shipment_id = latest_event.shipment_id
+),
+
+-- per moment x order: whether every parcel known then is terminal (delivered, returned to
+-- sender, or cancelled at the 3PL in the ShipBob version valid then): the order is open until
+-- then (the same rule as `closures`)
+parcel_terminals as (
+    select
+        known_parcels.as_of,
+        known_parcels.order_id,
+        bool_and(
+            known_parcels.is_terminal_milestone or coalesce(shipments.status = 'Cancelled', false)
+        ) as is_every_parcel_terminal
+    from (
+        select
+            as_of,
+            order_id,
+            shipment_id,
+            bool_or(milestone in ('delivered', 'return_to_sender')) as is_terminal_milestone
+        from observed
+        where shipment_id is not null
+        group by as_of, order_id, shipment_id
+    ) as known_parcels
+    left join shipments
+        on known_parcels.as_of = shipments.as_of
+        and known_parcels.shipment_id = shipments.shipment_id
+    group by known_parcels.as_of, known_parcels.order_id
 )
 {%- endmacro %}
 
@@ -1066,8 +1140,12 @@ joined as (
         coalesce(current_progress.shipment_count, 0) as shipment_count,
         coalesce(wismo.wismo_ticket_count, 0) as wismo_ticket_count,
         not orders.is_cancelled
-        and not coalesce(reached.is_delivered, false)
-        and not coalesce(reached.is_returned_to_sender, false) as is_open,
+        and not coalesce(parcel_terminals.is_every_parcel_terminal, false)
+        -- a return known only at the order level (Loop) closes an order of at most one parcel
+        and not (
+            coalesce(reached.is_returned_to_sender, false)
+            and coalesce(current_progress.shipment_count, 0) <= 1
+        ) as is_open,
         flags.ship_late_occurred,
         flags.ship_late_active,
         flags.ship_late_detected_at,
@@ -1103,6 +1181,8 @@ joined as (
     left join parcel_rollup
         on orders.as_of = parcel_rollup.as_of and orders.order_id = parcel_rollup.order_id
     left join wismo on orders.as_of = wismo.as_of and orders.order_id = wismo.order_id
+    left join parcel_terminals
+        on orders.as_of = parcel_terminals.as_of and orders.order_id = parcel_terminals.order_id
 ),
 
 final as (
@@ -1228,24 +1308,32 @@ final as (
       unscanned_parcels        parcels with a label, no physical scan, still with the carrier
     Nothing outside this block reads these columns. -#}
 {% macro as_of_ml_features() -%}
--- the lines of the order version valid then (as `orders`): its current units (an edit lowers
--- current_quantity or adds lines); before the first version is known, the units ordered at
--- checkout (Shopify keeps `quantity` through an edit; a line added later still counts)
+-- the lines of the order version valid then (the one `orders` took its checkout fields from):
+-- its current units (current_quantity: after edits, refunds and returns); before the first
+-- version is known, the units ordered at checkout (Shopify keeps `quantity`; a line added by a
+-- later edit still counts). Units are summed per version first, so the moments join on
+-- (order_id, version_number) rather than on every line of every version.
+ml_version_units as (
+    select
+        order_id,
+        version_number,
+        sum(current_quantity) as current_units,
+        sum(quantity) as ordered_units
+    from {{ ref('stg_storefront__order_line_versions') }}
+    group by order_id, version_number
+),
+
 ml_items as (
     select
         orders.as_of,
         orders.order_id,
-        sum(
-            case when lines.known_at <= orders.as_of then lines.current_quantity else lines.quantity end
-        ) as item_count
+        case
+            when orders.is_version_known then units.current_units else units.ordered_units
+        end as item_count
     from orders
-    inner join {{ ref('stg_storefront__order_line_versions') }} as lines
-        on orders.order_id = lines.order_id
-        and (
-            {{ valid_at('lines', 'orders.as_of') }}
-            or (lines.version_number = 1 and lines.known_at > orders.as_of)
-        )
-    group by orders.as_of, orders.order_id
+    inner join ml_version_units as units
+        on orders.order_id = units.order_id
+        and orders.known_version_number = units.version_number
 ),
 
 ml_exception_scans as (

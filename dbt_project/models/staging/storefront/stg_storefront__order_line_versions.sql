@@ -1,5 +1,6 @@
 -- Every version of every order's line items: the as-of layer reads the lines of the order
--- version valid at a moment (an order edit adds lines or lowers `current_quantity` later).
+-- version valid at a moment (an edit adds lines; an edit, refund or return lowers
+-- `current_quantity` later).
 -- A table, not a view: the as-of layer joins it at every moment of its grid.
 {{ config(materialized='table') }}
 
@@ -21,7 +22,8 @@ renamed as (
         cast(line.value ->> 'variant_id' as bigint) as variant_id,
         line.value ->> 'title' as title,
         -- Shopify keeps the ordered `quantity` through an order edit and sets
-        -- `current_quantity` (REST 2024-01 on) to it minus the units removed since
+        -- `current_quantity` (REST 2024-01 on) to it minus the units removed since (by an
+        -- edit, a refund or a return)
         cast(line.value ->> 'quantity' as integer) as quantity,
         coalesce(
             cast(line.value ->> 'current_quantity' as integer),
