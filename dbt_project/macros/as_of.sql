@@ -61,9 +61,11 @@ select * from ml_final
 {{ promise_reference_ctes() }},
 
 -- when each order's closure became known: cancelled, or every parcel terminal (delivered,
--- returned to sender, or cancelled at the 3PL; a split order with one parcel delivered or
--- returned and another still with the carrier is open), from when the last parcel's terminal
--- state became known. Snapshots stop var snapshot_closed_retention_hours after it (the grid's
+-- returned to sender, or cancelled at the 3PL while Shopify shows the order fulfilled; a split
+-- order with one parcel delivered or returned and another still with the carrier is open), from
+-- when the last parcel's terminal state became known. A parcel cancelled at the 3PL alone does
+-- not close an order Shopify still shows unfulfilled or partial: its units are still owed
+-- (a reship is a new shipment). Snapshots stop var snapshot_closed_retention_hours after it (the grid's
 -- last moment, "now", keeps every order), so a closed order does not repeat its final state at
 -- every moment. is_open (as_of_state) applies the same per-parcel rule at each moment.
 shipment_terminal_events as (
@@ -73,9 +75,16 @@ shipment_terminal_events as (
 
     union all
 
-    select order_id, shipment_id, known_at
-    from {{ ref('stg_wms__shipments') }}
-    where status = 'Cancelled'
+    select cancels.order_id, cancels.shipment_id, greatest(cancels.known_at, fulfilled.known_at)
+    from {{ ref('stg_wms__shipments') }} as cancels
+    inner join (
+        select order_id, min(known_at) as known_at
+        from {{ ref('stg_storefront__orders') }}
+        where fulfillment_status = 'fulfilled'
+        group by order_id
+    ) as fulfilled
+        on cancels.order_id = fulfilled.order_id
+    where cancels.status = 'Cancelled'
 ),
 
 closures as (
@@ -170,7 +179,10 @@ orders as (
         known.promised_delivery_date,
         -- which version's checkout fields these are (ml_items reads its lines)
         known.version_number as known_version_number,
-        known.known_at <= grid.as_of as is_version_known
+        known.known_at <= grid.as_of as is_version_known,
+        -- Shopify shows every unit fulfilled (a state field: only once that version is known)
+        coalesce(known.known_at <= grid.as_of and known.fulfillment_status = 'fulfilled', false)
+            as is_fulfilled
     from {{ ref('stg_storefront__orders') }} as latest
     inner join grid on latest.placed_at <= grid.as_of
     inner join {{ ref('stg_storefront__orders') }} as known
@@ -550,14 +562,16 @@ parcels as (
 ),
 
 -- per moment x order: whether every parcel known then is terminal (delivered, returned to
--- sender, or cancelled at the 3PL in the ShipBob version valid then): the order is open until
--- then (the same rule as `closures`)
+-- sender, or cancelled at the 3PL in the ShipBob version valid then while the Shopify version
+-- valid then shows the order fulfilled): the order is open until then (the same rule as
+-- `closures`)
 parcel_terminals as (
     select
         known_parcels.as_of,
         known_parcels.order_id,
         bool_and(
-            known_parcels.is_terminal_milestone or coalesce(shipments.status = 'Cancelled', false)
+            known_parcels.is_terminal_milestone
+            or coalesce(shipments.status = 'Cancelled' and orders.is_fulfilled, false)
         ) as is_every_parcel_terminal
     from (
         select
@@ -572,6 +586,8 @@ parcel_terminals as (
     left join shipments
         on known_parcels.as_of = shipments.as_of
         and known_parcels.shipment_id = shipments.shipment_id
+    left join orders
+        on known_parcels.as_of = orders.as_of and known_parcels.order_id = orders.order_id
     group by known_parcels.as_of, known_parcels.order_id
 )
 {%- endmacro %}
