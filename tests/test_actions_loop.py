@@ -90,11 +90,16 @@ def test_only_a_current_estimate_and_a_plain_https_link_reach_a_customer() -> No
     from orderwatch_dagster.lib.packets import SAFE_LINK, delivery_facts
 
     assert SAFE_LINK.match("https://track.easypost.com/djE6dHJrXzEyMw")
+    # a carrier's query string is fine: text parts are not escaped (lib/templating.py)
+    assert SAFE_LINK.match("https://www.ups.com/track?tracknum=1Z2345&loc=en_US")
     for bad in (
         "http://track.example.com/1",  # not https
         "javascript:alert(1)",
-        "https://track.example.com/1?a=1&b=2",  # `&` would reach a text body as `&amp;`
         'https://track.example.com/"><script>',
+        "https://track.example.com/1?a=1&b=<x>",
+        "https://track.example.com/a b",
+        "https://user@evil.example/x",  # the host is the part after `//`, plain
+        "https://track.example.com/x'onmouseover=1",
     ):
         assert not SAFE_LINK.match(bad), bad
     base = _order("in_transit", 48, tracking_url="https://track.easypost.com/x")
@@ -214,3 +219,65 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
     assert after == (expected - {lg.block_key("sms", "+15551230001")}) | {
         lg.block_key("sms", "+15551230005")
     }
+
+
+# -- plain-text parts are not HTML-escaped; HTML parts are ----------------------------------
+def test_a_name_with_an_apostrophe_and_a_query_link_reach_each_part_as_written() -> None:
+    from orderwatch_dagster.lib.templating import render_message, render_text
+
+    link = "https://www.ups.com/track?tracknum=1Z2345&loc=en_US"
+    facts = {
+        "first_name": "Siobhán O'Neil",
+        "order_name": "#1001",
+        "status_text": "on its way with the carrier",
+        "carrier": "UPS",
+        "promised_date": "2026-10-12",
+        "what_happened": "the carrier reported a delay in transit.",
+        "what_we_do": "we are following up with the carrier.",
+        "last_scan_date": "2026-10-09",
+        "est_delivery_date": "2026-10-13",
+        "tracking_url": link,
+        "shop_name": "Barnes & Daughters",
+        "delivered": False,
+    }
+    email = render_message("carrier_issue", "email", facts)
+    sms = render_message("delay_notice", "sms", facts)
+    reply = render_text("ticket/wismo_reply.j2", **facts)
+    for text in (email.text, sms.text, reply):
+        assert "&#39;" not in text and "&amp;" not in text, text
+        assert link in text and "Barnes & Daughters" in text
+    assert "Siobhán O'Neil" in email.text and "Siobhán O'Neil" in reply
+    html = email.html or ""
+    assert "Siobhán O&#39;Neil" in html and "Siobhán O'Neil" not in html
+    assert f'href="{link.replace("&", "&amp;")}"' in html  # HTML's own escaping of `&`
+    assert "Barnes &amp; Daughters" in html
+
+
+def test_injection_stays_inert_in_the_unescaped_text_parts() -> None:
+    from orderwatch_dagster.lib.templating import render_message, render_text
+
+    evil = "{{7*7}}{% raw %}<script>alert(1)</script>"
+    facts = {
+        "first_name": evil,
+        "order_name": "#1",
+        "status_text": "on its way",
+        "carrier": evil,
+        "promised_date": "2026-10-08",
+        "what_happened": "x.",
+        "what_we_do": "y.",
+        "address_line": evil,
+        "last_scan_date": None,
+        "est_delivery_date": None,
+        "tracking_url": None,
+        "shop_name": "Shop",
+        "delivered": False,
+    }
+    for template in ("delay_notice", "carrier_issue", "address_check", "lost_parcel"):
+        for channel in ("email", "sms"):
+            r = render_message(template, channel, facts)
+            assert "49" not in r.text  # data, never template code
+            assert channel == "sms" or evil in r.text  # SMS carry no name
+            if r.html:
+                assert "<script>" not in r.html and "{{7*7}}{% raw %}&lt;script&gt;" in r.html
+    reply = render_text("ticket/wismo_reply.j2", **facts)
+    assert evil in reply and "49" not in reply
