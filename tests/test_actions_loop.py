@@ -281,3 +281,57 @@ def test_injection_stays_inert_in_the_unescaped_text_parts() -> None:
                 assert "<script>" not in r.html and "{{7*7}}{% raw %}&lt;script&gt;" in r.html
     reply = render_text("ticket/wismo_reply.j2", **facts)
     assert evil in reply and "49" not in reply
+
+
+# -- the recovery follow-up: never "back on track" on an ended order, never over an agent ------
+def test_a_recovery_follow_up_respects_the_order_the_agent_and_the_ticket_channel() -> None:
+    from orderwatch_dagster.lib.ledger import key
+    from orderwatch_dagster.lib.wismo import plan_recoveries
+
+    orders = {
+        1: _order("in_transit", 48),  # recovered, new and unassigned: the public reply
+        2: _order("cancelled", 48, is_cancelled=True),
+        3: _order("return_to_sender", 48),
+        4: _order("delivered", -5, delivered_at=NOW - timedelta(hours=1)),
+        5: _order("in_transit", 48),  # an agent compensated the customer
+        6: _order("in_transit", 48),  # the ticket is pending: an agent is on it
+        7: _order("in_transit", 48),  # assigned
+        8: _order("in_transit", 48),  # the at-risk note only reached the outbox
+    }
+    status = {6: "pending"}
+    tickets = [
+        {
+            "ticket_id": 100 + oid,
+            "status": status.get(oid, "new"),
+            "is_wismo": True,
+            "order_id": oid,
+            "assignee_id": 900 if oid == 7 else None,
+        }
+        for oid in orders
+    ]
+    note = {"template": "wismo_note", "status": "accepted"}
+    messages = {key(100 + oid, "wismo"): note for oid in orders}
+    messages[key(108, "wismo")] = {**note, "status": "outbox"}
+    got = {
+        a.order_id: (a.channel, a.ticket_status)
+        for a in plan_recoveries(
+            tickets,
+            orders,
+            set(),
+            set(orders),
+            messages,
+            "public_reply",
+            NOW,
+            compensated={5},
+            ticket_channel_live=True,
+        )
+    }
+    assert got == {
+        1: ("ticket_reply", "pending"),
+        4: ("ticket_reply", "solved"),  # says delivered (templates/ticket/wismo_recovered.j2)
+        6: ("ticket_note", None),
+        7: ("ticket_note", None),
+    }
+    # the demo (no sender live): the outbox note is the one there is
+    demo = plan_recoveries(tickets, orders, set(), set(orders), messages, "public_reply", NOW)
+    assert 8 in {a.order_id for a in demo}

@@ -477,6 +477,9 @@ def _plan_answers(
             at_risk.setdefault(oid, ["open exception"])
     answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages, run.now)
     recovered = {e["order_id"] for e in run.ledger.values() if e["status"] == "resolved"}
+    compensated = {
+        e["order_id"] for e in run.ledger.values() if e.get("human_decision") == "compensated"
+    }
     answered = {a.ticket_id for a in answers}
     return answers + [
         a
@@ -488,6 +491,8 @@ def _plan_answers(
             run.messages,
             run.policy.recovery_update,
             run.now,
+            compensated,
+            "ticket_note" in run.c.live_channels,
         )
         if a.ticket_id not in answered
     ]
