@@ -363,7 +363,9 @@ class ActionRun(PacketsAndPage):
         earlier = self.messages.get(row["idempotency_key"])
         if earlier is not None:  # a pending delivery tried again: its earlier tries stay on record
             row.update(
-                history=list(earlier.get("history") or []), attempts=earlier["attempts"] or 0
+                history=list(earlier.get("history") or []),
+                attempts=earlier["attempts"] or 0,
+                resend_key=earlier.get("resend_key"),
             )
         lg.write_message(self.s, row)  # the intent, committed before the sink is called
         self.messages[row["idempotency_key"]] = row

@@ -56,6 +56,9 @@ MESSAGE_COLUMNS = (
     "attempts",
     "history",
     "follow_up",
+    # the key a refused task / escalation is resent under: set at its first refusal and kept
+    # through every later retry, so "resent once" holds whatever a 429 did in between
+    "resend_key",
     "policy_rule",
     "packet_path",
     "run_id",
@@ -103,9 +106,11 @@ def _ddl(json_type: str) -> list[str]:
             exception_ids {json_type}, state_key varchar not null, state {json_type},
             channel varchar not null, template varchar not null, recipient varchar,
             subject varchar, status varchar not null, detail varchar, provider_id varchar,
-            attempts integer, history {json_type}, follow_up varchar, policy_rule varchar,
-            packet_path varchar, run_id varchar, created_at {ts} not null,
+            attempts integer, history {json_type}, follow_up varchar, resend_key varchar,
+            policy_rule varchar, packet_path varchar, run_id varchar, created_at {ts} not null,
             updated_at {ts} not null)""",
+        # a ledger from before resend_key (DuckDB and PostgreSQL both take IF NOT EXISTS)
+        "alter table ops.customer_messages add column if not exists resend_key varchar",
         f"""create table if not exists ops.action_queue (
             action_key varchar primary key, exception_id varchar not null,
             order_id bigint not null, order_name varchar, kind varchar not null,
