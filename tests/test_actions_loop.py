@@ -164,8 +164,19 @@ def test_an_unsubscribe_keys_opt_out_holds_that_customers_email(home_copy: Path)
         )
     ]
     assert len(emails) >= 2
+    # a key derived from the address (what anyone could compute) or a malformed one: refused
+    forged = lg.block_key("email", emails[0])
+    assert main(["opt-out", "--channel", "email", "--key", forged]) == 2
+    assert main(["opt-out", "--channel", "email", "--key", "x' or 1=1 --"]) == 2
+    assert not query(home_copy, "select 1 from ops.contact_blocks")
     # the link's key (senders/smtp.py List-Unsubscribe) for the first, an address for the rest
-    assert main(["opt-out", "--channel", "email", "--key", lg.block_key("email", emails[0])]) == 0
+    ((token,),) = query(
+        home_copy,
+        f"select token from ops.unsubscribe_tokens where block_key = '{forged}'",
+    )
+    assert lg.UNSUBSCRIBE_TOKEN.match(token)
+    assert main(["opt-out", "--channel", "sms", "--key", token]) == 2  # an e-mail's key
+    assert main(["opt-out", "--channel", "email", "--key", token]) == 0
     for email in emails[1:]:
         assert main(["opt-out", "--channel", "email", "--recipient", email]) == 0
     blocks = query(home_copy, "select channel, reason from ops.contact_blocks")

@@ -276,6 +276,9 @@ class ActionRun(PacketsAndPage):
             rendered.subject,
             message.policy_rule,
         )
+        meta: dict[str, Any] = {"order_id": message.order_id, "order_name": order["order_name"]}
+        if message.channel == "email" and self.writes:  # the List-Unsubscribe key (smtp.py)
+            meta["unsubscribe_token"] = lg.unsubscribe_token(self.s, "email", recipient, self.now)
         outbound = Outbound(
             idempotency_key=message.idempotency_key,
             channel=message.channel,
@@ -283,7 +286,7 @@ class ActionRun(PacketsAndPage):
             body_text=rendered.text,
             subject=rendered.subject,
             body_html=rendered.html,
-            metadata={"order_id": message.order_id, "order_name": order["order_name"]},
+            metadata=meta,
         )
         self.send_recorded(row, outbound)
 

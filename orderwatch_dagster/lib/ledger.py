@@ -2,13 +2,17 @@
 lifecycle and ownership of every exception, and what people decided), `ops.customer_messages`
 (every outbound message, keyed by its idempotency key, with the state it was based on),
 `ops.action_queue` (tasks, reroute requests, escalations and human reviews: the embedded ops
-queue) and `ops.alerts`. Portable SQL for DuckDB and PostgreSQL (`on conflict` upserts).
+queue), `ops.alerts`, `ops.contact_blocks` (opt-outs) and `ops.unsubscribe_tokens` (the random
+key an unsubscribe link carries, mapped to the block it records). Portable SQL for DuckDB and
+PostgreSQL (`on conflict` upserts).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -85,6 +89,10 @@ QUEUE_COLUMNS = (
 ALERT_COLUMNS = ("alert_key", "kind", "detail", "run_id", "created_at")
 # a recipient that opted out of a channel (or cannot receive it): never used on it again
 BLOCK_COLUMNS = ("block_key", "channel", "recipient", "reason", "created_at")
+# a random token per address: a link's key can neither be computed from an address (as a hash
+# could) nor guessed, and `orderwatch opt-out --key` accepts only one it issued
+TOKEN_COLUMNS = ("token", "channel", "block_key", "created_at")
+UNSUBSCRIBE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24)
 # compensated: a person settled it with the customer (read back from a Zendesk tag)
 HUMAN_DECISIONS = ("acknowledged", "snoozed", "false_alarm", "compensated")
 OPEN_STATUSES = ("open", "actioned")
@@ -120,6 +128,9 @@ def _ddl(json_type: str) -> list[str]:
         f"""create table if not exists ops.contact_blocks (
             block_key varchar primary key, channel varchar not null, recipient varchar,
             reason varchar, created_at {ts} not null)""",
+        f"""create table if not exists ops.unsubscribe_tokens (
+            token varchar primary key, channel varchar not null, block_key varchar not null,
+            created_at {ts} not null)""",
         f"""create table if not exists ops.alerts (
             alert_key varchar primary key, kind varchar not null, detail varchar,
             run_id varchar, created_at {ts} not null)""",
@@ -208,6 +219,33 @@ def write_alert(
 
 def block_key(channel: str, recipient: str) -> str:
     return key("block", channel, recipient.strip().lower())
+
+
+def unsubscribe_token(session: WarehouseSession, channel: str, recipient: str, at: datetime) -> str:
+    """The recipient's unsubscribe token, issued on first use and the same ever after."""
+    block = block_key(channel, recipient)
+    found = session.query(
+        f"select token from ops.unsubscribe_tokens where block_key = {session.p}"
+        " order by created_at, token limit 1",
+        [block],
+    )
+    if found:
+        return str(found[0][0])
+    token = secrets.token_urlsafe(24)
+    row = {"token": token, "channel": channel, "block_key": block, "created_at": at}
+    _upsert(session, "ops.unsubscribe_tokens", TOKEN_COLUMNS, row)
+    return token
+
+
+def token_block(session: WarehouseSession, token: str) -> tuple[str, str] | None:
+    """(channel, block key) of an issued token; None for any other string."""
+    if not UNSUBSCRIBE_TOKEN.match(token):
+        return None
+    found = session.query(
+        f"select channel, block_key from ops.unsubscribe_tokens where token = {session.p}",
+        [token],
+    )
+    return (str(found[0][0]), str(found[0][1])) if found else None
 
 
 def read_blocks(session: WarehouseSession) -> set[str]:

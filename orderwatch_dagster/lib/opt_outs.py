@@ -2,8 +2,9 @@
 number on that channel again, lib/action_run.py), from the paths a customer really takes:
 
 - an e-mail's unsubscribe link or mailto (senders/smtp.py `List-Unsubscribe`): both carry the
-  recipient's block key (`lib/ledger.py` `block_key`), never the address, so whatever serves
-  the link (or reads the mailbox) records it with `orderwatch opt-out --channel email --key K`;
+  recipient's random unsubscribe token (`lib/ledger.py` `unsubscribe_token`, issued by the action
+  run), never the address, so whatever serves the link (or reads the mailbox) records it with
+  `orderwatch opt-out --channel email --key K`; a key orderwatch did not issue is refused;
 - an SMS reply: Twilio posts each incoming message to the Messaging webhook as a form
   (`From`, `Body`, and `OptOutType` = STOP / START / HELP with Advanced Opt-Out). A STOP is
   an opt-out, a START an opt-in again; `orderwatch opt-out --twilio-inbound FILE` reads one
@@ -71,7 +72,13 @@ def record_opt_out(
     if not recipient and not key:
         raise ValueError("a recipient or a block key is needed")
     lg.ensure_ops(session)
-    block = key or lg.block_key(channel, str(recipient))
+    if key:
+        if not lg.UNSUBSCRIBE_TOKEN.match(key):
+            raise ValueError("not an unsubscribe key (32 characters of A-Z a-z 0-9 _ -)")
+        issued = lg.token_block(session, key)
+        if issued is None or issued[0] != channel:
+            raise ValueError(f"no {channel} unsubscribe key like this was issued")
+    block = issued[1] if key else lg.block_key(channel, str(recipient))
     shown = masked(channel, recipient) if recipient else f"key {block[:8]}…"
     lg.write_block(session, channel, recipient or "", shown, reason, at, known_key=block)
     return block
