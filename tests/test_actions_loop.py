@@ -205,6 +205,8 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
                 form(From="+15551230002", Body="please stop", OptOutType="STOP"),
                 form(From="+15551230003", Body="stop texting me maybe"),  # not a keyword
                 form(From="+15551230004", Body="UNSUBSCRIBE"),
+                form(From="+15551230006", Body="stop all"),  # not a Twilio keyword
+                form(From="+15551230007", Body="STOP"),
             ]
         )
     )
@@ -214,13 +216,15 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
         blocks = lg.read_blocks(session)
         # a number that cannot receive SMS stays blocked whatever it replies
         lg.write_block(session, "sms", "+15551230005", "***05", "invalid_recipient", NOW)
-    expected = {lg.block_key("sms", f"+1555123000{i}") for i in (1, 2, 4)}
+    expected = {lg.block_key("sms", f"+1555123000{i}") for i in (1, 2, 4, 7)}
     assert blocks == expected
     inbound.write_text(
         "\n".join(
             [
-                form(From="+15551230001", Body="START"),
-                form(From="+15551230005", Body="START"),
+                form(From="+15551230001", Body="START", OptOutType="START"),
+                form(From="+15551230005", Body="START", OptOutType="START"),
+                # no OptOutType: an opt-in word is not taken as one (the block stays)
+                form(From="+15551230007", Body="START"),
             ]
         )
     )
@@ -346,3 +350,12 @@ def test_a_recovery_follow_up_respects_the_order_the_agent_and_the_ticket_channe
     # the demo (no sender live): the outbox note is the one there is
     demo = plan_recoveries(tickets, orders, set(), set(orders), messages, "public_reply", NOW)
     assert 8 in {a.order_id for a in demo}
+
+
+def test_an_sms_opt_out_by_hand_matches_the_number_however_it_is_written(tmp_path: Path) -> None:
+    assert main(["opt-out", "--channel", "sms", "--recipient", "+1 (555) 123-0009"]) == 0
+    assert main(["opt-out", "--channel", "sms", "--recipient", "555-0009"]) == 2  # not E.164
+    home = Path(str(settings.home()))
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        blocks = lg.read_blocks(session)
+    assert lg.block_key("sms", "+15551230009") in blocks  # how the run sees the number

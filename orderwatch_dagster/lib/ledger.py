@@ -217,8 +217,17 @@ def write_alert(
     return alert_key
 
 
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def normal_phone(number: str) -> str:
+    """A number as E.164 digits: `+1 (555) 123-0001` and `+15551230001` are one recipient."""
+    return re.sub(r"[\s().-]", "", number.strip())
+
+
 def block_key(channel: str, recipient: str) -> str:
-    return key("block", channel, recipient.strip().lower())
+    value = normal_phone(recipient) if channel == "sms" else recipient.strip().lower()
+    return key("block", channel, value)
 
 
 def unsubscribe_token(session: WarehouseSession, channel: str, recipient: str, at: datetime) -> str:
