@@ -359,3 +359,16 @@ def test_an_sms_opt_out_by_hand_matches_the_number_however_it_is_written(tmp_pat
     with open_duckdb(home / "warehouse.duckdb") as session:
         blocks = lg.read_blocks(session)
     assert lg.block_key("sms", "+15551230009") in blocks  # how the run sees the number
+
+
+def test_a_live_store_is_tagged_only_for_messages_a_provider_accepted() -> None:
+    from orderwatch_dagster.lib.action_dispatch import notified_orders
+
+    messages = [
+        {"order_id": 1, "channel": "email", "status": "accepted"},
+        {"order_id": 2, "channel": "email", "status": "outbox"},  # reached nobody
+        {"order_id": 3, "channel": "sms", "status": "not_accepted"},
+        {"order_id": 4, "channel": "ticket_note", "status": "accepted"},
+    ]
+    assert notified_orders(messages, tags_live=True) == {1}
+    assert notified_orders(messages, tags_live=False) == {1, 2}  # the demo: all in the outbox

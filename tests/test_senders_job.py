@@ -150,12 +150,17 @@ def sink(home: Path, server_url: str) -> ActionSink:
     return ActionSink(outbox=str(home / "outbox"), **senders)
 
 
-def run(home: Path, server_url: str, policy: Any = POLICY) -> RunReport:
-    controls = Controls(packet_base_url="https://ops.example.com/packets")
+def run(
+    home: Path, server_url: str, policy: Any = POLICY, *, job_controls: bool = False
+) -> RunReport:
+    """`job_controls`: the live channels passed as the job passes them (defs/actions/jobs.py)."""
+    senders = sink(home, server_url)
+    live = frozenset(senders.live_channels()) if job_controls else frozenset()
+    controls = Controls(packet_base_url="https://ops.example.com/packets", live_channels=live)
     with open_duckdb(home / "warehouse.duckdb") as session:
         return run_actions(
             session,
-            sink(home, server_url).send,
+            senders.send,
             controls,
             policy,
             settings.now(),
@@ -368,6 +373,18 @@ def test_a_refused_task_resent_into_a_429_is_still_resent_only_once(
         " and target = 'rejected_delivery' and status = 'open'",
     )
     assert human[0][0] >= len(created)
+
+
+def test_a_live_store_is_not_tagged_for_e_mails_left_in_the_outbox(
+    home: Path, server: ScriptedHTTPServer
+) -> None:
+    """Shopify live, no e-mail sender: the customers' messages reach the outbox only, so no
+    order is tagged `orderwatch:delayed` (lib/action_dispatch.py `notified_orders`)."""
+    Provider(server, status_tickets(home))
+    report = run(home, server.url, job_controls=True)
+    assert report.messages["outbox"] > 0 and deliveries(home, "email")
+    assert not [r for r in server.requests_to(GRAPHQL) if "tagsAdd(" in r.json()["query"]]
+    assert deliveries(home, "order_tags") == {}
 
 
 def test_a_refusal_recorded_before_resend_keys_is_never_resent(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -415,12 +415,7 @@ def tag_orders(run: ActionRun, open_orders: set[Any], ctx: OrderContext) -> None
     exceptions is open any more (recovered, delivered, or a false alarm). Cycle n of an order
     is keyed (order, n)."""
     tags = [m for m in run.messages.values() if m["channel"] == "order_tags"]
-    notified = {
-        m["order_id"]
-        for m in run.messages.values()
-        # the outbox too: without a real e-mail sender the tag goes where the message went
-        if m["channel"] in ("email", "sms") and m["status"] in DELIVERED_STATUSES
-    }
+    notified = notified_orders(run.messages.values(), "order_tags" in run.c.live_channels)
     orders = notified | {m["order_id"] for m in tags}
     for oid in sorted(orders):
         mine = [m for m in tags if m["order_id"] == oid and m["status"] in SENT_STATUSES]
@@ -430,6 +425,17 @@ def tag_orders(run: ActionRun, open_orders: set[Any], ctx: OrderContext) -> None
             _tag(run, oid, ctx, cycle, add=True)
         elif added and oid not in open_orders:
             _tag(run, oid, ctx, cycle, add=False)
+
+
+def notified_orders(messages: Iterable[Mapping[str, Any]], tags_live: bool) -> set[Any]:
+    """Orders whose customer was told. A real Shopify (`tags_live`) is tagged only for
+    messages a provider accepted: an outbox e-mail reached nobody, and the tag on a live store
+    would tell an agent the customer knows. Without it the tag goes to the outbox too, where the
+    message went (the demo)."""
+    told = ("accepted",) if tags_live else DELIVERED_STATUSES
+    return {
+        m["order_id"] for m in messages if m["channel"] in ("email", "sms") and m["status"] in told
+    }
 
 
 def _tag(run: ActionRun, oid: Any, ctx: OrderContext, cycle: int, *, add: bool) -> None:
