@@ -180,7 +180,13 @@ def run_opt_out(
             counts = apply_twilio_inbound(session, bodies, settings.now())
             print(f"twilio inbound: {counts['stop']} STOP, {counts['start']} START")
             return 0
-        block = record_opt_out(session, channel, at=settings.now(), recipient=recipient, key=key)
+        try:
+            block = record_opt_out(
+                session, channel, at=settings.now(), recipient=recipient, key=key
+            )
+        except ValueError as error:
+            print(f"opt-out not recorded: {error}", file=sys.stderr)
+            return 2
     print(f"{channel} opt-out recorded (block {block[:8]}…)")
     return 0
 

@@ -90,11 +90,16 @@ def test_only_a_current_estimate_and_a_plain_https_link_reach_a_customer() -> No
     from orderwatch_dagster.lib.packets import SAFE_LINK, delivery_facts
 
     assert SAFE_LINK.match("https://track.easypost.com/djE6dHJrXzEyMw")
+    # a carrier's query string is fine: text parts are not escaped (lib/templating.py)
+    assert SAFE_LINK.match("https://www.ups.com/track?tracknum=1Z2345&loc=en_US")
     for bad in (
         "http://track.example.com/1",  # not https
         "javascript:alert(1)",
-        "https://track.example.com/1?a=1&b=2",  # `&` would reach a text body as `&amp;`
         'https://track.example.com/"><script>',
+        "https://track.example.com/1?a=1&b=<x>",
+        "https://track.example.com/a b",
+        "https://user@evil.example/x",  # the host is the part after `//`, plain
+        "https://track.example.com/x'onmouseover=1",
     ):
         assert not SAFE_LINK.match(bad), bad
     base = _order("in_transit", 48, tracking_url="https://track.easypost.com/x")
@@ -159,8 +164,19 @@ def test_an_unsubscribe_keys_opt_out_holds_that_customers_email(home_copy: Path)
         )
     ]
     assert len(emails) >= 2
+    # a key derived from the address (what anyone could compute) or a malformed one: refused
+    forged = lg.block_key("email", emails[0])
+    assert main(["opt-out", "--channel", "email", "--key", forged]) == 2
+    assert main(["opt-out", "--channel", "email", "--key", "x' or 1=1 --"]) == 2
+    assert not query(home_copy, "select 1 from ops.contact_blocks")
     # the link's key (senders/smtp.py List-Unsubscribe) for the first, an address for the rest
-    assert main(["opt-out", "--channel", "email", "--key", lg.block_key("email", emails[0])]) == 0
+    ((token,),) = query(
+        home_copy,
+        f"select token from ops.unsubscribe_tokens where block_key = '{forged}'",
+    )
+    assert lg.UNSUBSCRIBE_TOKEN.match(token)
+    assert main(["opt-out", "--channel", "sms", "--key", token]) == 2  # an e-mail's key
+    assert main(["opt-out", "--channel", "email", "--key", token]) == 0
     for email in emails[1:]:
         assert main(["opt-out", "--channel", "email", "--recipient", email]) == 0
     blocks = query(home_copy, "select channel, reason from ops.contact_blocks")
@@ -189,6 +205,8 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
                 form(From="+15551230002", Body="please stop", OptOutType="STOP"),
                 form(From="+15551230003", Body="stop texting me maybe"),  # not a keyword
                 form(From="+15551230004", Body="UNSUBSCRIBE"),
+                form(From="+15551230006", Body="stop all"),  # not a Twilio keyword
+                form(From="+15551230007", Body="STOP"),
             ]
         )
     )
@@ -198,13 +216,15 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
         blocks = lg.read_blocks(session)
         # a number that cannot receive SMS stays blocked whatever it replies
         lg.write_block(session, "sms", "+15551230005", "***05", "invalid_recipient", NOW)
-    expected = {lg.block_key("sms", f"+1555123000{i}") for i in (1, 2, 4)}
+    expected = {lg.block_key("sms", f"+1555123000{i}") for i in (1, 2, 4, 7)}
     assert blocks == expected
     inbound.write_text(
         "\n".join(
             [
-                form(From="+15551230001", Body="START"),
-                form(From="+15551230005", Body="START"),
+                form(From="+15551230001", Body="START", OptOutType="START"),
+                form(From="+15551230005", Body="START", OptOutType="START"),
+                # no OptOutType: an opt-in word is not taken as one (the block stays)
+                form(From="+15551230007", Body="START"),
             ]
         )
     )
@@ -214,3 +234,141 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
     assert after == (expected - {lg.block_key("sms", "+15551230001")}) | {
         lg.block_key("sms", "+15551230005")
     }
+
+
+# -- plain-text parts are not HTML-escaped; HTML parts are ----------------------------------
+def test_a_name_with_an_apostrophe_and_a_query_link_reach_each_part_as_written() -> None:
+    from orderwatch_dagster.lib.templating import render_message, render_text
+
+    link = "https://www.ups.com/track?tracknum=1Z2345&loc=en_US"
+    facts = {
+        "first_name": "Siobhán O'Neil",
+        "order_name": "#1001",
+        "status_text": "on its way with the carrier",
+        "carrier": "UPS",
+        "promised_date": "2026-10-12",
+        "what_happened": "the carrier reported a delay in transit.",
+        "what_we_do": "we are following up with the carrier.",
+        "last_scan_date": "2026-10-09",
+        "est_delivery_date": "2026-10-13",
+        "tracking_url": link,
+        "shop_name": "Barnes & Daughters",
+        "delivered": False,
+    }
+    email = render_message("carrier_issue", "email", facts)
+    sms = render_message("delay_notice", "sms", facts)
+    reply = render_text("ticket/wismo_reply.j2", **facts)
+    for text in (email.text, sms.text, reply):
+        assert "&#39;" not in text and "&amp;" not in text, text
+        assert link in text and "Barnes & Daughters" in text
+    assert "Siobhán O'Neil" in email.text and "Siobhán O'Neil" in reply
+    html = email.html or ""
+    assert "Siobhán O&#39;Neil" in html and "Siobhán O'Neil" not in html
+    assert f'href="{link.replace("&", "&amp;")}"' in html  # HTML's own escaping of `&`
+    assert "Barnes &amp; Daughters" in html
+
+
+def test_injection_stays_inert_in_the_unescaped_text_parts() -> None:
+    from orderwatch_dagster.lib.templating import render_message, render_text
+
+    evil = "{{7*7}}{% raw %}<script>alert(1)</script>"
+    facts = {
+        "first_name": evil,
+        "order_name": "#1",
+        "status_text": "on its way",
+        "carrier": evil,
+        "promised_date": "2026-10-08",
+        "what_happened": "x.",
+        "what_we_do": "y.",
+        "address_line": evil,
+        "last_scan_date": None,
+        "est_delivery_date": None,
+        "tracking_url": None,
+        "shop_name": "Shop",
+        "delivered": False,
+    }
+    for template in ("delay_notice", "carrier_issue", "address_check", "lost_parcel"):
+        for channel in ("email", "sms"):
+            r = render_message(template, channel, facts)
+            assert "49" not in r.text  # data, never template code
+            assert channel == "sms" or evil in r.text  # SMS carry no name
+            if r.html:
+                assert "<script>" not in r.html and "{{7*7}}{% raw %}&lt;script&gt;" in r.html
+    reply = render_text("ticket/wismo_reply.j2", **facts)
+    assert evil in reply and "49" not in reply
+
+
+# -- the recovery follow-up: never "back on track" on an ended order, never over an agent ------
+def test_a_recovery_follow_up_respects_the_order_the_agent_and_the_ticket_channel() -> None:
+    from orderwatch_dagster.lib.ledger import key
+    from orderwatch_dagster.lib.wismo import plan_recoveries
+
+    orders = {
+        1: _order("in_transit", 48),  # recovered, new and unassigned: the public reply
+        2: _order("cancelled", 48, is_cancelled=True),
+        3: _order("return_to_sender", 48),
+        4: _order("delivered", -5, delivered_at=NOW - timedelta(hours=1)),
+        5: _order("in_transit", 48),  # an agent compensated the customer
+        6: _order("in_transit", 48),  # the ticket is pending: an agent is on it
+        7: _order("in_transit", 48),  # assigned
+        8: _order("in_transit", 48),  # the at-risk note only reached the outbox
+    }
+    status = {6: "pending"}
+    tickets = [
+        {
+            "ticket_id": 100 + oid,
+            "status": status.get(oid, "new"),
+            "is_wismo": True,
+            "order_id": oid,
+            "assignee_id": 900 if oid == 7 else None,
+        }
+        for oid in orders
+    ]
+    note = {"template": "wismo_note", "status": "accepted"}
+    messages = {key(100 + oid, "wismo"): note for oid in orders}
+    messages[key(108, "wismo")] = {**note, "status": "outbox"}
+    got = {
+        a.order_id: (a.channel, a.ticket_status)
+        for a in plan_recoveries(
+            tickets,
+            orders,
+            set(),
+            set(orders),
+            messages,
+            "public_reply",
+            NOW,
+            compensated={5},
+            ticket_channel_live=True,
+        )
+    }
+    assert got == {
+        1: ("ticket_reply", "pending"),
+        4: ("ticket_reply", "solved"),  # says delivered (templates/ticket/wismo_recovered.j2)
+        6: ("ticket_note", None),
+        7: ("ticket_note", None),
+    }
+    # the demo (no sender live): the outbox note is the one there is
+    demo = plan_recoveries(tickets, orders, set(), set(orders), messages, "public_reply", NOW)
+    assert 8 in {a.order_id for a in demo}
+
+
+def test_an_sms_opt_out_by_hand_matches_the_number_however_it_is_written(tmp_path: Path) -> None:
+    assert main(["opt-out", "--channel", "sms", "--recipient", "+1 (555) 123-0009"]) == 0
+    assert main(["opt-out", "--channel", "sms", "--recipient", "555-0009"]) == 2  # not E.164
+    home = Path(str(settings.home()))
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        blocks = lg.read_blocks(session)
+    assert lg.block_key("sms", "+15551230009") in blocks  # how the run sees the number
+
+
+def test_a_live_store_is_tagged_only_for_messages_a_provider_accepted() -> None:
+    from orderwatch_dagster.lib.action_dispatch import notified_orders
+
+    messages = [
+        {"order_id": 1, "channel": "email", "status": "accepted"},
+        {"order_id": 2, "channel": "email", "status": "outbox"},  # reached nobody
+        {"order_id": 3, "channel": "sms", "status": "not_accepted"},
+        {"order_id": 4, "channel": "ticket_note", "status": "accepted"},
+    ]
+    assert notified_orders(messages, tags_live=True) == {1}
+    assert notified_orders(messages, tags_live=False) == {1, 2}  # the demo: all in the outbox

@@ -438,9 +438,23 @@ def test_a_recovered_orders_status_ticket_gets_one_follow_up(
     before = {t: len(zendesk.puts[t]) for t in kinds}
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # every order recovered
         con.execute("update marts.order_exceptions set ended_at = as_of where ended_at is null")
+        # the demo's agents hold every open ticket: half of them let go, so both paths run
+        unassigned = sorted(noted)[::2]
+        con.execute(
+            "update staging.stg_support__tickets set assignee_id = null"
+            f" where ticket_id in ({', '.join(map(str, unassigned))})"
+        )
     run(home, server.url, policy)
     states = order_state(home)
-    followed = 0
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        engaged = {
+            t: a is not None or st in ("pending", "hold")
+            for t, a, st in con.execute(
+                "select ticket_id, assignee_id, status from staging.stg_support__tickets"
+                " where is_latest_version"
+            ).fetchall()
+        }
+    followed = public = internal = 0
     for ticket_id, order_id in at_risk.items():
         new = zendesk.puts[ticket_id][before[ticket_id] :]
         ups = [
@@ -457,7 +471,11 @@ def test_a_recovered_orders_status_ticket_gets_one_follow_up(
         assert len(ups) == 1, (ticket_id, new)
         (up,) = ups
         followed += 1
-        if mode == "public_reply":
+        if mode == "public_reply" and engaged[ticket_id]:  # an agent has it: never over them
+            assert up["comment"]["public"] is False and "status" not in up
+            internal += 1
+        elif mode == "public_reply":
+            public += 1
             delivered = state["current_milestone"] == "delivered"
             assert up["comment"]["public"] is True
             assert up["status"] == ("solved" if delivered else "pending")
@@ -468,6 +486,8 @@ def test_a_recovered_orders_status_ticket_gets_one_follow_up(
             assert up["comment"]["public"] is False and "status" not in up
             assert "has recovered" in up["comment"]["body"]
     assert followed > 0
+    if mode == "public_reply":
+        assert public > 0 and internal > 0, (public, internal)
     requests = len(server.requests)
     run(home, server.url, policy)
     assert len(server.requests) == requests, "one follow-up per ticket, whatever the runs"

@@ -150,12 +150,17 @@ def sink(home: Path, server_url: str) -> ActionSink:
     return ActionSink(outbox=str(home / "outbox"), **senders)
 
 
-def run(home: Path, server_url: str, policy: Any = POLICY) -> RunReport:
-    controls = Controls(packet_base_url="https://ops.example.com/packets")
+def run(
+    home: Path, server_url: str, policy: Any = POLICY, *, job_controls: bool = False
+) -> RunReport:
+    """`job_controls`: the live channels passed as the job passes them (defs/actions/jobs.py)."""
+    senders = sink(home, server_url)
+    live = frozenset(senders.live_channels()) if job_controls else frozenset()
+    controls = Controls(packet_base_url="https://ops.example.com/packets", live_channels=live)
     with open_duckdb(home / "warehouse.duckdb") as session:
         return run_actions(
             session,
-            sink(home, server_url).send,
+            senders.send,
             controls,
             policy,
             settings.now(),
@@ -332,6 +337,77 @@ def test_a_refused_task_or_escalation_stays_pending_and_goes_once_more_later(
     total = len(server.requests)
     run(home, server.url)
     assert len(server.requests) == total  # never a third time
+
+
+def test_a_refused_task_resent_into_a_429_is_still_resent_only_once(
+    home: Path, server: ScriptedHTTPServer
+) -> None:
+    """refused → the resend throttled (429, not_accepted) → the retry goes under the same
+    `:resend` key and, refused again, is a human review: never a first refusal a second time."""
+    provider = Provider(server, status_tickets(home))
+    keys_by_run: list[Counter[str]] = []
+
+    def step(mode: str) -> None:
+        before = len(server.requests_to(TICKETS))
+        provider.mode = {TICKETS: mode, HOOK: mode}
+        run(home, server.url)
+        keys = [r.headers["Idempotency-Key"] for r in server.requests_to(TICKETS)[before:]]
+        keys_by_run.append(Counter("resend" if k.endswith(":resend") else "first" for k in keys))
+
+    step("invalid")
+    created = deliveries(home, "ticket_create")
+    assert created and {d["follow_up"] for d in created.values()} == {"resend_once"}
+    step("throttle")
+    assert {d["status"] for d in deliveries(home, "ticket_create").values()} == {"not_accepted"}
+    step("invalid")
+    step("invalid")  # done: nothing goes out any more
+    assert keys_by_run[0]["first"] > 0 and not keys_by_run[0]["resend"]
+    assert keys_by_run[1]["resend"] > 0 and not keys_by_run[1]["first"]
+    assert keys_by_run[2] == Counter(resend=len(created))  # the one resend, under its key
+    assert keys_by_run[3] == Counter()
+    after = deliveries(home, "ticket_create")
+    assert {(d["status"], d["follow_up"]) for d in after.values()} == {("rejected", "human_review")}
+    human = rows(
+        home,
+        "select count(*) from ops.action_queue where kind = 'human_review'"
+        " and target = 'rejected_delivery' and status = 'open'",
+    )
+    assert human[0][0] >= len(created)
+
+
+def test_a_live_store_is_not_tagged_for_e_mails_left_in_the_outbox(
+    home: Path, server: ScriptedHTTPServer
+) -> None:
+    """Shopify live, no e-mail sender: the customers' messages reach the outbox only, so no
+    order is tagged `orderwatch:delayed` (lib/action_dispatch.py `notified_orders`)."""
+    Provider(server, status_tickets(home))
+    report = run(home, server.url, job_controls=True)
+    assert report.messages["outbox"] > 0 and deliveries(home, "email")
+    assert not [r for r in server.requests_to(GRAPHQL) if "tagsAdd(" in r.json()["query"]]
+    assert deliveries(home, "order_tags") == {}
+
+
+def test_a_refusal_recorded_before_resend_keys_is_never_resent(
+    home: Path, server: ScriptedHTTPServer
+) -> None:
+    """A refused row without `resend_key` (written before it existed) may have been resent
+    already: it goes to a person instead of out again."""
+    provider = Provider(server, status_tickets(home))
+    provider.mode = {TICKETS: "invalid", HOOK: "invalid"}
+    run(home, server.url)
+    refused = {**deliveries(home, "ticket_create"), **deliveries(home, "slack")}
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("update ops.customer_messages set resend_key = null")
+    tried = len(server.requests)
+    provider.mode = {TICKETS: "ok", HOOK: "ok"}
+    run(home, server.url)
+    assert len(server.requests) == tried
+    human = rows(
+        home,
+        "select count(*) from ops.action_queue where kind = 'human_review'"
+        " and target = 'rejected_delivery' and status = 'open'",
+    )
+    assert human == [(len(refused),)]
 
 
 def test_fate_unknown_retried_under_the_key_where_honoured_else_uncertain_never_twice(

@@ -93,16 +93,16 @@ def test_the_email_arrives_with_the_right_headers(
     assert mail.get_body(("html",)).get_content().strip() == MESSAGE.body_html
 
 
-def test_the_unsubscribe_headers_carry_the_recipients_block_key(
+def test_the_unsubscribe_headers_carry_the_recipients_token(
     server: SMTPServer, handler: RecordingHandler
 ) -> None:
     """RFC 2369 List-Unsubscribe with a mailto and an https link, RFC 8058 one-click POST;
-    both carry the key `orderwatch opt-out --key` records (lib/opt_outs.py), not the address."""
+    both carry the random token `orderwatch opt-out --key` records (lib/opt_outs.py), not the
+    address nor anything computed from it."""
     from urllib.parse import parse_qs, unquote, urlsplit
 
-    from orderwatch_dagster.lib.ledger import block_key
-
-    plain = dataclasses.replace(MESSAGE, metadata={})
+    key = "Zq3v_8kLm0pR-tY7wXa2bC4dE6fG9hJ1"  # lib/ledger.py unsubscribe_token's shape
+    plain = dataclasses.replace(MESSAGE, metadata={"unsubscribe_token": key})
     mailer = sender(
         server.port,
         unsubscribe_mailto="unsubscribe@shop.example.com",
@@ -113,7 +113,6 @@ def test_the_unsubscribe_headers_carry_the_recipients_block_key(
     mail = received.message
     links = [link.strip().strip("<>") for link in mail["List-Unsubscribe"].split(",")]
     mailto, https = links
-    key = block_key("email", "ann@example.com")
     assert mailto.startswith("mailto:unsubscribe@shop.example.com?subject=")
     assert unquote(mailto.split("subject=", 1)[1]) == f"unsubscribe {key}"
     query = parse_qs(urlsplit(https).query)
@@ -130,6 +129,12 @@ def test_the_unsubscribe_headers_carry_the_recipients_block_key(
     # an http (not https) endpoint is a setting to fix, never a message sent without it
     bad = sender(server.port, unsubscribe_url="http://shop.example.com/u").send(plain)
     assert bad.outcome is Outcome.NOT_ACCEPTED and "ORDERWATCH_SMTP_UNSUBSCRIBE_URL" in bad.detail
+    # no issued token (or a malformed one): no configured link at all, never a derived key
+    handler.messages.clear()
+    for metadata in ({}, {"unsubscribe_token": "ann@example.com"}):
+        untokened = dataclasses.replace(MESSAGE, metadata=metadata)
+        assert mailer.send(untokened).outcome is Outcome.ACCEPTED
+    assert all(m.message["List-Unsubscribe"] is None for m in handler.messages)
 
 
 def test_the_message_id_follows_the_idempotency_key() -> None:

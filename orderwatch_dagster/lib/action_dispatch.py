@@ -9,9 +9,11 @@ the run's sink exactly like a customer message: the intent is committed before t
 called, a row `not_accepted` (the provider provably did not take it) is sent again by a later
 run under the same key, one `accepted`, `outbox` or `uncertain` never again (lib/decide.py
 `SENT_STATUSES`). A task or escalation the provider refused (`rejected`) is not dropped: an
-alert says why, it stays pending (follow-up `resend_once`) and a later run sends it once more;
-refused again, it goes to the human queue (`rejected_delivery`). Without an enabled sender the
-sink writes to the local outbox.
+alert says why, it stays pending (follow-up `resend_once`, the row's `resend_key` set) and a
+later run sends it once more under that key, and every retry after (a 429 in between) too;
+refused again, it goes to the human queue (`rejected_delivery`). A refused row without
+`resend_key` (from before it existed) is never resent: it goes to the human queue. Without an
+enabled sender the sink writes to the local outbox.
 
 A reroute goes to ShipBob only with every input it needs known (`reroute_request`); otherwise,
 or when the sender answers `rejected` (with follow-up `open_task` when ShipBob cannot make the
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -313,9 +315,10 @@ def dispatch_queue(
         if channel in (None, "reroute") or item["status"] != "open":
             continue
         previous = run.messages.get(delivery_key(item["action_key"], channel))
-        resend = previous is not None and _resend_refused(run, item, channel, previous)
-        if previous is not None and previous["status"] in SENT_STATUSES and not resend:
+        resend_key = _resend_key(run, item, channel, previous)
+        if previous is not None and previous["status"] in SENT_STATUSES and not resend_key:
             continue
+        resend = resend_key is not None
         order = _order(run, ctx, item)
         exc = by_id.get(item["exception_id"]) or run.ledger.get(item["exception_id"]) or {}
         outbound = _outbound(run, item, order, exc, status_tickets.get(item["order_id"]))
@@ -331,11 +334,9 @@ def dispatch_queue(
             outbound.subject,
             item.get("policy_rule") or "",
         )
-        if resend:  # the refused request created nothing: a fresh key cannot duplicate it
+        if resend_key:  # the refused request created nothing: a fresh key cannot duplicate it
             # (the ledger row keeps its key; only the provider sees the new one)
-            outbound = dataclasses.replace(
-                outbound, idempotency_key=f"{outbound.idempotency_key}:resend"
-            )
+            outbound = dataclasses.replace(outbound, idempotency_key=resend_key)
         run.send_recorded(row, outbound)
         if row["status"] == str(Outcome.REJECTED):
             _refused(run, item, channel, row, again=resend)
@@ -345,14 +346,41 @@ def _refused_again_key(item: Mapping[str, Any], channel: str) -> str:
     return lg.key(item["action_key"], channel, "refused_again")
 
 
-def _resend_refused(
+def _resend_key(
+    run: ActionRun, item: Mapping[str, Any], channel: str, previous: Mapping[str, Any] | None
+) -> str | None:
+    """The key a delivery goes out under when it is the one resend of a refused task or
+    escalation: at its first refusal the row got `resend_key` and follow-up `resend_once`; a
+    resend the provider did not accept (429, 503) keeps the key and is tried again under it.
+    None: not a resend (a first send, a plain not_accepted retry, or done for good)."""
+    if previous is None or not previous.get("resend_key"):
+        if previous is not None and previous["status"] == str(Outcome.REJECTED):
+            _refused_unmarked(run, item, channel, previous)
+        return None
+    if _refused_again_key(item, channel) in run.queue:
+        return None  # refused twice: a person has it
+    waiting = previous["status"] == str(Outcome.REJECTED) and previous["follow_up"] == "resend_once"
+    if waiting or previous["status"] == str(Outcome.NOT_ACCEPTED):
+        return str(previous["resend_key"])
+    return None
+
+
+def _refused_unmarked(
     run: ActionRun, item: Mapping[str, Any], channel: str, previous: Mapping[str, Any]
-) -> bool:
-    """A task or escalation the provider refused (a 4xx) is not dropped: it stays pending
-    and goes once more on a later run (after the alert, a person can fix what it names);
-    refused again, it is a human review and never sent a third time."""
-    return previous["status"] == str(Outcome.REJECTED) and (
-        _refused_again_key(item, channel) not in run.queue
+) -> None:
+    """A refusal recorded before resends carried `resend_key`: whether it was resent already
+    is unknown, so it is never sent again; a person reviews it (once)."""
+    if previous.get("follow_up") != "resend_once" or _refused_again_key(item, channel) in run.queue:
+        return
+    run.queue_item(
+        item["exception_id"],
+        item,
+        "human_review",
+        "rejected_delivery",
+        f"refused by the provider, not sent again: {previous.get('detail')}",
+        item.get("policy_rule") or "",
+        action_key=_refused_again_key(item, channel),
+        severity=item.get("severity"),
     )
 
 
@@ -376,6 +404,7 @@ def _refused(
     else:
         run.alert("rejected_delivery", f"{what} (pending: sent once more on the next run)")
         row["follow_up"] = "resend_once"
+        row["resend_key"] = f"{row['idempotency_key']}:resend"
     if run.writes:
         lg.write_message(run.s, row)
 
@@ -386,12 +415,7 @@ def tag_orders(run: ActionRun, open_orders: set[Any], ctx: OrderContext) -> None
     exceptions is open any more (recovered, delivered, or a false alarm). Cycle n of an order
     is keyed (order, n)."""
     tags = [m for m in run.messages.values() if m["channel"] == "order_tags"]
-    notified = {
-        m["order_id"]
-        for m in run.messages.values()
-        # the outbox too: without a real e-mail sender the tag goes where the message went
-        if m["channel"] in ("email", "sms") and m["status"] in DELIVERED_STATUSES
-    }
+    notified = notified_orders(run.messages.values(), "order_tags" in run.c.live_channels)
     orders = notified | {m["order_id"] for m in tags}
     for oid in sorted(orders):
         mine = [m for m in tags if m["order_id"] == oid and m["status"] in SENT_STATUSES]
@@ -401,6 +425,17 @@ def tag_orders(run: ActionRun, open_orders: set[Any], ctx: OrderContext) -> None
             _tag(run, oid, ctx, cycle, add=True)
         elif added and oid not in open_orders:
             _tag(run, oid, ctx, cycle, add=False)
+
+
+def notified_orders(messages: Iterable[Mapping[str, Any]], tags_live: bool) -> set[Any]:
+    """Orders whose customer was told. A real Shopify (`tags_live`) is tagged only for
+    messages a provider accepted: an outbox e-mail reached nobody, and the tag on a live store
+    would tell an agent the customer knows. Without it the tag goes to the outbox too, where the
+    message went (the demo)."""
+    told = ("accepted",) if tags_live else DELIVERED_STATUSES
+    return {
+        m["order_id"] for m in messages if m["channel"] in ("email", "sms") and m["status"] in told
+    }
 
 
 def _tag(run: ActionRun, oid: Any, ctx: OrderContext, cycle: int, *, add: bool) -> None:

@@ -31,6 +31,8 @@ class Controls:
     packet_base_url: str | None = None  # where outbox/packets/ is served; None: the file path
     # ShipBob shipping service id a late shipment is moved to; None: such reroutes go to a person
     reroute_shipping_service_id: int | None = None
+    # the channels a real sender is enabled for (ActionSink.live_channels); empty: the outbox
+    live_channels: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -110,9 +112,9 @@ def open_status_tickets(
     ticket solved since must not be answered, nor one ticket answered once per version)."""
     if not table_exists(session, "staging", "stg_support__tickets"):
         return []
-    cols = ("ticket_id", "status", "is_wismo", "order_id", "created_at")
+    cols = ("ticket_id", "status", "is_wismo", "order_id", "created_at", "assignee_id")
     sql = (
-        "select t.ticket_id, t.status, t.is_wismo, o.order_id, t.created_at"
+        "select t.ticket_id, t.status, t.is_wismo, o.order_id, t.created_at, t.assignee_id"
         " from staging.stg_support__tickets t"
         " inner join marts.order_state o on o.order_name = t.order_name"
         f" where t.is_latest_version and t.is_wismo and t.status in ({_in(session, statuses)})"

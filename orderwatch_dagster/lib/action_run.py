@@ -276,6 +276,9 @@ class ActionRun(PacketsAndPage):
             rendered.subject,
             message.policy_rule,
         )
+        meta: dict[str, Any] = {"order_id": message.order_id, "order_name": order["order_name"]}
+        if message.channel == "email" and self.writes:  # the List-Unsubscribe key (smtp.py)
+            meta["unsubscribe_token"] = lg.unsubscribe_token(self.s, "email", recipient, self.now)
         outbound = Outbound(
             idempotency_key=message.idempotency_key,
             channel=message.channel,
@@ -283,7 +286,7 @@ class ActionRun(PacketsAndPage):
             body_text=rendered.text,
             subject=rendered.subject,
             body_html=rendered.html,
-            metadata={"order_id": message.order_id, "order_name": order["order_name"]},
+            metadata=meta,
         )
         self.send_recorded(row, outbound)
 
@@ -363,7 +366,9 @@ class ActionRun(PacketsAndPage):
         earlier = self.messages.get(row["idempotency_key"])
         if earlier is not None:  # a pending delivery tried again: its earlier tries stay on record
             row.update(
-                history=list(earlier.get("history") or []), attempts=earlier["attempts"] or 0
+                history=list(earlier.get("history") or []),
+                attempts=earlier["attempts"] or 0,
+                resend_key=earlier.get("resend_key"),
             )
         lg.write_message(self.s, row)  # the intent, committed before the sink is called
         self.messages[row["idempotency_key"]] = row
@@ -477,6 +482,9 @@ def _plan_answers(
             at_risk.setdefault(oid, ["open exception"])
     answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages, run.now)
     recovered = {e["order_id"] for e in run.ledger.values() if e["status"] == "resolved"}
+    compensated = {
+        e["order_id"] for e in run.ledger.values() if e.get("human_decision") == "compensated"
+    }
     answered = {a.ticket_id for a in answers}
     return answers + [
         a
@@ -488,6 +496,8 @@ def _plan_answers(
             run.messages,
             run.policy.recovery_update,
             run.now,
+            compensated,
+            "ticket_note" in run.c.live_channels,
         )
         if a.ticket_id not in answered
     ]

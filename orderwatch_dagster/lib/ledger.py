@@ -2,13 +2,17 @@
 lifecycle and ownership of every exception, and what people decided), `ops.customer_messages`
 (every outbound message, keyed by its idempotency key, with the state it was based on),
 `ops.action_queue` (tasks, reroute requests, escalations and human reviews: the embedded ops
-queue) and `ops.alerts`. Portable SQL for DuckDB and PostgreSQL (`on conflict` upserts).
+queue), `ops.alerts`, `ops.contact_blocks` (opt-outs) and `ops.unsubscribe_tokens` (the random
+key an unsubscribe link carries, mapped to the block it records). Portable SQL for DuckDB and
+PostgreSQL (`on conflict` upserts).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -56,6 +60,9 @@ MESSAGE_COLUMNS = (
     "attempts",
     "history",
     "follow_up",
+    # the key a refused task / escalation is resent under: set at its first refusal and kept
+    # through every later retry, so "resent once" holds whatever a 429 did in between
+    "resend_key",
     "policy_rule",
     "packet_path",
     "run_id",
@@ -82,6 +89,10 @@ QUEUE_COLUMNS = (
 ALERT_COLUMNS = ("alert_key", "kind", "detail", "run_id", "created_at")
 # a recipient that opted out of a channel (or cannot receive it): never used on it again
 BLOCK_COLUMNS = ("block_key", "channel", "recipient", "reason", "created_at")
+# a random token per address: a link's key can neither be computed from an address (as a hash
+# could) nor guessed, and `orderwatch opt-out --key` accepts only one it issued
+TOKEN_COLUMNS = ("token", "channel", "block_key", "created_at")
+UNSUBSCRIBE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24)
 # compensated: a person settled it with the customer (read back from a Zendesk tag)
 HUMAN_DECISIONS = ("acknowledged", "snoozed", "false_alarm", "compensated")
 OPEN_STATUSES = ("open", "actioned")
@@ -103,9 +114,11 @@ def _ddl(json_type: str) -> list[str]:
             exception_ids {json_type}, state_key varchar not null, state {json_type},
             channel varchar not null, template varchar not null, recipient varchar,
             subject varchar, status varchar not null, detail varchar, provider_id varchar,
-            attempts integer, history {json_type}, follow_up varchar, policy_rule varchar,
-            packet_path varchar, run_id varchar, created_at {ts} not null,
+            attempts integer, history {json_type}, follow_up varchar, resend_key varchar,
+            policy_rule varchar, packet_path varchar, run_id varchar, created_at {ts} not null,
             updated_at {ts} not null)""",
+        # a ledger from before resend_key (DuckDB and PostgreSQL both take IF NOT EXISTS)
+        "alter table ops.customer_messages add column if not exists resend_key varchar",
         f"""create table if not exists ops.action_queue (
             action_key varchar primary key, exception_id varchar not null,
             order_id bigint not null, order_name varchar, kind varchar not null,
@@ -115,6 +128,9 @@ def _ddl(json_type: str) -> list[str]:
         f"""create table if not exists ops.contact_blocks (
             block_key varchar primary key, channel varchar not null, recipient varchar,
             reason varchar, created_at {ts} not null)""",
+        f"""create table if not exists ops.unsubscribe_tokens (
+            token varchar primary key, channel varchar not null, block_key varchar not null,
+            created_at {ts} not null)""",
         f"""create table if not exists ops.alerts (
             alert_key varchar primary key, kind varchar not null, detail varchar,
             run_id varchar, created_at {ts} not null)""",
@@ -201,8 +217,44 @@ def write_alert(
     return alert_key
 
 
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def normal_phone(number: str) -> str:
+    """A number as E.164 digits: `+1 (555) 123-0001` and `+15551230001` are one recipient."""
+    return re.sub(r"[\s().-]", "", number.strip())
+
+
 def block_key(channel: str, recipient: str) -> str:
-    return key("block", channel, recipient.strip().lower())
+    value = normal_phone(recipient) if channel == "sms" else recipient.strip().lower()
+    return key("block", channel, value)
+
+
+def unsubscribe_token(session: WarehouseSession, channel: str, recipient: str, at: datetime) -> str:
+    """The recipient's unsubscribe token, issued on first use and the same ever after."""
+    block = block_key(channel, recipient)
+    found = session.query(
+        f"select token from ops.unsubscribe_tokens where block_key = {session.p}"
+        " order by created_at, token limit 1",
+        [block],
+    )
+    if found:
+        return str(found[0][0])
+    token = secrets.token_urlsafe(24)
+    row = {"token": token, "channel": channel, "block_key": block, "created_at": at}
+    _upsert(session, "ops.unsubscribe_tokens", TOKEN_COLUMNS, row)
+    return token
+
+
+def token_block(session: WarehouseSession, token: str) -> tuple[str, str] | None:
+    """(channel, block key) of an issued token; None for any other string."""
+    if not UNSUBSCRIBE_TOKEN.match(token):
+        return None
+    found = session.query(
+        f"select channel, block_key from ops.unsubscribe_tokens where token = {session.p}",
+        [token],
+    )
+    return (str(found[0][0]), str(found[0][1])) if found else None
 
 
 def read_blocks(session: WarehouseSession) -> set[str]:

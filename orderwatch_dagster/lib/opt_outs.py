@@ -2,11 +2,13 @@
 number on that channel again, lib/action_run.py), from the paths a customer really takes:
 
 - an e-mail's unsubscribe link or mailto (senders/smtp.py `List-Unsubscribe`): both carry the
-  recipient's block key (`lib/ledger.py` `block_key`), never the address, so whatever serves
-  the link (or reads the mailbox) records it with `orderwatch opt-out --channel email --key K`;
+  recipient's random unsubscribe token (`lib/ledger.py` `unsubscribe_token`, issued by the action
+  run), never the address, so whatever serves the link (or reads the mailbox) records it with
+  `orderwatch opt-out --channel email --key K`; a key orderwatch did not issue is refused;
 - an SMS reply: Twilio posts each incoming message to the Messaging webhook as a form
-  (`From`, `Body`, and `OptOutType` = STOP / START / HELP with Advanced Opt-Out). A STOP is
-  an opt-out, a START an opt-in again; `orderwatch opt-out --twilio-inbound FILE` reads one
+  (`From`, `Body`, and `OptOutType` = STOP / START / HELP with Advanced Opt-Out). A STOP
+  (OptOutType, else one of Twilio's default keywords) is an opt-out, an OptOutType START an
+  opt-in again; `orderwatch opt-out --twilio-inbound FILE` reads one
   form body per line. Twilio itself refuses later messages to a number that replied STOP
   (error 21610), which the SMS sender classifies as an opt-out (senders/twilio.py) and the run
   records too: this path only makes the block arrive before the next send;
@@ -23,12 +25,13 @@ from orderwatch_dagster.lib import ledger as lg
 from orderwatch_dagster.lib.packets import mask_email, mask_phone
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
-# Twilio's default opt-out and opt-in keywords (a whole message, any case), for accounts
-# without Advanced Opt-Out, whose webhook carries no OptOutType.
+# Twilio's default opt-out keywords (a whole message, any case), for a webhook without
+# OptOutType (no Advanced Opt-Out). Without OptOutType nothing is read as an opt-in: a block
+# lifted by a misread word texts someone who said stop; a START lifts it only when Twilio
+# itself says so (OptOutType=START).
 STOP_WORDS = frozenset(
-    {"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
 )
-START_WORDS = frozenset({"START", "YES", "UNSTOP"})
 CHANNELS = ("email", "sms")
 
 
@@ -47,7 +50,7 @@ def parse_twilio_inbound(form_body: str) -> InboundSms | None:
     kind = form.get("OptOutType", "").strip().upper()
     if not kind:  # no Advanced Opt-Out: Twilio's default keywords
         word = " ".join(form.get("Body", "").split()).upper()
-        kind = "STOP" if word in STOP_WORDS else "START" if word in START_WORDS else ""
+        kind = "STOP" if word in STOP_WORDS else ""
     action = {"STOP": "stop", "START": "start"}.get(kind, "none")
     return InboundSms(phone, action)
 
@@ -70,8 +73,18 @@ def record_opt_out(
         raise ValueError(f"channel must be one of {', '.join(CHANNELS)}")
     if not recipient and not key:
         raise ValueError("a recipient or a block key is needed")
+    if channel == "sms" and recipient:
+        recipient = lg.normal_phone(recipient)
+        if not lg.E164.match(recipient):
+            raise ValueError("an SMS recipient is an E.164 number: +<country code><number>")
     lg.ensure_ops(session)
-    block = key or lg.block_key(channel, str(recipient))
+    if key:
+        if not lg.UNSUBSCRIBE_TOKEN.match(key):
+            raise ValueError("not an unsubscribe key (32 characters of A-Z a-z 0-9 _ -)")
+        issued = lg.token_block(session, key)
+        if issued is None or issued[0] != channel:
+            raise ValueError(f"no {channel} unsubscribe key like this was issued")
+    block = issued[1] if key else lg.block_key(channel, str(recipient))
     shown = masked(channel, recipient) if recipient else f"key {block[:8]}…"
     lg.write_block(session, channel, recipient or "", shown, reason, at, known_key=block)
     return block

@@ -50,9 +50,12 @@ ORDER_COLUMNS = (
     "carrier_est_delivery_at",
     "as_of",
 )
-# a link a customer may be sent: https only, and no character autoescaping would change
-# (the templates are autoescaped, so `&` would reach a plain-text body as `&amp;`)
-SAFE_LINK = re.compile(r"^https://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~%/+=?:@!$,;*-]*)?$")
+# a link a customer may be sent: https only, a plain host, and a path / query / fragment of URL
+# characters that need no quoting anywhere (no quote, bracket, angle bracket or space), so a
+# carrier's `?a=1&b=2` passes; plain-text parts are not escaped (lib/templating.py), HTML ones are
+SAFE_LINK = re.compile(
+    r"^https://[A-Za-z0-9.-]+(?::[0-9]+)?(?:[/?#][A-Za-z0-9._~%/+=?:@!$,;*&#-]*)?$"
+)
 TIMELINE_COLUMNS = ("order_id", "milestone", "actual_at", "source_system", "evidence", "detail")
 STATUS_TEXT = {
     "order_placed": "order received",

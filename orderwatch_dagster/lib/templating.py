@@ -1,6 +1,9 @@
 """Customer messages and pages from Jinja2 templates in lib/templates/, always in a
-`SandboxedEnvironment` with autoescaping: a customer's name or address is data, never markup or
-template code (`{{7*7}}` and `<script>` in a name come out as text)."""
+`SandboxedEnvironment`: a customer's name or address is data, never markup or template code.
+`{{7*7}}` in a name stays text in every part (data is never re-rendered); HTML parts and pages
+are autoescaped (`<script>` comes out as `&lt;script&gt;`); plain-text parts (an e-mail's text
+part and subject, SMS, a Zendesk comment's `body`) are not, so "O'Neil" and a link's `&` reach
+the reader as written instead of as `O&#39;Neil` and `&amp;`."""
 
 from __future__ import annotations
 
@@ -16,12 +19,13 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @cache
-def environment(strict: bool = True) -> SandboxedEnvironment:
+def environment(strict: bool = True, html: bool = True) -> SandboxedEnvironment:
     """Messages are strict (a fact missing from the order state is an error, never ""); pages
-    show what a packet has (an order the warehouse no longer holds still gets its page)."""
+    show what a packet has (an order the warehouse no longer holds still gets its page).
+    `html=False` is for plain-text output only: nothing there is parsed as markup."""
     return SandboxedEnvironment(
         loader=FileSystemLoader(str(TEMPLATES)),
-        autoescape=True,
+        autoescape=html,
         undefined=StrictUndefined if strict else ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -37,11 +41,12 @@ class Rendered:
 
 def render_message(template: str, channel: str, facts: dict[str, Any]) -> Rendered:
     """One message kind on one channel (`email/<kind>.j2`, `sms/<kind>.j2`)."""
-    compiled = environment().get_template(f"{channel}/{template}.j2")
+    name = f"{channel}/{template}.j2"
+    text = environment(html=False).get_template(name)
     if channel == "sms":
-        return Rendered(None, compiled.render(**facts).strip(), None)
-    parts = {part: compiled.render(**facts, part=part).strip() for part in ("subject", "text")}
-    html = compiled.render(**facts, part="html").strip()
+        return Rendered(None, text.render(**facts).strip(), None)
+    parts = {part: text.render(**facts, part=part).strip() for part in ("subject", "text")}
+    html = environment().get_template(name).render(**facts, part="html").strip()
     return Rendered(parts["subject"], parts["text"], html)
 
 
@@ -50,5 +55,6 @@ def render_page(name: str, **context: Any) -> str:
 
 
 def render_text(name: str, **facts: Any) -> str:
-    """A plain template (`ticket/<kind>.j2`), strict and autoescaped like the messages."""
-    return environment().get_template(name).render(**facts).strip()
+    """A plain-text template (`ticket/<kind>.j2`, a Zendesk comment's `body`), strict like the
+    messages and not escaped: Zendesk shows `body` as text."""
+    return environment(html=False).get_template(name).render(**facts).strip()

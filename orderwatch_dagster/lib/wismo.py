@@ -16,7 +16,11 @@ and past its promise, or a carrier estimate later than the promise (`state_risks
 Closing the loop (`plan_recoveries`): a status ticket answered while its order was at risk
 (the internal note) gets one follow-up once the order has recovered, keyed (ticket,
 `wismo_recovered`): a public reply or an internal note, as the policy's `close_the_loop`
-section says.
+section says. Never on a cancelled or returned order (it did not recover), nor where an agent
+compensated the customer; an internal note instead of the public reply once an agent has the
+ticket (assigned, or set to pending / on hold), so orderwatch never talks over them. The note
+it follows must have reached the ticket: `accepted` by Zendesk when that sender is live (a note
+left in the local outbox from before is no note the agent saw).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from orderwatch_dagster.lib.ledger import OPEN_STATUSES, key
 OPEN_TICKET_STATUSES = ("new", "open")
 # a customer's ticket still waiting on someone (an agent or the customer): worth an update
 UNSOLVED_TICKET_STATUSES = ("new", "open", "pending", "hold")
+# an order that ended without arriving: no "back on track" (a delivered one says delivered)
+ENDED_UNDELIVERED = tuple(m for m in CLOSED_MILESTONES if m != "delivered")
 RECOVERY_MODES = ("public_reply", "internal_note", "none")
 
 
@@ -145,6 +151,17 @@ def plan_tickets(
     return answers
 
 
+def _agent_engaged(ticket: Mapping[str, Any]) -> bool:
+    """An agent has the ticket (assigned, or waiting on the customer / a third party)."""
+    return ticket.get("assignee_id") is not None or ticket.get("status") in ("pending", "hold")
+
+
+def _recovered(order: Mapping[str, Any] | None, now: datetime | None) -> bool:
+    if order is None or order.get("is_cancelled") or state_risks(order, now):
+        return False
+    return order.get("current_milestone") not in ENDED_UNDELIVERED
+
+
 def plan_recoveries(
     tickets: Sequence[Mapping[str, Any]],
     orders: Mapping[Any, Mapping[str, Any]],
@@ -153,35 +170,34 @@ def plan_recoveries(
     messages: Mapping[str, Mapping[str, Any]],
     mode: str,
     now: datetime | None = None,
+    compensated: Collection[Any] = (),
+    ticket_channel_live: bool = False,
 ) -> list[TicketAnswer]:
     """One follow-up per status ticket that got the at-risk note, once its order `recovered`
-    (an exception of it resolved, none open in `at_risk`, and nothing in its state against)."""
+    (an exception of it resolved, none open in `at_risk`, and nothing in its state against).
+    `compensated`: orders an agent compensated; `ticket_channel_live`: the Zendesk sender is on,
+    so only a note Zendesk accepted counts as posted."""
     if mode == "none":
         return []
+    posted = ("accepted",) if ticket_channel_live else ("accepted", "outbox")
     answers = []
     for ticket in tickets:
         if ticket.get("status") not in UNSOLVED_TICKET_STATUSES or not ticket.get("is_wismo"):
             continue
         oid = ticket["order_id"]
         order = orders.get(oid)
-        if order is None or oid in at_risk or oid not in recovered or state_risks(order, now):
+        if oid in at_risk or oid not in recovered or oid in compensated:
+            continue
+        if order is None or not _recovered(order, now):
             continue
         noted = messages.get(key(ticket["ticket_id"], "wismo"))
-        if (
-            noted is None
-            or noted["template"] != "wismo_note"
-            or noted["status"]
-            not in (
-                "accepted",
-                "outbox",
-            )
-        ):
+        if noted is None or noted["template"] != "wismo_note" or noted["status"] not in posted:
             continue  # the customer was never told it was at risk: nothing to follow up
         idem = key(ticket["ticket_id"], "wismo_recovered")
         previous = messages.get(idem)
         if previous is not None and previous["status"] in SENT_STATUSES:
             continue
-        public = mode == "public_reply"
+        public = mode == "public_reply" and not _agent_engaged(ticket)
         status = ("solved" if is_delivered(order) else "pending") if public else None
         answers.append(
             TicketAnswer(

@@ -33,6 +33,7 @@ def act_on_exceptions(
         quiet_until=quiet_until,
         packet_base_url=action_controls.packet_base_url,
         reroute_shipping_service_id=action_controls.reroute_shipping_service_id,
+        live_channels=frozenset(action_sink.live_channels()),
     )
     policy = load_policy()
     with warehouse.connect() as session:

@@ -43,6 +43,8 @@ renamed as (
             or {{ support_text_asks_status("source.payload ->> 'subject'", "source.payload ->> 'description'") }}
         ) as is_status_question,
         cast(source.payload ->> 'requester_id' as bigint) as requester_id,
+        -- the agent who has the ticket (none while it is new and unassigned)
+        cast(source.payload ->> 'assignee_id' as bigint) as assignee_id,
         -- the address an e-mail ticket came from: the requester's e-mail when the users
         -- sideload lacks the requester
         lower(trim(source.payload -> 'via' -> 'source' -> 'from' ->> 'address')) as via_email,

@@ -45,7 +45,7 @@ from orderwatch_dagster.defs.actions.senders.base import (
     SenderResource,
     require,
 )
-from orderwatch_dagster.lib.ledger import block_key
+from orderwatch_dagster.lib.ledger import UNSUBSCRIBE_TOKEN
 from orderwatch_dagster.lib.outbound import Attempt, DeliveryResult, FollowUp, Outbound, Outcome
 
 SECURITY_MODES = ("starttls", "ssl", "none")
@@ -232,17 +232,19 @@ class SmtpEmailSender(SenderResource):
 
     def _unsubscribe_headers(self, email: EmailMessage, message: Outbound) -> None:
         """`List-Unsubscribe` (RFC 2369) with a mailto and / or an https link, both carrying
-        the recipient's block key (lib/opt_outs.py records it), and `List-Unsubscribe-Post`
+        the recipient's unsubscribe token (`metadata["unsubscribe_token"]`, issued by the
+        action run, lib/ledger.py; lib/opt_outs.py records it), and `List-Unsubscribe-Post`
         (RFC 8058 one-click) when there is an https link. A message's own
-        `metadata["list_unsubscribe"]` wins."""
+        `metadata["list_unsubscribe"]` wins; one without a token gets no configured link (a
+        key anyone could derive from the address would let anyone unsubscribe anyone)."""
         given = message.metadata.get("list_unsubscribe")
-        # the key the action run blocks: of the address as the order has it (lib/ledger.py)
-        token = block_key("email", parseaddr(message.recipient)[1] or message.recipient)
+        token = str(message.metadata.get("unsubscribe_token") or "")
         links = [str(given)] if given else []
-        if not given and self.unsubscribe_mailto:
+        configured = not given and UNSUBSCRIBE_TOKEN.match(token) is not None
+        if configured and self.unsubscribe_mailto:
             to = mailbox(self.unsubscribe_mailto).addr
             links.append(f"<mailto:{to}?subject={quote(f'unsubscribe {token}')}>")
-        if not given and self.unsubscribe_url:
+        if configured and self.unsubscribe_url:
             sep = "&" if "?" in self.unsubscribe_url else "?"
             links.append(
                 f"<{self.unsubscribe_url}{sep}{urlencode({'channel': 'email', 'key': token})}>"
