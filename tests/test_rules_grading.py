@@ -352,11 +352,12 @@ def test_scan_gap_signal_uses_the_orders_own_threshold(tmp_path: Path) -> None:
 
 
 def test_scan_gap_signal_skips_sundays(tmp_path: Path) -> None:
-    """Silent from Saturday 15:00 to Monday 15:00 (New York): 48 elapsed hours but 33 carrier
-    hours (Sunday does not count): below a 36 h threshold, so not signal-observable; a day
-    later (57 carrier hours) it is."""
-    monday = T0 + 48 * H
-    onset = {"onset_silence_48h_at": monday}  # last scan at T0, silence shown 48 h later
+    """Silent from Saturday 2026-10-17 15:00 to Monday 15:00 (New York): 48 elapsed hours but
+    24 carrier hours (Sunday does not count): below a 36 h threshold, so not signal-observable;
+    on Tuesday 15:00 (48 carrier hours) it is."""
+    saturday = T0 + 7 * 24 * H
+    monday = saturday + 48 * H
+    onset = {"onset_silence_48h_at": monday}  # last scan on Saturday, silence shown 48 h later
     for moment, expected in ((monday, 0), (monday + 24 * H, 1)):
         home = tmp_path / str(expected)
         home.mkdir()
