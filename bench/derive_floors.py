@@ -5,8 +5,9 @@ DEMO_SEEDS, a world the way conftest's `demo_world` does (10 days x 40 orders/da
 simulate` + `orderwatch demo`, the pipeline's grid, every moment graded) and, for each seed of
 REFERENCE_SEEDS, one the way conftest's `reference_world` does (14 x 400, the pipeline job,
 18:00 UTC moments), grades them with bench/rules_grading.py and writes the observed figures and
-the floors derived from them with the margins below. These seeds appear nowhere else in the
-repository: the test's (5, 7) and the bench's (7, 13) never set their own bars.
+the floors derived from them with the margins below, and the floors alone, machine-readable,
+beside it (`rules_floors.json`: tests/test_rules_grading.py reads them). These seeds appear
+nowhere else in the repository: the test's (5, 7) and the bench's (7, 13) never set their own bars.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import math
 import os
 import tempfile
@@ -29,11 +31,16 @@ DEMO_SIZE, REFERENCE_SIZE = (10, 40), (14, 400)
 MIN_OBSERVABLE_ORDERS = 2  # fewer observable orders than this on some seed: not graded
 # Margins: a world moves these figures (a handful of observable orders per rule on a demo
 # world), so the bars sit below (above) the worst seen, not at it.
-SIGNAL_MARGIN = 0.10  # signal-observable floor: lowest seen - 0.10, at most 0.90
-CAUSE_FACTOR = 0.5  # cause-observable floor: half the lowest seen
+MARGIN = 0.10  # recall floors (signal- and cause-observable): lowest seen - 0.10, at most 0.90
+FLOOR_CAP = 0.90
 ALARM_FACTOR, ALARM_SLACK = 2.0, 0.02  # ceiling: max(2 x highest, highest + 0.02)
 STEP = 0.05  # floors round down, ceilings up, to this
 OUT = Path(__file__).resolve().parent / "results" / "rules_floors.md"
+FLOORS_JSON = OUT.with_suffix(".json")
+
+
+def _floor(lowest: float) -> float:
+    return max(0.0, min(FLOOR_CAP, _down(lowest - MARGIN)))
 
 
 def _down(x: float) -> float:
@@ -127,8 +134,8 @@ def derive(gradings: dict[int, Grading]) -> dict[str, dict[str, float | None]]:
         alarms = [g.false_alarm_rate or 0.0 for g in grades]
         worst = max(alarms)
         bars[name] = {
-            "signal_min": min(0.9, _down(min(signal) - SIGNAL_MARGIN)) if signal else None,  # type: ignore[type-var]
-            "cause_min": _down(min(cause) * CAUSE_FACTOR) if cause else None,  # type: ignore[type-var]
+            "signal_min": _floor(min(signal)) if signal else None,  # type: ignore[type-var]
+            "cause_min": _floor(min(cause)) if cause else None,  # type: ignore[type-var]
             "false_alarm_max": max(STEP, _up(max(worst * ALARM_FACTOR, worst + ALARM_SLACK))),
         }
     return bars
@@ -136,6 +143,20 @@ def derive(gradings: dict[int, Grading]) -> dict[str, dict[str, float | None]]:
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
+
+
+def lost_bars(gradings: dict[int, Grading]) -> dict[str, float | None]:
+    """`lost` over the open orders at any slack (grade_rules `secondary`)."""
+    worst = max((gr.secondary[0].false_alarm_rate or 0.0) for gr in gradings.values())
+    found = [
+        gr.secondary[0].cause_recall
+        for gr in gradings.values()
+        if gr.secondary[0].cause_observable_orders >= MIN_OBSERVABLE_ORDERS
+    ]
+    return {
+        "cause_min": _floor(min(found)) if found else None,  # type: ignore[type-var]
+        "false_alarm_max": max(STEP, _up(max(worst * ALARM_FACTOR, worst + ALARM_SLACK))),
+    }
 
 
 def report(title: str, gradings: dict[int, Grading]) -> str:
@@ -160,16 +181,10 @@ def report(title: str, gradings: dict[int, Grading]) -> str:
             f"{_fmt(lost.cause_recall)} ({lost.cause_observable_orders} orders), false alarms "
             f"{_fmt(lost.false_alarm_rate)}"
         )
-    worst = max((gr.secondary[0].false_alarm_rate or 0.0) for gr in gradings.values())
-    found = [
-        gr.secondary[0].cause_recall
-        for gr in gradings.values()
-        if gr.secondary[0].cause_observable_orders >= MIN_OBSERVABLE_ORDERS
-    ]
-    floor = _down(min(found) * CAUSE_FACTOR) if found else None  # type: ignore[type-var]
+    lost = lost_bars(gradings)
     lines.append(
-        f"\n`lost` at any slack, derived: cause floor {_fmt(floor)}, false-alarm ceiling "
-        f"{_fmt(max(STEP, _up(max(worst * ALARM_FACTOR, worst + ALARM_SLACK))))}"
+        f"\n`lost` at any slack, derived: cause floor {_fmt(lost['cause_min'])}, false-alarm "
+        f"ceiling {_fmt(lost['false_alarm_max'])}"
     )
     lines += ["", "Derived (signal floor, cause floor, false-alarm ceiling; – not graded):", ""]
     for name, bar in derive(gradings).items():
@@ -190,24 +205,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sections = [
         "# Rule floors for the suite, derived on unused seeds (bench/derive_floors.py)\n\n"
-        f"Margins: signal-observable floor = min(0.90, lowest − {SIGNAL_MARGIN:g}); "
-        f"cause-observable floor = {CAUSE_FACTOR:g} × lowest; false-alarm ceiling = "
+        f"Margins: signal- and cause-observable floors = min({FLOOR_CAP:g}, lowest − "
+        f"{MARGIN:g}), at least 0; false-alarm ceiling = "
         f"max({ALARM_FACTOR:g} × highest, highest + {ALARM_SLACK:g}), at least {STEP:g}; "
         f"floors rounded down, ceilings up, to {STEP:g}; a figure on fewer than "
-        f"{MIN_OBSERVABLE_ORDERS} observable orders on some seed is not graded.\n"
+        f"{MIN_OBSERVABLE_ORDERS} observable orders on some seed is not graded. The floors "
+        f"alone: {FLOORS_JSON.name} (the suite reads it).\n"
     ]
+    floors: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="ow-floors-") as tmp:
         root = args.home or Path(tmp)
         demo = {s: demo_grading(root / f"demo{s}", s) for s in DEMO_SEEDS}
         sections.append(report(f"demo-sized ({DEMO_SIZE[0]} x {DEMO_SIZE[1]})", demo))
+        floors["demo"] = {"seeds": list(demo), "rules": derive(demo), "lost": lost_bars(demo)}
         print(sections[-1], flush=True)
         if not args.skip_reference:
             ref = {s: reference_grading(root / f"ref{s}", s) for s in REFERENCE_SEEDS}
             sections.append(
                 report(f"reference-sized ({REFERENCE_SIZE[0]} x {REFERENCE_SIZE[1]})", ref)
             )
+            floors["reference"] = {"seeds": list(ref), "rules": derive(ref), "lost": lost_bars(ref)}
             print(sections[-1], flush=True)
     args.out.write_text("\n".join(sections))
+    if args.skip_reference and args.out.with_suffix(".json").exists():  # keep the reference's
+        kept = json.loads(args.out.with_suffix(".json").read_text()).get("reference")
+        if kept is not None:
+            floors["reference"] = kept
+    args.out.with_suffix(".json").write_text(json.dumps(floors, indent=2) + "\n")
     return 0
 
 
