@@ -35,7 +35,7 @@ MARGIN = 0.10  # recall floors (signal- and cause-observable): lowest seen - 0.1
 FLOOR_CAP = 0.90
 ALARM_FACTOR, ALARM_SLACK = 2.0, 0.02  # ceiling: max(2 x highest, highest + 0.02)
 STEP = 0.05  # floors round down, ceilings up, to this
-OUT = Path(__file__).resolve().parent / "results" / "rules_floors.md"
+OUT = Path(__file__).resolve().parent / "results/rules_floors.md"
 FLOORS_JSON = OUT.with_suffix(".json")
 
 
