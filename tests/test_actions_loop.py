@@ -205,7 +205,7 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
                 form(From="+15551230002", Body="please stop", OptOutType="STOP"),
                 form(From="+15551230003", Body="stop texting me maybe"),  # not a keyword
                 form(From="+15551230004", Body="UNSUBSCRIBE"),
-                form(From="+15551230006", Body="stop all"),  # not a Twilio keyword
+                form(From="+15551230006", Body="stop  all"),  # spaced STOPALL: blocked
                 form(From="+15551230007", Body="STOP"),
             ]
         )
@@ -216,7 +216,7 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
         blocks = lg.read_blocks(session)
         # a number that cannot receive SMS stays blocked whatever it replies
         lg.write_block(session, "sms", "+15551230005", "***05", "invalid_recipient", NOW)
-    expected = {lg.block_key("sms", f"+1555123000{i}") for i in (1, 2, 4, 7)}
+    expected = {lg.block_key("sms", f"+1555123000{i}") for i in (1, 2, 4, 6, 7)}
     assert blocks == expected
     inbound.write_text(
         "\n".join(

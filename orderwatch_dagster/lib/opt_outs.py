@@ -26,12 +26,14 @@ from orderwatch_dagster.lib.packets import mask_email, mask_phone
 from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
 # Twilio's default opt-out keywords (a whole message, any case), for a webhook without
-# OptOutType (no Advanced Opt-Out). Without OptOutType nothing is read as an opt-in: a block
-# lifted by a misread word texts someone who said stop; a START lifts it only when Twilio
-# itself says so (OptOutType=START).
+# OptOutType (no Advanced Opt-Out), and their spaced spellings ("STOP ALL", "OPT OUT"): on
+# consent we err towards the block (a missed stop texts someone who asked us not to; Twilio
+# would not catch it, as these are not its keywords). Without OptOutType nothing is read as an
+# opt-in: a START lifts a block only when Twilio itself says so (OptOutType=START).
 STOP_WORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
 )
+SPACED_STOP_WORDS = frozenset({"STOP ALL", "OPT OUT"})
 CHANNELS = ("email", "sms")
 
 
@@ -50,7 +52,7 @@ def parse_twilio_inbound(form_body: str) -> InboundSms | None:
     kind = form.get("OptOutType", "").strip().upper()
     if not kind:  # no Advanced Opt-Out: Twilio's default keywords
         word = " ".join(form.get("Body", "").split()).upper()
-        kind = "STOP" if word in STOP_WORDS else ""
+        kind = "STOP" if word in STOP_WORDS | SPACED_STOP_WORDS else ""
     action = {"STOP": "stop", "START": "start"}.get(kind, "none")
     return InboundSms(phone, action)
 
