@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from unittest import mock
 
 from bench.rules_grading import RULES, Grading, grade_rules, snapshot_moments
 
@@ -53,19 +54,11 @@ def _up(x: float) -> float:
 
 @contextlib.contextmanager
 def _home_env(home: Path) -> Iterator[None]:
-    names = ("ORDERWATCH_HOME", "DAGSTER_HOME", "ORDERWATCH_AS_OF")
-    saved = {name: os.environ.get(name) for name in names}
     (home / "dagster").mkdir(parents=True, exist_ok=True)
-    os.environ.update(ORDERWATCH_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
-    os.environ.pop("ORDERWATCH_AS_OF", None)
-    try:
+    home_env = {"ORDERWATCH_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    with mock.patch.dict(os.environ, home_env):  # the whole environment restored on exit
+        os.environ.pop("ORDERWATCH_AS_OF", None)
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def demo_grading(home: Path, seed: int) -> Grading:
