@@ -56,5 +56,7 @@ def render_page(name: str, **context: Any) -> str:
 
 def render_text(name: str, **facts: Any) -> str:
     """A plain-text template (`ticket/<kind>.j2`, a Zendesk comment's `body`), strict like the
-    messages and not escaped: Zendesk shows `body` as text."""
+    messages and not HTML-escaped (`body` is not HTML). Zendesk renders Markdown in `body`, so
+    the customer's own first name in a public reply (ticket/wismo_recovered.j2) could show as
+    a Markdown link, to that customer only; internal notes carry no customer field."""
     return environment(html=False).get_template(name).render(**facts).strip()
