@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import duckdb
 import pytest
+from test_actions import query
 
 from orderwatch_dagster.cli import main
 from orderwatch_dagster.defs.actions.resources import OutboxSender
@@ -39,11 +40,6 @@ def run(home: Path) -> RunReport:
             home / "outbox",
             lambda _: None,
         )
-
-
-def query(home: Path, sql: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 # -- 1. no "on track" that the order state contradicts ------------------------------------------

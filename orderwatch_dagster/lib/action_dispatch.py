@@ -372,12 +372,19 @@ def _refused_unmarked(
     is unknown, so it is never sent again; a person reviews it (once)."""
     if previous.get("follow_up") != "resend_once" or _refused_again_key(item, channel) in run.queue:
         return
+    _review_refusal(
+        run, item, channel, f"refused by the provider, not sent again: {previous.get('detail')}"
+    )
+
+
+def _review_refusal(run: ActionRun, item: Mapping[str, Any], channel: str, why: str) -> None:
+    """A person reviews a delivery the provider refused (once per item and channel)."""
     run.queue_item(
         item["exception_id"],
         item,
         "human_review",
         "rejected_delivery",
-        f"refused by the provider, not sent again: {previous.get('detail')}",
+        why,
         item.get("policy_rule") or "",
         action_key=_refused_again_key(item, channel),
         severity=item.get("severity"),
@@ -389,15 +396,11 @@ def _refused(
 ) -> None:
     what = f"{channel} {item['kind']} for {row.get('order_name')}: {row.get('detail')}"[:300]
     if again:
-        run.queue_item(
-            item["exception_id"],
+        _review_refusal(
+            run,
             item,
-            "human_review",
-            "rejected_delivery",
+            channel,
             f"refused twice by the provider, not sent again: {row.get('detail')}",
-            item.get("policy_rule") or "",
-            action_key=_refused_again_key(item, channel),
-            severity=item.get("severity"),
         )
         run.alert("rejected_delivery", f"{what} (refused again: human review)")
         row["follow_up"] = "human_review"
