@@ -115,8 +115,8 @@ DEMO = bars(
 # population there (not graded on it). `lost` at any slack is NOT graded on its recall on this
 # world either: seed 7 has one cause-observable lost parcel at any slack, below
 # MIN_OBSERVABLE_ORDERS (check_lost asserts exactly that, so a world with two fails here and
-# must be graded); only its false-alarm ceiling is asserted. Its recall is graded nowhere in the
-# suite; bench/results/rules.md reports it on seeds 7 and 13.
+# must be graded); only its false-alarm ceiling is asserted. Its recall is graded on a
+# three-week world (tests/test_ground_truth.py LOST_SEED) and in bench/results/rules.md.
 REFERENCE = bars(
     "reference",
     signal_graded={"ship_late", "fulfillment_hold", "scan_gap", "carrier_exception", "any rule"},
@@ -365,6 +365,28 @@ def test_scan_gap_signal_skips_sundays(tmp_path: Path) -> None:
         con.close()
         grade = {g.rule: g for g in grade_rules(warehouse, truth, [moment]).grades}["scan_gap"]
         assert grade.signal_observable == expected, moment
+
+
+def test_scan_gap_signal_ends_with_the_scan_that_ended_the_silence(tmp_path: Path) -> None:
+    """Silent from Saturday 2026-10-17 15:00 (New York): a scan on Monday 16:00 ends the gap at
+    25 carrier hours (Sunday does not count), short of a 36 h threshold: on Wednesday the
+    parcel is not signal-observable, though its silence began 72 carrier hours before. A gap
+    that ended only on Tuesday 05:00 (38 carrier hours) had shown the threshold: it is."""
+    saturday = T0 + 7 * 24 * H
+    monday = saturday + 48 * H
+    wednesday = monday + 48 * H
+    for ended, expected in ((monday + H, 0), (monday + 14 * H, 1)):
+        home = tmp_path / str(expected)
+        home.mkdir()
+        onset = {"onset_silence_48h_at": monday, "silence_48h_ended_at": ended}
+        warehouse, truth = tiny_world(home, {}, {1: onset}, {1: 36.0})
+        con = duckdb.connect(str(warehouse))
+        con.execute("update marts.order_state_snapshots set as_of = ?", [wednesday])
+        con.execute("update marts.order_state_snapshots set promised_deliver_by = ?",
+                    [wednesday + 48 * H])  # fmt: skip
+        con.close()
+        grade = {g.rule: g for g in grade_rules(warehouse, truth, [wednesday]).grades}["scan_gap"]
+        assert grade.signal_observable == expected, ended
 
 
 def test_grading_calendar_is_the_warehouse_calendar(demo_world: DemoWorld) -> None:

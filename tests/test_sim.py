@@ -382,6 +382,8 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
         assert not list((out / feed).glob("*.csv"))
     rows = _truth(out)
     assert tuple(rows[0].keys()) == GROUND_TRUTH_COLUMNS
+    ended = [r for r in rows if r["silence_48h_ended_at"]]
+    assert ended and len(ended) < sum(bool(r["onset_silence_48h_at"]) for r in rows)
     orders = _latest(out, "storefront_orders")
     assert {int(r["order_id"]) for r in rows} == set(orders)
     config = load_config()
@@ -399,6 +401,14 @@ def test_ground_truth_beside_feeds_and_consistent(medium_world: tuple[Path, obje
             assert row["missed_promise"] == "true"
             assert row["failure_onset_at"] == min(onsets, key=parse_timestamp)
             assert parse_timestamp(row["failure_onset_at"]) < deliver_by
+        # the end of the first silence: the next scan, at least 48 h after the last; a
+        # delivered order's silences all ended (its delivery scan at the latest)
+        if row["silence_48h_ended_at"]:
+            assert row["onset_silence_48h_at"]
+            ended = parse_timestamp(row["silence_48h_ended_at"])
+            assert ended >= parse_timestamp(row["onset_silence_48h_at"])
+        elif row["onset_silence_48h_at"]:
+            assert not row["actual_delivery_at"], row["order_id"]
         if row["root_cause_type"]:
             assert row["root_cause_type"] in {
                 "warehouse",
