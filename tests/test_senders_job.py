@@ -25,6 +25,7 @@ from orderwatch_dagster.defs.actions.resources import ActionSink
 from orderwatch_dagster.defs.actions.senders import (
     ShopifyOrderTagSender,
     SlackWebhookSender,
+    SmtpEmailSender,
     ZendeskTicketSender,
     senders_from_env,
 )
@@ -131,8 +132,19 @@ class Provider:
         return self._fail(HOOK) or Reply(200, "ok", {"Content-Type": "text/plain"})
 
 
-def sink(home: Path, server_url: str) -> ActionSink:
+def sink(home: Path, server_url: str, smtp_port: int | None = None) -> ActionSink:
+    """Zendesk, Shopify and Slack on the local HTTP server; e-mail on a local SMTP server
+    when `smtp_port` is given (else the outbox)."""
     senders = senders_from_env({})
+    if smtp_port is not None:
+        senders["email_sender"] = SmtpEmailSender(
+            enabled=True,
+            host="127.0.0.1",
+            port=smtp_port,
+            security="none",
+            from_address="orders@shop.example.com",
+            timeout_s=2.0,
+        )
     senders["ticket_sender"] = ZendeskTicketSender(
         enabled=True,
         base_url=f"{server_url}/api/v2",
@@ -151,10 +163,16 @@ def sink(home: Path, server_url: str) -> ActionSink:
 
 
 def run(
-    home: Path, server_url: str, policy: Any = POLICY, *, job_controls: bool = False
+    home: Path,
+    server_url: str,
+    policy: Any = POLICY,
+    *,
+    job_controls: bool = False,
+    smtp_port: int | None = None,
 ) -> RunReport:
-    """`job_controls`: the live channels passed as the job passes them (defs/actions/jobs.py)."""
-    senders = sink(home, server_url)
+    """`job_controls`: the live channels passed as the job passes them (defs/actions/jobs.py);
+    `smtp_port`: e-mail to a local SMTP server (sink)."""
+    senders = sink(home, server_url, smtp_port)
     live = frozenset(senders.live_channels()) if job_controls else frozenset()
     controls = Controls(packet_base_url="https://ops.example.com/packets", live_channels=live)
     with open_duckdb(home / "warehouse.duckdb") as session:

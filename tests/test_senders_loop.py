@@ -14,6 +14,7 @@ import dagster as dg
 import duckdb
 import pytest
 from http_server import ScriptedHTTPServer
+from smtp_server import RecordingHandler, SMTPServer
 from test_ingest import ASSETS, default_connectors, write_page
 from test_senders_job import GRAPHQL, POLICY, Provider, _home, _server, deliveries, queue, rows, run  # noqa: F401 (fixtures `home`, `server`)
 
@@ -142,54 +143,82 @@ def test_a_task_solved_by_an_agent_is_done_and_not_reopened(
 def test_a_recovered_order_solves_its_task_untags_the_order_and_closes_its_queue(
     home: Path, server: ScriptedHTTPServer
 ) -> None:
+    """Every channel live, as the job runs them (e-mail to a local SMTP server, the rest to the
+    local HTTP server): the store tags the orders whose customer's e-mail was accepted; once
+    every order recovers, each task is solved, each tag removed, the queue done; a third run
+    sends nothing."""
     status_tickets = {
         t for (t,) in rows(home, "select distinct ticket_id from staging.stg_support__tickets")
     }
     provider = Provider(server, status_tickets)  # tasks on asked orders are notes on those
-    run(home, server.url, PLAIN)
-    tags_added = [
-        r.json()["variables"]
-        for r in server.requests_to(GRAPHQL)
-        if "tagsAdd(" in r.json()["query"]
-    ]
-    assert tags_added and all(v["add"] == ["orderwatch:delayed"] for v in tags_added)
-    tagged = {v["id"].rsplit("/", 1)[1] for v in tags_added}
-    task_tickets = deliveries(home, "ticket_create")  # the rest are notes on status tickets
-    order_ids = {
-        str(o)
-        for (o,) in rows(
-            home, "select distinct order_id from ops.action_queue where kind = 'create_task'"
-        )
-    }
-    with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # every order recovered
-        con.execute("update marts.order_exceptions set ended_at = as_of where ended_at is null")
-    report = run(home, server.url, PLAIN)
-    assert report.resolved > 0
-    # each task ticket solved once, with a note saying why
-    task_updates = [(t, ticket) for t, ticket in provider.updates if t not in status_tickets]
-    # a customer's own status ticket gets notes, never orderwatch's "solved"
-    assert not [t for t, ticket in provider.updates if t in status_tickets and "status" in ticket]
-    solved = {t for t, ticket in task_updates if ticket.get("status") == "solved"}
-    assert task_tickets and len(task_updates) == len(solved) == len(task_tickets)
-    for _, ticket in task_updates:
-        assert (
-            ticket["comment"]["public"] is False
-            and "orderwatch_resolved" in ticket["additional_tags"]
-        )
-    # the storefront tag is removed from every order it was added to
-    removed = {
-        r.json()["variables"]["id"].rsplit("/", 1)[1]
-        for r in server.requests_to(GRAPHQL)
-        if "tagsRemove(" in r.json()["query"]
-    }
-    assert removed == tagged
-    assert {s for (s,) in rows(home, "select distinct status from ops.action_queue")} == {"done"}
-    assert order_ids  # the tasks' orders are off the ops-queue page
-    page = (home / "outbox" / "queue.html").read_text().split('id="queue"')[1]
-    assert not any(f"order-{o}.html" in page for o in order_ids)
-    notes = deliveries(home, "ticket_note")
-    assert {d["status"] for d in notes.values()} == {"accepted"}
-    before = len(server.requests)
-    run(home, server.url, PLAIN)
-    assert len(server.requests) == before  # nothing twice
+    handler = RecordingHandler()
+    with SMTPServer(handler) as smtp:
+        live: dict[str, Any] = {"job_controls": True, "smtp_port": smtp.port}
+        run(home, server.url, PLAIN, **live)
+        emailed = {
+            str(o)
+            for (o,) in rows(
+                home,
+                "select distinct order_id from ops.customer_messages"
+                " where channel = 'email' and status = 'accepted'",
+            )
+        }
+        assert emailed and len(handler.messages) >= len(emailed)
+        tags_added = [
+            r.json()["variables"]
+            for r in server.requests_to(GRAPHQL)
+            if "tagsAdd(" in r.json()["query"]
+        ]
+        assert tags_added and all(v["add"] == ["orderwatch:delayed"] for v in tags_added)
+        tagged = {v["id"].rsplit("/", 1)[1] for v in tags_added}
+        assert tagged == emailed  # a live store is tagged only for customers really told
+        task_tickets = deliveries(home, "ticket_create")  # the rest are notes on status tickets
+        order_ids = {
+            str(o)
+            for (o,) in rows(
+                home, "select distinct order_id from ops.action_queue where kind = 'create_task'"
+            )
+        }
+        with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # every order recovered
+            con.execute("update marts.order_exceptions set ended_at = as_of where ended_at is null")
+        report = run(home, server.url, PLAIN, **live)
+        assert report.resolved > 0
+        # each task ticket solved once, with a note saying why
+        task_updates = [(t, ticket) for t, ticket in provider.updates if t not in status_tickets]
+        # a customer's own status ticket gets notes, never orderwatch's "solved"
+        assert not [
+            t for t, ticket in provider.updates if t in status_tickets and "status" in ticket
+        ]
+        solved = {t for t, ticket in task_updates if ticket.get("status") == "solved"}
+        assert task_tickets and len(task_updates) == len(solved) == len(task_tickets)
+        for _, ticket in task_updates:
+            assert (
+                ticket["comment"]["public"] is False
+                and "orderwatch_resolved" in ticket["additional_tags"]
+            )
+        # the storefront tag is removed from every order it was added to
+        removed = {
+            r.json()["variables"]["id"].rsplit("/", 1)[1]
+            for r in server.requests_to(GRAPHQL)
+            if "tagsRemove(" in r.json()["query"]
+        }
+        assert removed == tagged
+        assert {s for (s,) in rows(home, "select distinct status from ops.action_queue")} == {
+            "done"
+        }
+        assert order_ids  # the tasks' orders are off the ops-queue page
+        page = (home / "outbox" / "queue.html").read_text().split('id="queue"')[1]
+        assert not any(f"order-{o}.html" in page for o in order_ids)
+        notes = deliveries(home, "ticket_note")
+        assert {d["status"] for d in notes.values()} == {"accepted"}
+        before, mails = len(server.requests), len(handler.messages)
+        run(home, server.url, PLAIN, **live)
+        assert (len(server.requests), len(handler.messages)) == (before, mails)  # nothing twice
+    message_ids = [m.message["Message-ID"] for m in handler.messages]
+    accepted = rows(
+        home,
+        "select count(*) from ops.customer_messages where channel = 'email'"
+        " and status = 'accepted'",
+    )[0][0]
+    assert len(message_ids) == len(set(message_ids)) == accepted
     assert json.loads(json.dumps(report.as_metadata()))["resolved"] == report.resolved

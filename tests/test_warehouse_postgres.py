@@ -25,6 +25,7 @@ from test_ingest import (
 )
 
 from orderwatch_dagster.defs.resources import DuckDBWarehouse, PostgresWarehouse
+from orderwatch_dagster.lib import ledger
 from orderwatch_dagster.lib.feeds import FEED_FOLDERS, FEEDS
 from orderwatch_dagster.lib.parsers import parse_page
 from orderwatch_dagster.lib.records import KeyColumn
@@ -180,3 +181,58 @@ def test_session_api_behaves_the_same_on_both_engines(
         session.load_pages("returns", columns, [(Page("r2", "h2"), whole)])
         assert session.unreadable_pages("returns") == {"h2"}
         assert [row.record_index for row in session.quarantined("returns")] == [-1]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_the_ops_ledger_is_created_upgraded_and_written_on_both_engines(
+    engine: str, scratch_database: str, tmp_path: Path
+) -> None:
+    """ensure_ops on a ledger from before resend_key adds the column (twice: a no-op), and a
+    message row with its JSON history and resend_key round-trips and is upserted in place."""
+    warehouse: Any = (
+        DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+        if engine == "duckdb"
+        else PostgresWarehouse(database=scratch_database, **PG)
+    )
+    old_messages = [
+        s.replace(" resend_key varchar,", "")
+        for s in ledger._ddl("json")
+        if "table if not exists ops.customer_messages" in s
+    ]
+    assert old_messages and "resend_key" not in old_messages[0]
+    moment = datetime(2026, 10, 5, 10, tzinfo=UTC)
+    row = {c: None for c in ledger.MESSAGE_COLUMNS} | {
+        "idempotency_key": "k1",
+        "order_id": 5000000000001,
+        "state_key": "delayed#0",
+        "channel": "ticket_create",
+        "template": "task",
+        "status": "not_accepted",
+        "attempts": 1,
+        "history": [{"at": moment.isoformat(), "outcome": "not_accepted"}],
+        "resend_key": "k1:resend",
+        "created_at": moment,
+        "updated_at": moment,
+    }
+    with warehouse.connect() as session:
+        session.execute("create schema if not exists ops")
+        session.execute(old_messages[0].replace(" json,", f" {session.json_type},"))
+        ledger.ensure_ops(session)
+        ledger.ensure_ops(session)
+        columns = {
+            c
+            for (c,) in session.query(
+                "select column_name from information_schema.columns"
+                " where table_schema = 'ops' and table_name = 'customer_messages'"
+            )
+        }
+        assert columns == set(ledger.MESSAGE_COLUMNS)
+        ledger.write_message(session, row)
+        ledger.write_message(session, row | {"status": "accepted", "attempts": 2})
+        (stored,) = ledger.read_messages(session).values()
+    assert (stored["status"], stored["attempts"], stored["resend_key"]) == (
+        "accepted",
+        2,
+        "k1:resend",
+    )
+    assert stored["history"] == row["history"]
