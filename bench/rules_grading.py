@@ -46,7 +46,6 @@ DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project
 # the seed dbt's int_business_days_enumerated reads (the grader's calendar is built from it)
 HOLIDAYS = DBT_PROJECT.parent / "seeds" / "merchant_holidays.csv"
 MIN_SLACK_HOURS = 24.0  # the operator's population: open orders whose promise is this far away
-SILENCE_HOURS = 48.0  # the truth's silence_48h signal starts after this long without a scan
 # The bench's snapshot grid (bench/run.py passes it to dbt; method_text names it).
 BENCH_GRID: dict[str, str] = {"daily_at": "15:00"}
 GRADING_DAYS = 7  # the grid's moments of the last this many days before the world's clock
@@ -122,7 +121,7 @@ RULES: tuple[Rule, ...] = (
         "the signal-observable misses use the rule's own threshold per order "
         "(`scan_gap_threshold_hours`: the greater of the floor and the lane's p95) on the "
         "carrier clock (Sundays and holidays do not count)",
-        lambda h: (("silence_48h", max(h - SILENCE_HOURS, 0.0)),),
+        lambda h: (),  # timed on the truth's scan_gaps instead (_feed_sql)
         scope_text="nothing",
         row_threshold="scan_gap_threshold_hours",
     ),
@@ -272,21 +271,19 @@ def _observable_sql(rule: Rule) -> str:
     return _ts(f"observable_{rule.name}_at")
 
 
-def _feed_sql(rule: Rule, hours: float) -> str | None:
-    """SQL condition: the feeds showed the signal the rule reads, for the hours it needs, by
-    the moment. A rule with a per-order threshold (`row_threshold`: scan_gap) is timed as it
-    counts: carrier hours from the last scan (the truth's 48 h silence onset minus 48 h) to
-    the moment or to the scan that ended the silence, beyond that threshold (the dbt var
-    where the snapshot has none)."""
+def _feed_sql(rule: Rule, hours: float, table: str) -> str | None:
+    """SQL condition on `table`'s rows: the feeds showed the signal the rule reads, for the
+    hours it needs, by the moment. A rule with a per-order threshold (`row_threshold`:
+    scan_gap) is timed as it counts: some gap between the order's carrier scans (truth
+    `scan_gaps`, the temp table `gaps`) lasted more than that threshold (the dbt var where the
+    snapshot has none) in carrier hours, counted up to the moment or to the scan that ended
+    it: a gap that ended short of the threshold never showed it, however long ago it began."""
     if rule.row_threshold is not None:
-        ((signal, _),) = rule.feed(hours)
-        last_scan = f"truth_onset_{signal}_at - {SILENCE_HOURS} * interval 1 hour"
-        # up to the moment, or to the scan that ended the silence: a gap that ended short of
-        # the threshold never showed it, however long ago it began
-        until = f"least(as_of, coalesce(truth_{signal}_ended_at, as_of))"
         return (
-            f"coalesce(carrier_clock({until}) - carrier_clock({last_scan})"
-            f" > coalesce({rule.row_threshold}, {hours}), false)"
+            f"exists (select 1 from gaps as g where g.order_id = {table}.order_id"
+            f" and g.gap_start < {table}.as_of"
+            f" and carrier_clock(least({table}.as_of, coalesce(g.gap_end, {table}.as_of)))"
+            f" - carrier_clock(g.gap_start) > coalesce({table}.{rule.row_threshold}, {hours}))"
         )
     moments = [f"({_ts(f'onset_{s}_at')} + {h} * interval 1 hour)" for s, h in rule.feed(hours)]
     if not moments:
@@ -312,6 +309,21 @@ def observable_table(
             + [observable_at(rule, row, thresholds[rule.name]) for rule in RULES]
             for row in rows
         ],
+    )
+
+
+def gaps_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table `gaps` (order_id, gap_start, gap_end): the truth's `scan_gaps`, one row per
+    gap (gap_end null while it lasts)."""
+    con.execute(
+        """
+        create or replace temp table gaps as
+        select cast(order_id as bigint) as order_id,
+               cast(split_part(gap, '/', 1) as timestamptz) as gap_start,
+               cast(nullif(split_part(gap, '/', 2), '') as timestamptz) as gap_end
+        from (select order_id, unnest(string_split(scan_gaps, ' ')) as gap
+              from truth where coalesce(scan_gaps, '') <> '')
+        """
     )
 
 
@@ -421,20 +433,19 @@ def grade_rules(
         truth_columns = _load_truth(con, ground_truth)
         missing = [f"cause_{k}_at" for r in RULES for k in r.causes]
         missing += [c for r in RULES for c in (r.anchor, r.requires) if c]
-        missing += [f"{s}_ended_at" for r in RULES if r.row_threshold for s, _ in r.feed(0.0)]
+        missing += ["scan_gaps"]
         missing = sorted(set(missing) - set(truth_columns))
         if missing:  # a world simulated before the truth had cause onsets
             raise ValueError(f"{ground_truth} lacks {', '.join(missing)}: simulate it again")
         observable_table(con, thresholds)
         calendar_table(con)
+        gaps_table(con)
         con.execute("create temp table moments (as_of timestamptz)")
         con.executemany("insert into moments values (?)", [[m] for m in moments])
         timed = "".join(
             f", cast(nullif(t.{c}, '') as timestamptz) as truth_{c}"
             for c in truth_columns
-            if c.startswith(("onset_", "cause_"))
-            or c.endswith("_ended_at")
-            or c == "promised_ship_by"
+            if c.startswith(("onset_", "cause_")) or c == "promised_ship_by"
         )
         observed = ", ".join(
             f"o.observable_{rule.name}_at as truth_observable_{rule.name}_at" for rule in RULES
@@ -521,7 +532,7 @@ def _grade(
     con: duckdb.DuckDBPyConnection, table: str, rule: Rule, thresholds: Mapping[str, float]
 ) -> RuleGrade:
     hours = thresholds[rule.name]
-    feed = _feed_sql(rule, hours)
+    feed = _feed_sql(rule, hours, table)
     return _grade_expr(
         con,
         table,
@@ -541,7 +552,7 @@ def _grade_any(
     observable = " or ".join(
         f"(truth_missed and {_observable_sql(rule)} <= as_of)" for rule in RULES
     )
-    feeds = [_feed_sql(rule, thresholds[rule.name]) for rule in RULES]
+    feeds = [_feed_sql(rule, thresholds[rule.name], table) for rule in RULES]
     feed = " or ".join(f"(truth_missed and {sql})" for sql in feeds if sql)
     caused = " or ".join(f"({_caused(rule)})" for rule in RULES)
     detected = (
@@ -668,8 +679,8 @@ def rules_table(project: Path = DBT_PROJECT) -> str:
         feed = ", ".join(f"{s} + {h:g} h" for s, h in rule.feed(hours)) or "– (none timed)"
         if rule.row_threshold is not None:
             feed = (
-                f"silence_48h − 48 h (the last scan) + `{rule.row_threshold}` carrier hours, "
-                "reached before the scan that ended the silence (`silence_48h_ended_at`)"
+                f"a gap of truth `scan_gaps` longer than `{rule.row_threshold}` carrier hours "
+                "by the moment (or by the scan that ended it)"
             )
         lines.append(
             f"| {rule.name} | {', '.join(rule.modes)} | {', '.join(rule.causes)} | "
@@ -718,11 +729,12 @@ def findings_text(gradings: Mapping[int, Grading]) -> str:
         )
     )
     lines.append(
-        "- `lost`'s recall needs a week of silence after a parcel's last scan: the demo "
-        "(10 × 40) and reference (14 × 400) worlds have fewer than two cause-observable lost "
-        "parcels even at any slack (tests/test_rules_grading.py asserts that count, and only "
-        "the false-alarm ceiling there); the suite grades its recall at any slack on a "
-        "three-week world instead (tests/test_ground_truth.py, 21 × 100, seed 8893, with the "
+        "- `lost`'s recall needs a week of silence after a parcel's last scan: the suite's "
+        "demo world (10 × 40, seed 5) and reference world (14 × 400, seed 7) have fewer than "
+        "two cause-observable lost parcels even at any slack (tests/test_rules_grading.py "
+        "asserts that count, and only the false-alarm ceiling there); the suite grades its "
+        "recall, and the share of its flags on really lost parcels, at any slack on a "
+        "three-week world (tests/test_ground_truth.py, 21 × 100, seed 8893, with the "
         "reference-sized floor of bench/results/rules_floors.json)."
     )
     return "\n".join(lines) + "\n"

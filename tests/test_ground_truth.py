@@ -151,14 +151,18 @@ def test_unseen_world_agrees_with_its_truth(tmp_path: Path, seed: int) -> None:
     assert_agrees(result, UNSEEN_DAYS * UNSEEN_PER_DAY, UNSEEN_DAYS * UNSEEN_PER_DAY // 4, 0)
 
 
-# `lost` needs a week of silence after a parcel's last scan, so the suite's other worlds end
-# before it can fire on more than one lost parcel (REFERENCE: not graded). This world runs
-# three weeks, orders placed every day, on a seed no other file uses; it was picked for having
-# at least two cause-observable lost parcels in its truth (three), before its grades were seen.
-# It is graded on `lost` alone with the reference-sized floors (bench/results/rules_floors.json
-# "reference" "lost", derived on other seeds): its other rules are the reference world's job.
+# `lost` needs a week of silence after a parcel's last scan, and the suite's demo (seed 5) and
+# reference (seed 7) worlds have at most one lost parcel that long silent by their moments
+# (REFERENCE: not graded). This world runs three weeks, orders placed every day, on a seed no
+# other file uses, picked from the two probed (8893: three lost parcels silent a week by the
+# last moment in its truth, 8923: two) before any grade of it was seen (8803, the world the
+# scan-gap grading fault was found on, was no candidate). It is graded on `lost`
+# alone, with the reference-sized floors (bench/results/rules_floors.json "reference" "lost",
+# derived on other seeds): recall at any slack and false alarms, and the share of its flags on
+# parcels really lost (a rule firing on any long silence would fail that).
 LOST_SEED, LOST_DAYS, LOST_PER_DAY = 8893, 21, 100
 LOST = bars("reference", signal_graded=set(), cause_graded=set(), lost_graded=True)
+LOST_CAUSE_PRECISION_MIN = 0.9  # flags on parcels lost by the moment (truth cause_lost_parcel_at)
 
 
 @pytest.mark.slow
@@ -173,9 +177,7 @@ def test_lost_parcels_are_caught_a_week_after_their_last_scan(tmp_path: Path) ->
     assert lost.cause_observable_orders >= 2, table  # graded, not skipped (check_lost too)
     problems = check_lost(grading.secondary, LOST)
     assert not problems, "\n".join(problems) + "\n" + table
-    # in the operator's population (promise >= MIN_SLACK_HOURS away) it cries no wolf either
-    operator = {g.rule: g for g in grading.grades}["lost"]
-    assert operator.false_alarm_rate <= LOST.false_alarm_max["lost"], grades_table(grading.grades)
+    assert (lost.cause_precision or 0.0) >= LOST_CAUSE_PRECISION_MIN, table
 
 
 if __name__ == "__main__":  # dev: python tests/test_ground_truth.py <home>

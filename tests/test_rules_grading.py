@@ -337,56 +337,64 @@ def test_no_first_scan_graded_on_business_hours(tmp_path: Path) -> None:
     assert grade.cause_observable == 0
 
 
+def _gaps(*gaps: tuple[datetime, datetime | None]) -> str:
+    """A truth `scan_gaps` cell: `start/end` per gap, `start/` while it lasts."""
+    return " ".join(f"{_iso(a)}/{_iso(b)}" for a, b in gaps)
+
+
 def test_scan_gap_signal_uses_the_orders_own_threshold(tmp_path: Path) -> None:
     """Both orders' parcels went silent 58 carrier hours before T0 (Thursday 05:00 to Saturday
     15:00 in New York, no Sunday between); order 1's lane threshold is 50 h (past it), order 2's
     60 h (not yet): only order 1 is signal-observable, not both as the 36 h floor would say."""
-    onset = {"onset_silence_48h_at": T0 - 10 * H}
+    onset = {"scan_gaps": _gaps((T0 - 58 * H, None))}
     warehouse, truth = tiny_world(tmp_path, {}, {1: onset, 2: onset}, {1: 50.0, 2: 60.0})
     grade = {g.rule: g for g in grade_rules(warehouse, truth, [T0]).grades}["scan_gap"]
     assert (grade.signal_observable, grade.signal_observable_orders) == (1, 1)
+
+
+SATURDAY = T0 + 7 * 24 * H  # 2026-10-17 15:00 in New York
+MONDAY = SATURDAY + 48 * H  # 15:00
+
+
+def _scan_gap_signal(home: Path, gaps: str, moment: datetime) -> int:
+    """Signal-observable scan_gap pairs of one order (threshold 36 h) at `moment`."""
+    home.mkdir()
+    warehouse, truth = tiny_world(home, {}, {1: {"scan_gaps": gaps}}, {1: 36.0})
+    con = duckdb.connect(str(warehouse))
+    con.execute("update marts.order_state_snapshots set as_of = ?", [moment])
+    con.execute("update marts.order_state_snapshots set promised_deliver_by = ?",
+                [moment + 48 * H])  # fmt: skip
+    con.close()
+    grade = {g.rule: g for g in grade_rules(warehouse, truth, [moment]).grades}["scan_gap"]
+    return grade.signal_observable
 
 
 def test_scan_gap_signal_skips_sundays(tmp_path: Path) -> None:
     """Silent from Saturday 2026-10-17 15:00 to Monday 15:00 (New York): 48 elapsed hours but
     24 carrier hours (Sunday does not count): below a 36 h threshold, so not signal-observable;
     on Tuesday 15:00 (48 carrier hours) it is."""
-    saturday = T0 + 7 * 24 * H
-    monday = saturday + 48 * H
-    onset = {"onset_silence_48h_at": monday}  # last scan on Saturday, silence shown 48 h later
-    for moment, expected in ((monday, 0), (monday + 24 * H, 1)):
-        home = tmp_path / str(expected)
-        home.mkdir()
-        warehouse, truth = tiny_world(home, {}, {1: onset}, {1: 36.0})
-        con = duckdb.connect(str(warehouse))
-        con.execute("update marts.order_state_snapshots set as_of = ?", [moment])
-        con.execute("update marts.order_state_snapshots set promised_deliver_by = ?",
-                    [moment + 48 * H])  # fmt: skip
-        con.close()
-        grade = {g.rule: g for g in grade_rules(warehouse, truth, [moment]).grades}["scan_gap"]
-        assert grade.signal_observable == expected, moment
+    gaps = _gaps((SATURDAY, None))
+    assert _scan_gap_signal(tmp_path / "monday", gaps, MONDAY) == 0
+    assert _scan_gap_signal(tmp_path / "tuesday", gaps, MONDAY + 24 * H) == 1
 
 
-def test_scan_gap_signal_ends_with_the_scan_that_ended_the_silence(tmp_path: Path) -> None:
-    """Silent from Saturday 2026-10-17 15:00 (New York): a scan on Monday 16:00 ends the gap at
-    25 carrier hours (Sunday does not count), short of a 36 h threshold: on Wednesday the
-    parcel is not signal-observable, though its silence began 72 carrier hours before. A gap
-    that ended only on Tuesday 05:00 (38 carrier hours) had shown the threshold: it is."""
-    saturday = T0 + 7 * 24 * H
-    monday = saturday + 48 * H
-    wednesday = monday + 48 * H
-    for ended, expected in ((monday + H, 0), (monday + 14 * H, 1)):
-        home = tmp_path / str(expected)
-        home.mkdir()
-        onset = {"onset_silence_48h_at": monday, "silence_48h_ended_at": ended}
-        warehouse, truth = tiny_world(home, {}, {1: onset}, {1: 36.0})
-        con = duckdb.connect(str(warehouse))
-        con.execute("update marts.order_state_snapshots set as_of = ?", [wednesday])
-        con.execute("update marts.order_state_snapshots set promised_deliver_by = ?",
-                    [wednesday + 48 * H])  # fmt: skip
-        con.close()
-        grade = {g.rule: g for g in grade_rules(warehouse, truth, [wednesday]).grades}["scan_gap"]
-        assert grade.signal_observable == expected, ended
+def test_scan_gap_signal_counts_each_gap_to_its_end_and_never_past_the_moment(
+    tmp_path: Path,
+) -> None:
+    """Silent from Saturday 15:00 (New York). On Wednesday 15:00, 72 carrier hours later: a
+    gap a scan ended on Monday 16:00 (25 carrier hours) never showed a 36 h threshold; one
+    ended on Tuesday 05:00 (38) did. A second gap of the same order, from Tuesday 00:00 and
+    still open (39 carrier hours by Wednesday 15:00), shows it though the first did not. On
+    Monday 22:00 a gap that ends only on Wednesday has lasted 31 carrier hours: not yet."""
+    wednesday = MONDAY + 48 * H
+    cases = (
+        ("short", _gaps((SATURDAY, MONDAY + H)), wednesday, 0),
+        ("long", _gaps((SATURDAY, MONDAY + 14 * H)), wednesday, 1),
+        ("second", _gaps((SATURDAY, MONDAY + H), (MONDAY + 9 * H, None)), wednesday, 1),
+        ("later", _gaps((SATURDAY, wednesday - 5 * H)), MONDAY + 7 * H, 0),
+    )
+    for name, gaps, moment, expected in cases:
+        assert _scan_gap_signal(tmp_path / name, gaps, moment) == expected, name
 
 
 def test_grading_calendar_is_the_warehouse_calendar(demo_world: DemoWorld) -> None:

@@ -79,7 +79,7 @@ GROUND_TRUTH_COLUMNS = (
     "tier",
     "destination_region",
     *onset_columns(),  # when each kind of signal was first observable (sim/truth.py)
-    "silence_48h_ended_at",  # when the silence of onset_silence_48h_at ended (sim/truth.py)
+    "scan_gaps",  # every gap of a day or more between a parcel's scans (sim/truth.py)
     *cause_columns(),  # when each kind of cause began in the world (sim/truth.py)
 )
 
@@ -569,7 +569,10 @@ def _truth_row(plan: OrderPlan) -> list[str]:
         "vip" if plan.vip else "standard",
         plan.destination.region,
         *(utc(plan.onsets[s]) if s in plan.onsets else "" for s in SIGNALS),
-        utc(plan.silence_ended) if plan.silence_ended is not None else "",
+        " ".join(
+            f"{utc(a)}/{'' if b is None else utc(b)}"
+            for a, b in sorted(plan.scan_gaps, key=lambda g: g[0])
+        ),
         *(utc(plan.cause_onsets[k]) if k in plan.cause_onsets else "" for k in CAUSES),
     ]
 

@@ -315,7 +315,7 @@ class OrderPlan:
     customer: int = 0  # customer number (repeat customers share it across orders)
     causes: list[Cause] = field(default_factory=list)  # every delay the order met
     onsets: dict[str, int] = field(default_factory=dict)  # signal -> first observable time
-    silence_ended: int | None = None  # the end of onsets["silence_48h"]'s silence (truth)
+    scan_gaps: list[tuple[int, int | None]] = field(default_factory=list)  # (start, end) truth
     cause_onsets: dict[str, int] = field(default_factory=dict)  # cause kind -> began (truth)
     memo: dict[str, Any] = field(default_factory=dict)  # render-time constants (render/)
 

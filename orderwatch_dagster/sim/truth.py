@@ -5,8 +5,9 @@ scan's arrival at the tracker, a ShipBob or FulfillmentOrder version's time, a t
 crossed), for every order: look-alikes on orders that arrive on time have onsets too.
 `failure_onset` is the earliest onset before the breach, on missed orders only.
 
-`silence_48h_ended_at` is when that first silence ended (the arrival of the parcel's next
-scan; empty while it lasts).
+`scan_gaps` lists every gap of at least GAP between a parcel's carrier scans, on every parcel
+of the order (`start/end`, the arrivals of the scans before and after it; `start/` while it
+lasts), so a rule counting hours since the last scan is graded on the gaps it really saw.
 
 Cause onsets (`cause_<kind>_at`) are when a delay's cause began in the world, whether or not
 any feed ever showed it: the stock-out or the unusable address when the site got the order
@@ -18,6 +19,8 @@ these, not against the feed field it reads, measures what it misses
 """
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 from orderwatch_dagster.sim.model import DAY, HOUR, OrderPlan, ShipmentPlan, epoch
 
@@ -33,6 +36,7 @@ EXCEPTION_DETAILS = frozenset(
     ("weather_delay", "delayed", "address_correction", "delivery_exception", "lost", "return")
 )
 SILENCE = 48 * HOUR
+GAP = 24 * HOUR  # the truth's `scan_gaps`: every gap this long (a rule's threshold is longer)
 # Cause kind -> the failure mode (sim/model.py FAILURE_MODES) it is a cause of. An address
 # problem is two kinds: caught by the site (a hold) or only by the carrier at the door.
 CAUSES: dict[str, str] = {
@@ -58,21 +62,33 @@ def record_cause(plan: OrderPlan, kind: str, began: int) -> None:
     plan.cause_onsets[kind] = min(plan.cause_onsets.get(kind, began), began)
 
 
-def _silence(shipment: ShipmentPlan) -> tuple[int, int | None] | None:
-    """The parcel's first 48 h without a carrier scan, counted from the carrier's first scan
-    (its acceptance, or a hub's when it skipped acceptance): (when it had lasted 48 h, the
-    arrival of the scan that ended it; None: never ended). A label the carrier never scanned
-    is no_first_scan's to see, not a silence."""
+def _silence(shipment: ShipmentPlan) -> int | None:
+    """48 h without a carrier scan, counted from the carrier's first scan (its acceptance, or
+    a hub's when it skipped acceptance): a label the carrier never scanned is no_first_scan's
+    to see, not a silence."""
     seen = sorted(scan.arrival for scan in shipment.scans if scan.status != "pre_transit")
     if shipment.shipped_at is None or not seen:
         return None
     last = seen[0]
     for arrival in seen[1:]:
         if arrival - last >= SILENCE:
-            return last + SILENCE, arrival
+            return last + SILENCE
         last = arrival
     delivered = shipment.delivered_at is not None
-    return None if delivered else (last + SILENCE, None)
+    return None if delivered else last + SILENCE
+
+
+def scan_gaps(shipment: ShipmentPlan) -> list[tuple[int, int | None]]:
+    """Every gap of at least GAP between the parcel's carrier scans, by their arrival at the
+    tracker (from its first scan, as _silence counts), and the silence after its last scan
+    while it is undelivered (end None): (last scan before it, the scan that ended it)."""
+    seen = sorted(scan.arrival for scan in shipment.scans if scan.status != "pre_transit")
+    if shipment.shipped_at is None or not seen:
+        return []
+    gaps: list[tuple[int, int | None]] = [(a, b) for a, b in pairwise(seen) if b - a >= GAP]
+    if shipment.delivered_at is None:
+        gaps.append((seen[-1], None))
+    return gaps
 
 
 def ship_by(plan: OrderPlan) -> int:
@@ -85,7 +101,6 @@ def record_onsets(plan: OrderPlan) -> None:
     for events in plan.fo_events.values():
         found["hold"] += [e.at for e in events if e.status == "on_hold"]
     deadline_to_ship = ship_by(plan)
-    silences: list[tuple[int, int | None]] = []
     for shipment in plan.shipments:
         found["hold"] += [e.at for e in shipment.wms if e.status in ("Exception", "OnHold")]
         found["pending_late"] += [e.at for e in shipment.wms if e.efd_status == "PendingLate"]
@@ -98,17 +113,14 @@ def record_onsets(plan: OrderPlan) -> None:
             for s in shipment.scans
             if s.detail in EXCEPTION_DETAILS or s.status == "available_for_pickup"
         ]
-        silence = _silence(shipment)
-        if silence is not None:
-            found["silence_48h"].append(silence[0])
-            silences.append(silence)
+        silent = _silence(shipment)
+        if silent is not None:
+            found["silence_48h"].append(silent)
+        plan.scan_gaps += scan_gaps(shipment)
         found["edd_past_promise"] += [
             e.known_at for e in shipment.edd if e.day is not None and e.day > plan.promised
         ]
     plan.onsets = {signal: min(times) for signal, times in found.items() if times}
-    # the end of the silence onset_silence_48h_at times: a gap that ended before a rule's
-    # threshold never showed the rule its signal (bench/rules_grading.py)
-    plan.silence_ended = min(silences, key=lambda s: s[0], default=(0, None))[1]
     if plan.missed:
         before = [t for t in plan.onsets.values() if t < plan.deadline]
         plan.failure_onset = min(before) if before else None
