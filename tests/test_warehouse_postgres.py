@@ -26,8 +26,10 @@ from test_ingest import (
 
 from orderwatch_dagster.defs.resources import DuckDBWarehouse, PostgresWarehouse
 from orderwatch_dagster.lib import ledger
+from orderwatch_dagster.lib.action_run import ACTIONS_LOCK, Controls, run_actions
 from orderwatch_dagster.lib.feeds import FEED_FOLDERS, FEEDS
 from orderwatch_dagster.lib.parsers import parse_page
+from orderwatch_dagster.lib.policy import DEFAULT_POLICY, parse_policy
 from orderwatch_dagster.lib.records import KeyColumn
 
 pytestmark = pytest.mark.postgres
@@ -236,3 +238,28 @@ def test_the_ops_ledger_is_created_upgraded_and_written_on_both_engines(
         "k1:resend",
     )
     assert stored["history"] == row["history"]
+
+
+def test_one_action_run_at_a_time_on_postgres(scratch_database: str, tmp_path: Path) -> None:
+    """Two action runs on one PostgreSQL ledger: while one holds it, the other does nothing
+    (no send, no ledger read: each would otherwise read the ledger before the other's intent
+    and both send); once it is released, the next run takes it."""
+    warehouse = PostgresWarehouse(database=scratch_database, **PG)
+    sent: list[Any] = []
+    policy = parse_policy(DEFAULT_POLICY.read_text())
+    moment = datetime(2026, 10, 5, 10, tzinfo=UTC)
+
+    def attempt(session: Any) -> Any:
+        return run_actions(
+            session, sent.append, Controls(), policy, moment, "r", tmp_path, lambda _: None
+        )
+
+    with warehouse.connect() as first, warehouse.connect() as second:
+        with first.exclusive(ACTIONS_LOCK) as held:
+            assert held
+            with second.exclusive(ACTIONS_LOCK) as also:
+                assert not also
+            report = attempt(second)
+            assert report.mode == "busy" and report.alerts and sent == []
+        with second.exclusive(ACTIONS_LOCK) as held_now:
+            assert held_now  # released with the block

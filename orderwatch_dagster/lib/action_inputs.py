@@ -37,7 +37,7 @@ class Controls:
 
 @dataclass
 class RunReport:
-    mode: str  # live | dry_run | replay | kill_switch
+    mode: str  # live | dry_run | replay | kill_switch | busy (another run holds the ledger)
     as_of: str
     exceptions_open: int = 0
     exceptions_by_type: Counter[str] = field(default_factory=Counter)

@@ -517,6 +517,29 @@ def run_actions(
         report = RunReport(mode="kill_switch", as_of=now.isoformat())
         report.alerts.append("kill_switch: ORDERWATCH_ACTIONS_KILL_SWITCH is on; nothing done")
         return report
+    # Two runs deciding at once would each read the ledger before the other's intent and
+    # both send: one run at a time, the other does nothing (its sensor tick comes again).
+    with session.exclusive(ACTIONS_LOCK) as held:
+        if not held:
+            report = RunReport(mode="busy", as_of=now.isoformat())
+            report.alerts.append("busy: another action run holds the ledger; nothing done")
+            return report
+        return _run_actions(session, send, controls, policy, now, run_id, outbox, log)
+
+
+ACTIONS_LOCK = "orderwatch:exception_actions"
+
+
+def _run_actions(
+    session: WarehouseSession,
+    send: Send,
+    controls: Controls,
+    policy: Policy,
+    now: datetime,
+    run_id: str,
+    outbox: Path,
+    log: Log,
+) -> RunReport:
     run = ActionRun(session, send, controls, policy, now, run_id, outbox, log)
     rows = run.load()
     run.recover_interrupted()

@@ -54,6 +54,17 @@ class PostgresSession(WarehouseSession):
         finally:
             self._in_tx = False
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A session-level advisory lock (it outlives the commits each statement makes), tried,
+        never waited for; released when the block ends."""
+        ((held,),) = self.query("select pg_try_advisory_lock(hashtext(%s))", (name,))
+        try:
+            yield bool(held)
+        finally:
+            if held:
+                self.query("select pg_advisory_unlock(hashtext(%s))", (name,))
+
     def _insert_records(self, versions: Versions) -> list[tuple[str, str]]:
         from psycopg2.extras import execute_values
 

@@ -95,6 +95,13 @@ class WarehouseSession(ABC):
     @contextmanager
     def transaction(self) -> Iterator[None]: ...
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this session alone holds `name` while the block runs (False: another
+        session does; nothing waits). DuckDB: a read-write connection already excludes every
+        other process from the file, so it is always held."""
+        yield True
+
     @abstractmethod
     def _insert_records(self, versions: Versions) -> list[tuple[str, str]]:
         """Insert versions not yet stored; return the (_key, _record_hash) actually inserted."""
