@@ -178,6 +178,9 @@ def test_lost_parcels_are_caught_a_week_after_their_last_scan(tmp_path: Path) ->
     problems = check_lost(grading.secondary, LOST)
     assert not problems, "\n".join(problems) + "\n" + table
     assert (lost.cause_precision or 0.0) >= LOST_CAUSE_PRECISION_MIN, table
+    # in the operator's population (promise >= MIN_SLACK_HOURS away) it cries no wolf either
+    operator = {g.rule: g for g in grading.grades}["lost"]
+    assert operator.false_alarm_rate <= LOST.false_alarm_max["lost"], grades_table(grading.grades)
 
 
 if __name__ == "__main__":  # dev: python tests/test_ground_truth.py <home>

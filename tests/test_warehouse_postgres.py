@@ -260,6 +260,11 @@ def test_one_action_run_at_a_time_on_postgres(scratch_database: str, tmp_path: P
             with second.exclusive(ACTIONS_LOCK) as also:
                 assert not also
             report = attempt(second)
-            assert report.mode == "busy" and report.alerts and sent == []
+            assert report.mode == "busy" and report.failure and sent == []
         with second.exclusive(ACTIONS_LOCK) as held_now:
             assert held_now  # released with the block
+        with pytest.raises(RuntimeError), first.exclusive(ACTIONS_LOCK) as held:
+            assert held
+            raise RuntimeError("a run that failed half-way")
+        with second.exclusive(ACTIONS_LOCK) as held_after_error:
+            assert held_after_error  # released with the failed block too

@@ -517,12 +517,16 @@ def run_actions(
         report = RunReport(mode="kill_switch", as_of=now.isoformat())
         report.alerts.append("kill_switch: ORDERWATCH_ACTIONS_KILL_SWITCH is on; nothing done")
         return report
-    # Two runs deciding at once would each read the ledger before the other's intent and
-    # both send: one run at a time, the other does nothing (its sensor tick comes again).
+    if controls.dry_run or controls.replay:  # they write and send nothing: no lock to take
+        return _run_actions(session, send, controls, policy, now, run_id, outbox, log)
+    # Two live runs deciding at once would each read the ledger before the other's intent and
+    # both send: one run at a time; the other does nothing and says so (`failure`: the job
+    # fails, so an operator sees the skipped materialization and re-executes it).
     with session.exclusive(ACTIONS_LOCK) as held:
         if not held:
             report = RunReport(mode="busy", as_of=now.isoformat())
-            report.alerts.append("busy: another action run holds the ledger; nothing done")
+            report.failure = "busy: another action run holds the ledger; nothing done"
+            report.alerts.append(report.failure)
             return report
         return _run_actions(session, send, controls, policy, now, run_id, outbox, log)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -58,12 +58,16 @@ class PostgresSession(WarehouseSession):
     def exclusive(self, name: str) -> Iterator[bool]:
         """A session-level advisory lock (it outlives the commits each statement makes), tried,
         never waited for; released when the block ends."""
+        import psycopg2
+
         ((held,),) = self.query("select pg_try_advisory_lock(hashtext(%s))", (name,))
         try:
             yield bool(held)
         finally:
-            if held:
-                self.query("select pg_advisory_unlock(hashtext(%s))", (name,))
+            # a dropped connection released it already; never hide the block's own error
+            if held and not self.conn.closed:
+                with suppress(psycopg2.Error):
+                    self.query("select pg_advisory_unlock(hashtext(%s))", (name,))
 
     def _insert_records(self, versions: Versions) -> list[tuple[str, str]]:
         from psycopg2.extras import execute_values

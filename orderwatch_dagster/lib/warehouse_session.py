@@ -98,8 +98,10 @@ class WarehouseSession(ABC):
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
         """Whether this session alone holds `name` while the block runs (False: another
-        session does; nothing waits). DuckDB: a read-write connection already excludes every
-        other process from the file, so it is always held."""
+        session does; nothing waits). DuckDB: a read-write connection excludes every other
+        process from the file (a second one waits for the file lock and then fails to open),
+        so it is held here; two runs in one process are not excluded (Dagster runs one run per
+        process)."""
         yield True
 
     @abstractmethod

@@ -47,6 +47,8 @@ def act_on_exceptions(
             action_sink.outbox_path(),
             context.log.info,
         )
+    if report.mode == "busy":  # nothing was read or done: no ledger observation of zeros
+        raise dg.Failure(description=report.failure, metadata={"alerts": report.alerts})
     meta = report.as_metadata()
     context.log_event(
         dg.AssetObservation(
