@@ -517,8 +517,9 @@ def run_actions(
         report = RunReport(mode="kill_switch", as_of=now.isoformat())
         report.alerts.append("kill_switch: ORDERWATCH_ACTIONS_KILL_SWITCH is on; nothing done")
         return report
-    if controls.dry_run or controls.replay:  # they write and send nothing: no lock to take
-        return _run_actions(session, send, controls, policy, now, run_id, outbox, log)
+    run = ActionRun(session, send, controls, policy, now, run_id, outbox, log)
+    if not run.writes:  # dry-run and replay write and send nothing: no lock to take
+        return _act(run)
     # Two live runs deciding at once would each read the ledger before the other's intent and
     # both send: one run at a time; the other does nothing and says so (`failure`: the job
     # fails, so an operator sees the skipped materialization and re-executes it).
@@ -528,23 +529,14 @@ def run_actions(
             report.failure = "busy: another action run holds the ledger; nothing done"
             report.alerts.append(report.failure)
             return report
-        return _run_actions(session, send, controls, policy, now, run_id, outbox, log)
+        return _act(run)
 
 
 ACTIONS_LOCK = "orderwatch:exception_actions"
 
 
-def _run_actions(
-    session: WarehouseSession,
-    send: Send,
-    controls: Controls,
-    policy: Policy,
-    now: datetime,
-    run_id: str,
-    outbox: Path,
-    log: Log,
-) -> RunReport:
-    run = ActionRun(session, send, controls, policy, now, run_id, outbox, log)
+def _act(run: ActionRun) -> RunReport:
+    session, controls, policy, now = run.s, run.c, run.policy, run.now
     rows = run.load()
     run.recover_interrupted()
     run.sync(rows)
