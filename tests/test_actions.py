@@ -380,7 +380,7 @@ def test_each_open_status_ticket_gets_exactly_one_answer() -> None:
         (2, "ticket_note", None),
         (5, "ticket_reply", "solved"),
     }
-    sent = {a.idempotency_key: {"status": "accepted"} for a in answers}
+    sent = {a.idempotency_key: {"status": "accepted", "template": a.template} for a in answers}
     assert plan_tickets(tickets, orders, {11}, sent) == []
 
 

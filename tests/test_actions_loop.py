@@ -111,6 +111,30 @@ def test_only_a_current_estimate_and_a_plain_https_link_reach_a_customer() -> No
     assert delivery_facts({})["tracking_url"] is None
 
 
+def test_customer_facing_days_are_the_customers_own() -> None:
+    """The promise is the end of the promised day where the customer is (03:59:59Z the next
+    UTC day in New York); a carrier's date-only estimate arrives as midnight UTC (EasyPost) and
+    is that day everywhere; a real moment is read in the customer's zone."""
+    from orderwatch_dagster.lib.packets import Contact, delivery_facts, message_facts
+
+    promise = datetime(2026, 10, 14, 3, 59, 59, tzinfo=UTC)  # end of 13 October, EDT
+    order = {
+        **_order("in_transit", 48),
+        "order_name": "#1001",
+        "promised_deliver_by": promise,
+        "last_scan_at": datetime(2026, 10, 10, 2, 30, tzinfo=UTC),  # 9 October, 19:30 PDT
+        "carrier_est_delivery_at": datetime(2026, 10, 12, tzinfo=UTC),  # a date, no time
+    }
+    facts = message_facts(order, Contact(), "ship_late", "Shop", "America/New_York")
+    assert facts["promised_date"] == "2026-10-13"
+    assert facts["est_delivery_date"] == "2026-10-12"
+    west = message_facts(order, Contact(), "ship_late", "Shop", "America/Los_Angeles")
+    assert west["last_scan_date"] == "2026-10-09" and west["est_delivery_date"] == "2026-10-12"
+    timed = {**order, "carrier_est_delivery_at": datetime(2026, 10, 12, 2, tzinfo=UTC)}
+    assert delivery_facts(timed, "America/Los_Angeles")["est_delivery_date"] == "2026-10-11"
+    assert message_facts(order, Contact(), "ship_late", "Shop")["promised_date"] == "2026-10-14"
+
+
 # -- 6. the outbox is no delivery ------------------------------------------------------------------
 def test_the_outbox_is_counted_apart_and_never_as_sent(home_copy: Path) -> None:
     from orderwatch_dagster.lib.summary import action_summary
@@ -346,6 +370,44 @@ def test_a_recovery_follow_up_respects_the_order_the_agent_and_the_ticket_channe
     # the demo (no sender live): the outbox note is the one there is
     demo = plan_recoveries(tickets, orders, set(), set(orders), messages, "public_reply", NOW)
     assert 8 in {a.order_id for a in demo}
+
+
+def test_a_ticket_gets_a_fresh_note_each_time_its_order_goes_at_risk_again() -> None:
+    """Risk → note → recovery → follow-up → risk again: a second note (and later a second
+    follow-up), never a second on-track reply; an on-track reply then a risk: the note."""
+    from orderwatch_dagster.lib.ledger import key
+    from orderwatch_dagster.lib.wismo import answer_key, plan_recoveries
+
+    ticket = {"ticket_id": 100, "status": "open", "is_wismo": True, "order_id": 1}
+    on_track = {1: _order("in_transit", 48)}
+    at_risk = {1: ["open exception ship_late (high)"]}
+    messages: dict[str, dict[str, Any]] = {}
+
+    def step(risky: bool) -> list[Any]:
+        answers = plan_tickets([ticket], on_track, at_risk if risky else {}, messages, NOW)
+        if not risky and not answers:
+            answers = plan_recoveries([ticket], on_track, set(), {1}, messages, "public_reply", NOW)
+        for a in answers:  # what the run records once the sink accepted it
+            messages[a.idempotency_key] = {"template": a.template, "status": "accepted"}
+        return [(a.template, a.idempotency_key) for a in answers]
+
+    assert step(True) == [("wismo_note", key(100, "wismo"))]
+    assert step(True) == []  # the same risk: answered
+    assert step(False) == [("wismo_recovered", key(100, "wismo_recovered"))]
+    assert step(False) == []  # recovered and told: no on-track reply on top
+    assert step(True) == [("wismo_note", answer_key(100, "wismo", 1))]
+    assert step(True) == []
+    assert step(False) == [("wismo_recovered", answer_key(100, "wismo_recovered", 1))]
+    assert step(False) == []
+    assert len(messages) == 4 and len(set(messages)) == 4
+
+    messages.clear()
+    assert [t for t, _ in step(False)] == ["wismo_reply"]
+    assert step(False) == []  # one on-track reply, ever
+    assert step(True) == [("wismo_note", answer_key(100, "wismo", 1))]
+    # a note that is still waiting for its provider keeps its cycle open: no third answer
+    messages[answer_key(100, "wismo", 1)]["status"] = "uncertain"
+    assert step(True) == []
 
 
 def test_an_sms_opt_out_by_hand_matches_the_number_however_it_is_written(tmp_path: Path) -> None:

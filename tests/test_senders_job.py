@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,9 @@ SHIP_LATE = (
 POLICY = parse_policy(
     DEFAULT_POLICY.read_text().replace(SHIP_LATE, SHIP_LATE + "      - escalate: {to: ops_lead}\n")
 )
+# the wall clock a provider's Retry-After runs on (lib/action_run.py): each run an hour later
+WALL_START = datetime(2026, 10, 11, tzinfo=UTC)
+RUNS = itertools.count()
 
 
 @pytest.fixture(name="home")
@@ -169,12 +174,19 @@ def run(
     *,
     job_controls: bool = False,
     smtp_port: int | None = None,
+    wall: datetime | None = None,
 ) -> RunReport:
     """`job_controls`: the live channels passed as the job passes them (defs/actions/jobs.py);
     `smtp_port`: e-mail to a local SMTP server (sink)."""
     senders = sink(home, server_url, smtp_port)
     live = frozenset(senders.live_channels()) if job_controls else frozenset()
-    controls = Controls(packet_base_url="https://ops.example.com/packets", live_channels=live)
+    if wall is None:
+        wall = WALL_START + timedelta(hours=next(RUNS))  # runs an hour apart, as scheduled
+    controls = Controls(
+        packet_base_url="https://ops.example.com/packets",
+        live_channels=live,
+        wall_clock=lambda: wall,
+    )
     with open_duckdb(home / "warehouse.duckdb") as session:
         return run_actions(
             session,
@@ -279,7 +291,8 @@ def test_not_accepted_stays_pending_and_goes_once_on_the_next_run(
     dead = f"http://127.0.0.1:{free_port()}"
     if failure != "refused":
         provider.mode = {TICKETS: failure, HOOK: failure}
-    first = run(home, dead if failure == "refused" else server.url)
+    start = datetime(2026, 10, 11, 3, tzinfo=UTC)
+    first = run(home, dead if failure == "refused" else server.url, wall=start)
     pending = {**deliveries(home, "ticket_create"), **deliveries(home, "slack")}
     assert pending and {d["status"] for d in pending.values()} == {"not_accepted"}
     assert first.messages["not_accepted"] >= len(pending)
@@ -290,10 +303,24 @@ def test_not_accepted_stays_pending_and_goes_once_on_the_next_run(
         else:
             assert d["history"][-1]["status"] in (429, 503)
     tried = Counter(r.path for r in server.requests)
+    throttled = {p for (p,) in rows(home, "select provider from ops.provider_throttles")}
+    if failure == "refused":  # nothing said "not now": every delivery was tried
+        assert throttled == set() and first.held["provider_throttled"] == 0
+    else:  # Retry-After: one request per provider, the rest of the run holds it (no row)
+        assert throttled == {"zendesk", "slack"}
+        assert len(pending) == 2  # one create, one post: all the requests there were
+        assert tried[TICKETS] + tried[HOOK] == sum(d["attempts"] for d in pending.values())
+        assert first.held["provider_throttled"] > 0
+        assert any(a.startswith("provider_throttled: zendesk") for a in first.alerts)
+        # a run within the Retry-After sends nothing to either provider, the retry included
+        soon = run(home, server.url, wall=start + timedelta(milliseconds=500))
+        assert Counter(r.path for r in server.requests) == tried
+        assert soon.held["provider_throttled"] >= first.held["provider_throttled"] + 2
     provider.mode = {TICKETS: "ok", HOOK: "ok"}
-    run(home, server.url)
+    run(home, server.url, wall=start + timedelta(hours=1))  # Retry-After (1 s) has passed
     sent = {**deliveries(home, "ticket_create"), **deliveries(home, "slack")}
-    assert set(sent) == set(pending) and {d["status"] for d in sent.values()} == {"accepted"}
+    assert set(sent) >= set(pending) and {d["status"] for d in sent.values()} == {"accepted"}
+    assert len(sent) - len(pending) <= first.held["provider_throttled"]
     # exactly one request per pending delivery in the second run
     now_sent = Counter(r.path for r in server.requests) - tried
     assert now_sent[TICKETS] == len(deliveries(home, "ticket_create"))
@@ -375,8 +402,10 @@ def test_a_refused_task_resent_into_a_429_is_still_resent_only_once(
     step("invalid")
     created = deliveries(home, "ticket_create")
     assert created and {d["follow_up"] for d in created.values()} == {"resend_once"}
-    step("throttle")
-    assert {d["status"] for d in deliveries(home, "ticket_create").values()} == {"not_accepted"}
+    step("throttle")  # the first resend is throttled; Zendesk's Retry-After holds the others
+    throttled = {(d["status"], d["follow_up"]) for d in deliveries(home, "ticket_create").values()}
+    assert ("not_accepted", None) in throttled  # still under its resend_key
+    assert throttled <= {("not_accepted", None), ("rejected", "resend_once")}
     step("invalid")
     step("invalid")  # done: nothing goes out any more
     assert keys_by_run[0]["first"] > 0 and not keys_by_run[0]["resend"]
@@ -526,18 +555,23 @@ def test_pending_then_sent_once_across_two_runs_of_the_job(
             assert handler.messages == [] and deliveries(home, "order_tags") == {}
             handler.rcpt_reply = "250 OK"
             provider.mode = {TICKETS: "ok", HOOK: "ok"}
+            time.sleep(1.0)  # Zendesk's Retry-After (1 s, on the wall clock) passes
             assert job.execute_in_process(instance=instance).success
             assert job.execute_in_process(instance=instance).success  # a third: nothing new
     for channel, before in (("email", emails), ("ticket_create", tasks)):
         after = deliveries(home, channel)
-        assert set(after) == set(before) and {d["status"] for d in after.values()} == {"accepted"}
-        for key, d in after.items():  # the first run's refusal is still on record
-            assert d["attempts"] == len(d["history"]) == before[key]["attempts"] + 1
+        # (after a 503 + Retry-After the first run held Zendesk's other tasks: no row yet)
+        assert set(after) >= set(before) and {d["status"] for d in after.values()} == {"accepted"}
+        assert channel == "ticket_create" or set(after) == set(before)
+        for key, d in before.items():  # the first run's refusal is still on record
+            assert after[key]["attempts"] == len(after[key]["history"]) == d["attempts"] + 1
     message_ids = [m.message["Message-ID"] for m in handler.messages]
     assert len(message_ids) == len(set(message_ids)) == len(emails)
     # run 1: every try a 503 (retried within the send: a create under its key is safe to
-    # retry); later runs: exactly one request each, answered 201
+    # retry), the other tasks held; later runs: exactly one request each, answered 201
     keys = Counter(r.headers["Idempotency-Key"] for r in server.requests_to(TICKETS))
-    assert keys == {key: d["attempts"] + 1 for key, d in tasks.items()}
+    created = deliveries(home, "ticket_create")
+    first = {key: d["attempts"] for key, d in tasks.items()}
+    assert keys == {key: first.get(key, 0) + 1 for key in created}
     tagged = [r for r in server.requests_to(GRAPHQL) if "tagsAdd(" in r.json()["query"]]
     assert len(tagged) == len({d["key"] for d in deliveries(home, "order_tags").values()}) > 0

@@ -34,7 +34,13 @@ from orderwatch_dagster.lib import ledger as lg
 from orderwatch_dagster.lib.action_inputs import Controls, RunReport
 from orderwatch_dagster.lib.decide import DELIVERED_STATUSES, SENT_STATUSES
 from orderwatch_dagster.lib.outbound import Outbound, Outcome
-from orderwatch_dagster.lib.packets import STATUS_TEXT, OrderContext, packet_name
+from orderwatch_dagster.lib.packets import (
+    STATUS_TEXT,
+    Contact,
+    OrderContext,
+    local_date,
+    packet_name,
+)
 from orderwatch_dagster.lib.support_decisions import TicketDecision
 from orderwatch_dagster.lib.tables import select_dicts, table_exists
 from orderwatch_dagster.lib.templating import render_text
@@ -86,6 +92,8 @@ class ActionRun(Protocol):
 
     def alert(self, kind: str, detail: str) -> None: ...
 
+    def zone_of(self, contact: Contact) -> str: ...
+
     def close_queue_items(self, eid: str, kinds: tuple[str, ...] | None = None) -> None: ...
 
 
@@ -133,16 +141,19 @@ def _outbound(
     order: Mapping[str, Any],
     exc: Mapping[str, Any],
     status_ticket: Any = None,
+    assigns: bool = True,
+    zone: str | None = None,
 ) -> Outbound:
     channel = PROVIDER_CHANNEL[item["kind"]]
-    promised = order.get("promised_deliver_by")
+    # the promised day where the customer is, as their messages say it (lib/packets.py)
+    promised = local_date(order.get("promised_deliver_by"), zone)
     facts = {
         "kind_text": KIND_TEXT[item["kind"]],
         "order_name": order.get("order_name"),
         "queue": item["target"],
         "status_text": STATUS_TEXT.get(str(order.get("current_milestone")), "in progress"),
         "carrier": order.get("carrier"),
-        "promised_date": promised.date().isoformat() if promised is not None else None,
+        "promised_date": promised.isoformat() if promised is not None else None,
         "exception_type": exc.get("exception_type"),
         "severity": item.get("severity"),
         "evidence_summary": _evidence_summary(exc.get("evidence")),
@@ -166,7 +177,9 @@ def _outbound(
             "external_id": order.get("order_name"),  # the support feed links the ticket back
         }
         if status_ticket is not None:  # the customer already asked: onto that ticket, no second
-            note = {"queue": item["target"], "tags": tags}
+            note: dict[str, Any] = {"queue": item["target"], "tags": tags}
+            if not assigns:  # another task's queue has the ticket: tagged, not reassigned
+                note = {"tags": [*tags, f"orderwatch_queue_{item['target']}"]}
             return Outbound(idem, "ticket_note", str(status_ticket), body, metadata=note)
         return Outbound(idem, channel, str(order.get("order_name")), body, subject, metadata=meta)
     # Slack escapes mrkdwn itself (senders/slack.py): plain text, not the autoescaped template
@@ -310,6 +323,7 @@ def dispatch_queue(
     for item in sorted(reroutes, key=lambda q: str(q["action_key"])):
         exc = by_id.get(item["exception_id"]) or run.ledger.get(item["exception_id"]) or {}
         _reroute(run, item, _order(run, ctx, item), exc, shipments)
+    assigning = _assigning_tasks(run, status_tickets)
     for item in sorted(run.queue.values(), key=lambda q: str(q["action_key"])):
         channel = PROVIDER_CHANNEL.get(item["kind"])
         if channel in (None, "reroute") or item["status"] != "open":
@@ -321,7 +335,15 @@ def dispatch_queue(
         resend = resend_key is not None
         order = _order(run, ctx, item)
         exc = by_id.get(item["exception_id"]) or run.ledger.get(item["exception_id"]) or {}
-        outbound = _outbound(run, item, order, exc, status_tickets.get(item["order_id"]))
+        outbound = _outbound(
+            run,
+            item,
+            order,
+            exc,
+            status_tickets.get(item["order_id"]),
+            assigns=item["action_key"] in assigning,
+            zone=run.zone_of(ctx.contacts.get(item["order_id"]) or Contact()),
+        )
         run.report.actions[outbound.channel] += 1
         row = run.row(
             outbound.idempotency_key,
@@ -340,6 +362,41 @@ def dispatch_queue(
         run.send_recorded(row, outbound)
         if row["status"] == str(Outcome.REJECTED):
             _refused(run, item, channel, row, again=resend)
+
+
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+def _assigning_tasks(run: ActionRun, status_tickets: Mapping[Any, Any]) -> set[str]:
+    """The tasks whose note moves the customer's status ticket to their queue's group: per
+    ticket, the most severe task going out now (the first by key among equals), and only when
+    it is more severe than every task already noted there. Several tasks on one order so never
+    flip the ticket between groups run after run; a more urgent one takes it over."""
+
+    def rank(item: Mapping[str, Any]) -> int:
+        return SEVERITY_RANK.get(str(item.get("severity")), SEVERITY_RANK["medium"])
+
+    noted: dict[Any, int] = {}
+    going: dict[Any, list[Mapping[str, Any]]] = {}
+    for item in sorted(run.queue.values(), key=lambda q: str(q["action_key"])):
+        ticket = status_tickets.get(item["order_id"])
+        if item["kind"] != "create_task" or ticket is None:
+            continue
+        sent = run.messages.get(delivery_key(item["action_key"], "ticket_create"))
+        status = sent["status"] if sent is not None else None
+        if status in SENT_STATUSES and status != str(Outcome.REJECTED):
+            if sent["channel"] == "ticket_note" and sent["recipient"] == str(ticket):
+                noted[ticket] = max(noted.get(ticket, -1), rank(item))
+            continue
+        resend = status == str(Outcome.REJECTED) and sent.get("follow_up") == "resend_once"
+        if item["status"] == "open" and (status not in SENT_STATUSES or resend):
+            going.setdefault(ticket, []).append(item)
+    out = set()
+    for ticket, items in going.items():
+        top = max(items, key=rank)  # the first of the most severe
+        if rank(top) > noted.get(ticket, -1):
+            out.add(str(top["action_key"]))
+    return out
 
 
 def _refused_again_key(item: Mapping[str, Any], channel: str) -> str:

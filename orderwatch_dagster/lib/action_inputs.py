@@ -33,6 +33,8 @@ class Controls:
     reroute_shipping_service_id: int | None = None
     # the channels a real sender is enabled for (ActionSink.live_channels); empty: the outbox
     live_channels: frozenset[str] = frozenset()
+    # the wall clock a provider's Retry-After runs on (not the run's as-of); None: the system's
+    wall_clock: Callable[[], datetime] | None = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,17 @@ from orderwatch_dagster.lib.wismo import (
 
 Send = Callable[[Outbound], DeliveryResult]
 CUSTOMER_CHANNELS = ("email", "sms")  # an opt-out blocks a customer's address, nothing else
+# channel → the provider account behind it: a Retry-After holds every channel of that account
+PROVIDER_OF = {
+    "email": "smtp",
+    "sms": "twilio",
+    "ticket_note": "zendesk",
+    "ticket_reply": "zendesk",
+    "ticket_create": "zendesk",
+    "order_tags": "shopify",
+    "slack": "slack",
+    "reroute": "shipbob",
+}
 Log = Callable[[str], None]
 
 
@@ -90,6 +101,7 @@ class ActionRun(PacketsAndPage):
         self.queue: dict[str, dict[str, Any]] = {}
         self.blocks: set[str] = set()
         self.time_zones: dict[str, str] = {}
+        self.throttles: dict[str, datetime] = {}  # provider → retry at (wall clock)
 
     # -- reading -------------------------------------------------------------------
     def load(self) -> list[dict[str, Any]]:
@@ -101,6 +113,8 @@ class ActionRun(PacketsAndPage):
             self.queue = lg.read_queue(self.s)
         if table_exists(self.s, "ops", "contact_blocks"):
             self.blocks = lg.read_blocks(self.s)
+        if table_exists(self.s, "ops", "provider_throttles"):
+            self.throttles = lg.read_throttles(self.s)
         if table_exists(self.s, "staging", "destination_regions"):
             rows = self.s.query("select province_code, time_zone from staging.destination_regions")
             self.time_zones = {str(p): str(z) for p, z in rows if z}
@@ -251,17 +265,18 @@ class ActionRun(PacketsAndPage):
         if not recipient or contact is None:
             self.report.held["no_contact"] += 1
             return
-        if channel == "sms" and self.c.quiet_until is not None:
-            zone = self.time_zones.get(contact.province_code, self.c.default_time_zone)
-            if self.c.quiet_until(self.now, zone) is not None:
-                self.report.held["quiet_hours"] += 1  # decided again on a later run
-                return
+        quiet = self.c.quiet_until
+        if channel == "sms" and quiet is not None and quiet(self.now, self.zone_of(contact)):
+            self.report.held["quiet_hours"] += 1  # decided again on a later run
+            return
         if channel != message.channel:
             message = dataclasses.replace(message, channel=channel)
         if lg.block_key(message.channel, recipient) in self.blocks:
             self.report.held["opted_out"] += 1
             return
-        facts = message_facts(order, contact, message.driver_type, self.c.shop_name)
+        facts = message_facts(
+            order, contact, message.driver_type, self.c.shop_name, self.zone_of(contact)
+        )
         rendered = render_message(message.template, message.channel, facts)
         self.report.actions["notify_customer"] += 1
         masked = mask_email(recipient) if message.channel == "email" else mask_phone(recipient)
@@ -296,7 +311,9 @@ class ActionRun(PacketsAndPage):
         order = ctx.orders[answer.order_id]
         contact = ctx.contacts.get(answer.order_id) or Contact()
         plan = plans.get(answer.order_id)
-        facts = message_facts(order, contact, "predicted_late", self.c.shop_name)
+        facts = message_facts(
+            order, contact, "predicted_late", self.c.shop_name, self.zone_of(contact)
+        )
         body = render_text(
             f"ticket/{answer.template}.j2",
             **facts,
@@ -359,9 +376,26 @@ class ActionRun(PacketsAndPage):
             "updated_at": self.now,
         }
 
+    def zone_of(self, contact: Contact) -> str:
+        """The customer's time zone: the shipping province's (the one the promise was made
+        in, dbt_project/macros/promises.sql), else the shop's."""
+        return self.time_zones.get(contact.province_code, self.c.default_time_zone)
+
+    def wall_now(self) -> datetime:
+        return self.c.wall_clock() if self.c.wall_clock else datetime.now(UTC)
+
+    def throttled(self, channel: str) -> bool:
+        """The channel's provider asked for a pause (Retry-After) that has not passed yet."""
+        provider = PROVIDER_OF.get(channel, channel)
+        retry_at = self.throttles.get(provider)
+        return retry_at is not None and self.wall_now() < retry_at
+
     def send_recorded(self, row: dict[str, Any], outbound: Outbound) -> None:
         if not self.writes:
             self.report.would_send += 1
+            return
+        if self.throttled(outbound.channel):  # nothing recorded: a later run decides it again
+            self.report.held["provider_throttled"] += 1
             return
         earlier = self.messages.get(row["idempotency_key"])
         if earlier is not None:  # a pending delivery tried again: its earlier tries stay on record
@@ -397,6 +431,16 @@ class ActionRun(PacketsAndPage):
         )
         lg.write_message(self.s, row)
         self.report.messages[str(result.outcome)] += 1
+        if result.outcome == Outcome.NOT_ACCEPTED and result.retry_after_s is not None:
+            # the rest of this run holds the provider too (its sender retries 429s in-send
+            # only when configured to), and later runs until Retry-After has passed
+            provider = PROVIDER_OF.get(row["channel"], row["channel"])
+            wall = self.wall_now()
+            retry_at = wall + timedelta(seconds=max(result.retry_after_s, 0.0))
+            self.throttles[provider] = max(retry_at, wall + timedelta(microseconds=1))
+            detail = f"{row['channel']}: {result.detail}"[:300]
+            lg.write_throttle(self.s, provider, self.throttles[provider], detail, self.now)
+            self.alert("provider_throttled", f"{provider} until {retry_at.isoformat()} ({detail})")
         if result.follow_up == FollowUp.FIX_CONFIG:  # pending until a person fixes a setting
             self.alert("fix_config", f"{row['channel']}: {result.detail}"[:300])
         for eid in row["exception_ids"]:

@@ -3,8 +3,9 @@ lifecycle and ownership of every exception, and what people decided), `ops.custo
 (every outbound message, keyed by its idempotency key, with the state it was based on),
 `ops.action_queue` (tasks, reroute requests, escalations and human reviews: the embedded ops
 queue), `ops.alerts`, `ops.contact_blocks` (opt-outs) and `ops.unsubscribe_tokens` (the random
-key an unsubscribe link carries, mapped to the block it records). Portable SQL for DuckDB and
-PostgreSQL (`on conflict` upserts).
+key an unsubscribe link carries, mapped to the block it records) and `ops.provider_throttles`
+(a provider's Retry-After, kept across runs). Portable SQL for DuckDB and PostgreSQL
+(`on conflict` upserts).
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ BLOCK_COLUMNS = ("block_key", "channel", "recipient", "reason", "created_at")
 # a random token per address: a link's key can neither be computed from an address (as a hash
 # could) nor guessed, and `orderwatch opt-out --key` accepts only one it issued
 TOKEN_COLUMNS = ("token", "channel", "block_key", "created_at")
+# a provider that answered "not now" with Retry-After: nothing goes to it before `retry_at`
+# (wall-clock time: a rate limit runs on the provider's clock, not on the run's as-of)
+THROTTLE_COLUMNS = ("provider", "retry_at", "detail", "updated_at")
 UNSUBSCRIBE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24)
 # compensated: a person settled it with the customer (read back from a Zendesk tag)
 HUMAN_DECISIONS = ("acknowledged", "snoozed", "false_alarm", "compensated")
@@ -131,6 +135,9 @@ def _ddl(json_type: str) -> list[str]:
         f"""create table if not exists ops.unsubscribe_tokens (
             token varchar primary key, channel varchar not null, block_key varchar not null,
             created_at {ts} not null)""",
+        f"""create table if not exists ops.provider_throttles (
+            provider varchar primary key, retry_at {ts} not null, detail varchar,
+            updated_at {ts} not null)""",
         f"""create table if not exists ops.alerts (
             alert_key varchar primary key, kind varchar not null, detail varchar,
             run_id varchar, created_at {ts} not null)""",
@@ -280,6 +287,17 @@ def write_block(
         "created_at": at,
     }
     _upsert(session, "ops.contact_blocks", BLOCK_COLUMNS, row)
+
+
+def read_throttles(session: WarehouseSession) -> dict[str, datetime]:
+    return {p: t for p, t in session.query("select provider, retry_at from ops.provider_throttles")}
+
+
+def write_throttle(
+    session: WarehouseSession, provider: str, retry_at: datetime, detail: str, at: datetime
+) -> None:
+    row = {"provider": provider, "retry_at": retry_at, "detail": detail, "updated_at": at}
+    _upsert(session, "ops.provider_throttles", THROTTLE_COLUMNS, row)
 
 
 def remove_opt_out(session: WarehouseSession, key_: str) -> int:

@@ -15,9 +15,10 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from orderwatch_dagster.lib.tables import select_dicts, table_exists
 from orderwatch_dagster.lib.templating import render_page
@@ -267,46 +268,71 @@ def _load_support(session: WarehouseSession, ids: list[Any], marks: str, ctx: Or
             ctx.risk[row["order_id"]] = row
 
 
+def local_date(value: Any, zone: str | None) -> date | None:
+    """The calendar day of a moment where the customer is (`zone`; UTC when None)."""
+    if not isinstance(value, datetime):
+        return None
+    if zone is None or value.tzinfo is None:
+        return value.date()
+    return value.astimezone(ZoneInfo(zone)).date()
+
+
+def estimate_date(value: Any, zone: str | None) -> date | None:
+    """The carrier's estimated delivery day. EasyPost sends a carrier's date-only estimate as
+    midnight UTC (`2024-08-05T00:00:00Z` beside `est_delivery_date_local: 2024-08-05`,
+    tests/fixtures/vendor/easypost): that is the day itself, in no zone; a real moment is
+    read in the customer's zone."""
+    if not isinstance(value, datetime):
+        return None
+    utc = value.astimezone(UTC) if value.tzinfo else value
+    if utc.time() == time(0, 0):
+        return utc.date()
+    return local_date(value, zone)
+
+
 def message_facts(
-    order: Mapping[str, Any], contact: Contact, exception_type: str, shop_name: str
+    order: Mapping[str, Any],
+    contact: Contact,
+    exception_type: str,
+    shop_name: str,
+    zone: str | None = None,
 ) -> dict[str, Any]:
-    """What a customer message may say: facts from the order state only."""
-    promised = order.get("promised_deliver_by")
+    """What a customer message may say: facts from the order state only, their days in the
+    customer's time zone `zone` (the promise is the end of the promised day there,
+    dbt_project/macros/promises.sql, so its UTC date is often the day after)."""
+    promised = local_date(order.get("promised_deliver_by"), zone)
     # a carrier scan only: the templates say "last carrier update" / "not scanned since", and
     # a warehouse event is neither (tests/test_actions_wismo.py compares with order_state)
-    last_scan = order.get("last_scan_at")
+    last_scan = local_date(order.get("last_scan_at"), zone)
     return {
-        **delivery_facts(order),
+        **delivery_facts(order, zone),
         "first_name": contact.first_name or "there",
         "order_name": order["order_name"],
         "status_text": STATUS_TEXT.get(str(order.get("current_milestone")), "in progress"),
         "carrier": order.get("carrier"),
-        "promised_date": promised.date().isoformat() if isinstance(promised, datetime) else None,
+        "promised_date": promised.isoformat() if promised else None,
         "what_happened": WHAT_HAPPENED[exception_type],
         "what_we_do": WHAT_WE_DO[exception_type],
         "address_line": contact.address,
-        "last_scan_date": last_scan.date().isoformat() if isinstance(last_scan, datetime) else None,
+        "last_scan_date": last_scan.isoformat() if last_scan else None,
         "shop_name": shop_name,
     }
 
 
-def delivery_facts(order: Mapping[str, Any]) -> dict[str, Any]:
+def delivery_facts(order: Mapping[str, Any], zone: str | None = None) -> dict[str, Any]:
     """The carrier's estimate and tracking link, when the order state has them: an estimate
     only while the parcel is on its way and not already behind "now" (a past estimate is no
     longer the carrier's word on when it arrives)."""
-    estimate, as_of = order.get("carrier_est_delivery_at"), order.get("as_of")
+    estimate = estimate_date(order.get("carrier_est_delivery_at"), zone)
+    today = local_date(order.get("as_of"), zone)
     delivered = order.get("delivered_at") is not None or order.get("current_milestone") in (
         "delivered",
         "return_to_sender",
         "cancelled",
     )
-    current = (
-        isinstance(estimate, datetime)
-        and not delivered
-        and (not isinstance(as_of, datetime) or estimate.date() >= as_of.date())
-    )
+    current = estimate is not None and not delivered and (today is None or estimate >= today)
     return {
-        "est_delivery_date": estimate.date().isoformat() if current else None,
+        "est_delivery_date": estimate.isoformat() if current and estimate else None,
         "tracking_url": order.get("tracking_url"),
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ TEMPLATES = ("delay_notice", "carrier_issue", "address_check", "lost_parcel")
 HUMAN_KINDS = ("escalate", "human_review")
 
 _NUMBER = {"type": "number"}
+_CLOCK = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}  # HH:MM
 _SEVERITY = {"enum": list(SEVERITIES)}
 _BAND = {
     "type": "object",
@@ -178,6 +180,12 @@ SCHEMA: dict[str, Any] = {
                     "type": "object",
                     "propertyNames": {"enum": list(TEMPLATES)},
                     "additionalProperties": {"type": "integer"},
+                },
+                "quiet_hours": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["start", "end"],
+                    "properties": {"start": _CLOCK, "end": _CLOCK},
                 },
             },
         },
@@ -358,6 +366,14 @@ class Policy:
 
     def message_priority(self, template: str) -> int:
         return int(self.messages.get("message_priority", {}).get(template, 99))
+
+    @property
+    def quiet_hours(self) -> tuple[time, time] | None:
+        """SMS quiet hours (start, end) in the customer's local time; None: the job's default."""
+        window = self.messages.get("quiet_hours")
+        if not window:
+            return None
+        return time.fromisoformat(window["start"]), time.fromisoformat(window["end"])
 
     @property
     def recovery_update(self) -> str:

@@ -4,8 +4,14 @@ On an order that is on track, a public reply with the real state (templates/tick
 wismo_reply.j2) and the ticket set to `pending` (`solved` once delivered); on an order at risk,
 the packet's summary as an internal note on that same ticket (wismo_note.j2), never a second
 ticket: the order's tasks go onto that ticket too, as notes that assign it to the task queue's
-group (lib/action_dispatch.py). The key is (ticket, kind), so a ticket is answered once
-whatever the runs.
+group (lib/action_dispatch.py). The key is (ticket, kind, cycle), so a ticket is answered once
+per cycle whatever the runs: cycle 0 is the first answer (reply or note); a cycle ends with the
+on-track reply or with the follow-up after a recovery, and the next cycle holds only a fresh
+at-risk note (the order went at risk again), never a second on-track reply.
+
+Assignment alone does not stop the on-track reply: routing assigns most tickets on arrival,
+and the reply states only facts the order state holds (the Zendesk sender sets it `pending`,
+so the agent sees the customer answered).
 
 "On track" is claimed only when nothing says otherwise. An order is at risk when the ledger
 holds an exception of it still open, whatever a person decided about it (a snoozed or
@@ -15,7 +21,7 @@ and past its promise, or a carrier estimate later than the promise (`state_risks
 
 Closing the loop (`plan_recoveries`): a status ticket answered while its order was at risk
 (the internal note) gets one follow-up once the order has recovered, keyed (ticket,
-`wismo_recovered`): a public reply or an internal note, as the policy's `close_the_loop`
+`wismo_recovered`, cycle): a public reply or an internal note, as the policy's `close_the_loop`
 section says. Never on a cancelled or returned order (it did not recover), nor where an agent
 compensated the customer; an internal note instead of the public reply once an agent has the
 ticket (assigned, or set to pending / on hold), so orderwatch never talks over them. The note
@@ -130,10 +136,10 @@ def plan_tickets(
         channel, template = (
             ("ticket_note", "wismo_note") if risky else ("ticket_reply", "wismo_reply")
         )
-        idem = key(ticket["ticket_id"], "wismo")
-        previous = messages.get(idem)
-        if previous is not None and previous["status"] in SENT_STATUSES:
-            continue
+        cycle, previous = ticket_cycle(ticket["ticket_id"], messages)
+        if previous is not None or (cycle > 0 and not risky):
+            continue  # answered this cycle; a later cycle only for a fresh risk
+        idem = answer_key(ticket["ticket_id"], "wismo", cycle)
         delivered = order.get("current_milestone") in CLOSED_MILESTONES
         status = None if risky else ("solved" if delivered else "pending")
         answers.append(
@@ -149,6 +155,35 @@ def plan_tickets(
             )
         )
     return answers
+
+
+def answer_key(ticket_id: Any, kind: str, cycle: int) -> str:
+    """`kind` is wismo (the answer: reply or note) or wismo_recovered (the follow-up); cycle 0
+    keeps the key it always had."""
+    return key(ticket_id, kind) if cycle == 0 else key(ticket_id, kind, cycle)
+
+
+def _sent(messages: Mapping[str, Mapping[str, Any]], idem: str) -> Mapping[str, Any] | None:
+    row = messages.get(idem)
+    return row if row is not None and row["status"] in SENT_STATUSES else None
+
+
+def ticket_cycle(
+    ticket_id: Any, messages: Mapping[str, Mapping[str, Any]]
+) -> tuple[int, Mapping[str, Any] | None]:
+    """The ticket's current cycle and its answer sent so far (None: not yet answered). A cycle
+    is over once its answer was the on-track reply, or its at-risk note got its follow-up."""
+    cycle = 0
+    while True:
+        answer = _sent(messages, answer_key(ticket_id, "wismo", cycle))
+        if answer is None:
+            return cycle, None
+        closed = answer["template"] != "wismo_note" or (
+            _sent(messages, answer_key(ticket_id, "wismo_recovered", cycle)) is not None
+        )
+        if not closed:
+            return cycle, answer
+        cycle += 1
 
 
 def _agent_engaged(ticket: Mapping[str, Any]) -> bool:
@@ -190,13 +225,10 @@ def plan_recoveries(
             continue
         if order is None or not _recovered(order, now):
             continue
-        noted = messages.get(key(ticket["ticket_id"], "wismo"))
+        cycle, noted = ticket_cycle(ticket["ticket_id"], messages)
         if noted is None or noted["template"] != "wismo_note" or noted["status"] not in posted:
-            continue  # the customer was never told it was at risk: nothing to follow up
-        idem = key(ticket["ticket_id"], "wismo_recovered")
-        previous = messages.get(idem)
-        if previous is not None and previous["status"] in SENT_STATUSES:
-            continue
+            continue  # the ticket holds no open at-risk note this cycle: nothing to follow up
+        idem = answer_key(ticket["ticket_id"], "wismo_recovered", cycle)
         public = mode == "public_reply" and not _agent_engaged(ticket)
         status = ("solved" if is_delivered(order) else "pending") if public else None
         answers.append(

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from orderwatch_dagster.defs.actions.resources import ActionControls, ActionSink, is_replay
-from orderwatch_dagster.defs.actions.senders.consent import quiet_until
+from orderwatch_dagster.defs.actions.senders.consent import quiet_rule
 from orderwatch_dagster.defs.resources import Warehouse
 from orderwatch_dagster.lib import settings
 from orderwatch_dagster.lib.action_run import Controls, run_actions
@@ -24,18 +24,18 @@ def act_on_exceptions(
     action_controls: ActionControls,
 ) -> None:
     now = settings.now()
+    policy = load_policy()
     controls = Controls(
         kill_switch=action_controls.kill_switch,
         dry_run=action_controls.dry_run,
         replay=is_replay(now),
         max_messages=action_controls.max_messages,
         shop_name=action_controls.shop_name,
-        quiet_until=quiet_until,
+        quiet_until=quiet_rule(policy.quiet_hours),
         packet_base_url=action_controls.packet_base_url,
         reroute_shipping_service_id=action_controls.reroute_shipping_service_id,
         live_channels=frozenset(action_sink.live_channels()),
     )
-    policy = load_policy()
     with warehouse.connect() as session:
         report = run_actions(
             session,

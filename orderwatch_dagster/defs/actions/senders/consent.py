@@ -9,7 +9,9 @@ so a DST change moves them with the clock, as the customer sees it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from orderwatch_dagster.lib.outbound import DeliveryResult, FollowUp
@@ -50,3 +52,10 @@ def quiet_until(
     day = local.date() if local.time() < end else local.date() + timedelta(days=1)
     # Wall-clock 08:00 of that day in the zone (fold=0: the first of a repeated hour).
     return datetime.combine(day, end, tzinfo=zone)
+
+
+def quiet_rule(window: tuple[time, time] | None) -> Callable[[datetime, str], datetime | None]:
+    """`quiet_until` over the policy's window (`messages.quiet_hours`), else the default one."""
+    if window is None:
+        return quiet_until
+    return partial(quiet_until, start=window[0], end=window[1])
