@@ -410,6 +410,50 @@ def test_a_ticket_gets_a_fresh_note_each_time_its_order_goes_at_risk_again() -> 
     assert step(True) == []
 
 
+def test_one_task_sets_the_status_tickets_group_whatever_the_runs() -> None:
+    """Several tasks on an order with a status ticket: the most severe one going out sets the
+    group; an equal or lower one later does not; a refused one that was to set it still does
+    when resent (a tag-only sibling set nothing); a more severe one takes the ticket over."""
+    from types import SimpleNamespace
+
+    from orderwatch_dagster.lib.action_dispatch import ASSIGNED, _assigning_tasks, delivery_key
+
+    def task(key: str, severity: str) -> dict[str, Any]:
+        return {
+            "action_key": key,
+            "kind": "create_task",
+            "order_id": 1,
+            "status": "open",
+            "severity": severity,
+        }
+
+    def note(key: str, status: str, assigned: bool, **extra: Any) -> dict[str, dict[str, Any]]:
+        state_key = "create_task:warehouse" + (ASSIGNED if assigned else "")
+        row = {"status": status, "state_key": state_key, "recipient": "77", **extra}
+        return {delivery_key(key, "ticket_create"): row}
+
+    tickets = {1: 77}
+
+    def assigning(queue: list[dict[str, Any]], messages: dict[str, Any]) -> set[str]:
+        run = SimpleNamespace(queue={q["action_key"]: q for q in queue}, messages=messages)
+        return _assigning_tasks(run, tickets)
+
+    a, b = task("a", "high"), task("b", "high")
+    assert assigning([b, a], {}) == {"a"}  # one of the most severe: the first by key
+    assert assigning([a, b, task("c", "low")], note("a", "accepted", True)) == set()
+    # a was to set the group but was refused; b went out tag-only: a's resend sets it
+    refused = note("a", "rejected", True, follow_up="resend_once", resend_key="a:resend")
+    assert assigning([a, b], {**refused, **note("b", "accepted", False)}) == {"a"}
+    # a refusal recorded before resend keys is never resent: it cannot hold the group back
+    legacy = note("a", "rejected", True, follow_up="resend_once")
+    assert assigning([a, b], legacy) == {"b"}
+    # a more severe task takes the ticket over; a less severe one never
+    done = note("a", "accepted", True)
+    assert assigning([a, task("d", "critical")], done) == {"d"}
+    assert assigning([a, task("e", "medium")], done) == set()
+    assert assigning([task("f", "low")], note("b", "accepted", False)) == {"f"}
+
+
 def test_an_sms_opt_out_by_hand_matches_the_number_however_it_is_written(tmp_path: Path) -> None:
     assert main(["opt-out", "--channel", "sms", "--recipient", "+1 (555) 123-0009"]) == 0
     assert main(["opt-out", "--channel", "sms", "--recipient", "555-0009"]) == 2  # not E.164

@@ -61,6 +61,11 @@ def _home(demo_copy: Path) -> Path:
                 "update raw.storefront_orders set payload = ? where rowid = ?",
                 [json.dumps(data), rowid],
             )
+            # the zone the promise is made in (dbt_project/macros/promises.sql), as dbt would
+            con.execute(
+                "update marts.order_state set destination_time_zone = ? where order_id = ?",
+                [ZONES[province], int(key)],
+            )
     return demo_copy
 
 
@@ -156,6 +161,11 @@ def test_a_stop_reply_blocks_the_number_and_quiet_hours_hold_a_text_until_they_e
         ).fetchone()
     assert blocks == [(lg.block_key("sms", STOPPED), "opt_out")]
     assert rejected == (1,)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        held_rows = con.execute(  # New York's orders (key % 3 == 0): held, so no row
+            "select count(*) from ops.customer_messages where channel = 'sms' and order_id % 3 = 0"
+        ).fetchone()
+    assert held_rows == (0,)
 
     second = run(home, server, policy, later)
     again = texts(server) - sent

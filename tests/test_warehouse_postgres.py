@@ -5,7 +5,7 @@ Needs the PostgreSQL server at 127.0.0.1:5432 (trust auth, user postgres); conft
 the server is unreachable, except under CI=true, where that is a failure.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,12 @@ def test_the_ops_ledger_is_created_upgraded_and_written_on_both_engines(
         ledger.write_message(session, row)
         ledger.write_message(session, row | {"status": "accepted", "attempts": 2})
         (stored,) = ledger.read_messages(session).values()
+        # a provider's Retry-After, upserted in place (lib/action_run.py reads it each run)
+        later = moment + timedelta(minutes=15)
+        ledger.write_throttle(session, "zendesk", moment, "ticket_create: HTTP 429", moment)
+        ledger.write_throttle(session, "zendesk", later, "ticket_note: HTTP 429", moment)
+        throttles = ledger.read_throttles(session)
+    assert throttles == {"zendesk": later}
     assert (stored["status"], stored["attempts"], stored["resend_key"]) == (
         "accepted",
         2,

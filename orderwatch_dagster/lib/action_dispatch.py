@@ -92,7 +92,9 @@ class ActionRun(Protocol):
 
     def alert(self, kind: str, detail: str) -> None: ...
 
-    def zone_of(self, contact: Contact) -> str: ...
+    def throttled(self, channel: str) -> bool: ...
+
+    def zone_of(self, contact: Contact, order: Mapping[str, Any] | None = None) -> str: ...
 
     def close_queue_items(self, eid: str, kinds: tuple[str, ...] | None = None) -> None: ...
 
@@ -179,7 +181,8 @@ def _outbound(
         if status_ticket is not None:  # the customer already asked: onto that ticket, no second
             note: dict[str, Any] = {"queue": item["target"], "tags": tags}
             if not assigns:  # another task's queue has the ticket: tagged, not reassigned
-                note = {"tags": [*tags, f"orderwatch_queue_{item['target']}"]}
+                # (not `orderwatch_queue_<queue>`: a Zendesk trigger may route on that one)
+                note = {"tags": [*tags, f"orderwatch_task_{item['target']}"]}
             return Outbound(idem, "ticket_note", str(status_ticket), body, metadata=note)
         return Outbound(idem, channel, str(order.get("order_name")), body, subject, metadata=meta)
     # Slack escapes mrkdwn itself (senders/slack.py): plain text, not the autoescaped template
@@ -335,22 +338,28 @@ def dispatch_queue(
         resend = resend_key is not None
         order = _order(run, ctx, item)
         exc = by_id.get(item["exception_id"]) or run.ledger.get(item["exception_id"]) or {}
+        assigns = item["action_key"] in assigning
         outbound = _outbound(
             run,
             item,
             order,
             exc,
             status_tickets.get(item["order_id"]),
-            assigns=item["action_key"] in assigning,
-            zone=run.zone_of(ctx.contacts.get(item["order_id"]) or Contact()),
+            assigns=assigns,
+            zone=run.zone_of(ctx.contacts.get(item["order_id"]) or Contact(), order),
         )
+        if run.writes and run.throttled(outbound.channel):
+            run.report.held["provider_throttled"] += 1  # no row: the next run decides again
+            continue
         run.report.actions[outbound.channel] += 1
+        grouped = outbound.channel == "ticket_note" and "queue" in outbound.metadata
         row = run.row(
             outbound.idempotency_key,
             order,
             outbound.channel,
             item["kind"],
-            f"{item['kind']}:{item['target']}",
+            # a note that moved the status ticket to its queue's group says so (_assigning_tasks)
+            f"{item['kind']}:{item['target']}{ASSIGNED if grouped else ''}",
             [item["exception_id"]],
             outbound.recipient,
             outbound.subject,
@@ -365,6 +374,7 @@ def dispatch_queue(
 
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+ASSIGNED = ":group"  # state_key suffix of a task note that set the status ticket's group
 
 
 def _assigning_tasks(run: ActionRun, status_tickets: Mapping[Any, Any]) -> set[str]:
@@ -385,10 +395,16 @@ def _assigning_tasks(run: ActionRun, status_tickets: Mapping[Any, Any]) -> set[s
         sent = run.messages.get(delivery_key(item["action_key"], "ticket_create"))
         status = sent["status"] if sent is not None else None
         if status in SENT_STATUSES and status != str(Outcome.REJECTED):
-            if sent["channel"] == "ticket_note" and sent["recipient"] == str(ticket):
+            # only a note that set the group counts: a tag-only one moved nothing
+            assigned = str(sent.get("state_key") or "").endswith(ASSIGNED)
+            if assigned and sent["recipient"] == str(ticket):
                 noted[ticket] = max(noted.get(ticket, -1), rank(item))
             continue
-        resend = status == str(Outcome.REJECTED) and sent.get("follow_up") == "resend_once"
+        resend = (  # as `_resend_key` sends it again: refused once, with its resend key
+            status == str(Outcome.REJECTED)
+            and sent.get("follow_up") == "resend_once"
+            and bool(sent.get("resend_key"))
+        )
         if item["status"] == "open" and (status not in SENT_STATUSES or resend):
             going.setdefault(ticket, []).append(item)
     out = set()

@@ -65,6 +65,7 @@ from orderwatch_dagster.lib.wismo import (
 
 Send = Callable[[Outbound], DeliveryResult]
 CUSTOMER_CHANNELS = ("email", "sms")  # an opt-out blocks a customer's address, nothing else
+MAX_THROTTLE_HOLD = timedelta(minutes=15)
 # channel → the provider account behind it: a Retry-After holds every channel of that account
 PROVIDER_OF = {
     "email": "smtp",
@@ -266,7 +267,7 @@ class ActionRun(PacketsAndPage):
             self.report.held["no_contact"] += 1
             return
         quiet = self.c.quiet_until
-        if channel == "sms" and quiet is not None and quiet(self.now, self.zone_of(contact)):
+        if channel == "sms" and quiet is not None and quiet(self.now, self.zone_of(contact, order)):
             self.report.held["quiet_hours"] += 1  # decided again on a later run
             return
         if channel != message.channel:
@@ -274,8 +275,11 @@ class ActionRun(PacketsAndPage):
         if lg.block_key(message.channel, recipient) in self.blocks:
             self.report.held["opted_out"] += 1
             return
+        if self.writes and self.throttled(message.channel):
+            self.report.held["provider_throttled"] += 1  # decided again on a later run
+            return
         facts = message_facts(
-            order, contact, message.driver_type, self.c.shop_name, self.zone_of(contact)
+            order, contact, message.driver_type, self.c.shop_name, self.zone_of(contact, order)
         )
         rendered = render_message(message.template, message.channel, facts)
         self.report.actions["notify_customer"] += 1
@@ -308,11 +312,14 @@ class ActionRun(PacketsAndPage):
     def answer_ticket(
         self, answer: TicketAnswer, ctx: OrderContext, plans: Mapping[Any, OrderPlan]
     ) -> None:
+        if self.writes and self.throttled(answer.channel):
+            self.report.held["provider_throttled"] += 1  # answered by a later run
+            return
         order = ctx.orders[answer.order_id]
         contact = ctx.contacts.get(answer.order_id) or Contact()
         plan = plans.get(answer.order_id)
         facts = message_facts(
-            order, contact, "predicted_late", self.c.shop_name, self.zone_of(contact)
+            order, contact, "predicted_late", self.c.shop_name, self.zone_of(contact, order)
         )
         body = render_text(
             f"ticket/{answer.template}.j2",
@@ -376,10 +383,12 @@ class ActionRun(PacketsAndPage):
             "updated_at": self.now,
         }
 
-    def zone_of(self, contact: Contact) -> str:
-        """The customer's time zone: the shipping province's (the one the promise was made
-        in, dbt_project/macros/promises.sql), else the shop's."""
-        return self.time_zones.get(contact.province_code, self.c.default_time_zone)
+    def zone_of(self, contact: Contact, order: Mapping[str, Any] | None = None) -> str:
+        """The customer's time zone: the one the order's promise was made in (order_state
+        `destination_time_zone`, dbt_project/macros/promises.sql), else the shipping
+        province's, else the shop's."""
+        zone = (order or {}).get("destination_time_zone")
+        return zone or self.time_zones.get(contact.province_code, self.c.default_time_zone)
 
     def wall_now(self) -> datetime:
         return self.c.wall_clock() if self.c.wall_clock else datetime.now(UTC)
@@ -436,11 +445,17 @@ class ActionRun(PacketsAndPage):
             # only when configured to), and later runs until Retry-After has passed
             provider = PROVIDER_OF.get(row["channel"], row["channel"])
             wall = self.wall_now()
-            retry_at = wall + timedelta(seconds=max(result.retry_after_s, 0.0))
-            self.throttles[provider] = max(retry_at, wall + timedelta(microseconds=1))
+            # at most MAX_THROTTLE_HOLD: an odd Retry-After must not silence a provider for a
+            # day (a later 429 holds it again); at least past this run
+            wait = min(max(result.retry_after_s, 0.0), MAX_THROTTLE_HOLD.total_seconds())
+            retry_at = wall + max(timedelta(seconds=wait), timedelta(microseconds=1))
+            self.throttles[provider] = retry_at
             detail = f"{row['channel']}: {result.detail}"[:300]
-            lg.write_throttle(self.s, provider, self.throttles[provider], detail, self.now)
-            self.alert("provider_throttled", f"{provider} until {retry_at.isoformat()} ({detail})")
+            lg.write_throttle(self.s, provider, retry_at, detail, wall)
+            asked = f"Retry-After {result.retry_after_s:g} s"
+            self.alert(
+                "provider_throttled", f"{provider} until {retry_at.isoformat()} ({asked}; {detail})"
+            )
         if result.follow_up == FollowUp.FIX_CONFIG:  # pending until a person fixes a setting
             self.alert("fix_config", f"{row['channel']}: {result.detail}"[:300])
         for eid in row["exception_ids"]:

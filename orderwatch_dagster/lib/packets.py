@@ -34,6 +34,8 @@ ORDER_COLUMNS = (
     "last_scan_at",
     "promised_ship_by",
     "promised_deliver_by",
+    "promised_delivery_date",
+    "destination_time_zone",
     "shipped_at",
     "delivered_at",
     "ship_slack_hours",
@@ -290,6 +292,21 @@ def estimate_date(value: Any, zone: str | None) -> date | None:
     return local_date(value, zone)
 
 
+def customer_zone(order: Mapping[str, Any], zone: str | None = None) -> str | None:
+    """The zone the order's promise was made in (order_state `destination_time_zone`), else
+    `zone` (the caller's guess from the contact)."""
+    return order.get("destination_time_zone") or zone
+
+
+def promised_day(order: Mapping[str, Any], zone: str | None = None) -> date | None:
+    """The day the customer was promised: order_state's own, else the promise's end read in
+    the customer's zone."""
+    day = order.get("promised_delivery_date")
+    if isinstance(day, date) and not isinstance(day, datetime):
+        return day
+    return local_date(order.get("promised_deliver_by"), customer_zone(order, zone))
+
+
 def message_facts(
     order: Mapping[str, Any],
     contact: Contact,
@@ -300,7 +317,8 @@ def message_facts(
     """What a customer message may say: facts from the order state only, their days in the
     customer's time zone `zone` (the promise is the end of the promised day there,
     dbt_project/macros/promises.sql, so its UTC date is often the day after)."""
-    promised = local_date(order.get("promised_deliver_by"), zone)
+    zone = customer_zone(order, zone)
+    promised = promised_day(order, zone)
     # a carrier scan only: the templates say "last carrier update" / "not scanned since", and
     # a warehouse event is neither (tests/test_actions_wismo.py compares with order_state)
     last_scan = local_date(order.get("last_scan_at"), zone)
@@ -323,6 +341,7 @@ def delivery_facts(order: Mapping[str, Any], zone: str | None = None) -> dict[st
     """The carrier's estimate and tracking link, when the order state has them: an estimate
     only while the parcel is on its way and not already behind "now" (a past estimate is no
     longer the carrier's word on when it arrives)."""
+    zone = customer_zone(order, zone)
     estimate = estimate_date(order.get("carrier_est_delivery_at"), zone)
     today = local_date(order.get("as_of"), zone)
     delivered = order.get("delivered_at") is not None or order.get("current_milestone") in (

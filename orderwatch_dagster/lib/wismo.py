@@ -33,11 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from orderwatch_dagster.lib.decide import CLOSED_MILESTONES, SENT_STATUSES
 from orderwatch_dagster.lib.ledger import OPEN_STATUSES, key
+from orderwatch_dagster.lib.packets import customer_zone, estimate_date, promised_day
 
 OPEN_TICKET_STATUSES = ("new", "open")
 # a customer's ticket still waiting on someone (an agent or the customer): worth an update
@@ -59,8 +60,8 @@ class TicketAnswer:
     reasons: tuple[str, ...] = ()  # why the order is at risk (internal notes only)
 
 
-def _date(value: Any) -> str | None:
-    return value.date().isoformat() if isinstance(value, datetime) else None
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def is_delivered(order: Mapping[str, Any]) -> bool:
@@ -78,13 +79,14 @@ def state_risks(order: Mapping[str, Any], now: datetime | None = None) -> list[s
     reasons = []
     now = now or order.get("as_of")
     promised = order.get("promised_deliver_by")
+    # days as the customer's messages state them (lib/packets.py): an estimate on a later day
+    # than the promised one is against "on track", whatever the instants say
+    day = promised_day(order)
     if isinstance(promised, datetime) and isinstance(now, datetime) and promised < now:
-        reasons.append(f"past its promise (promised by {_date(promised)})")
-    estimate = order.get("carrier_est_delivery_at")
-    if isinstance(estimate, datetime) and isinstance(promised, datetime) and estimate > promised:
-        reasons.append(
-            f"the carrier estimates {_date(estimate)}, after the promise ({_date(promised)})"
-        )
+        reasons.append(f"past its promise (promised by {_day(day)})")
+    estimate = estimate_date(order.get("carrier_est_delivery_at"), customer_zone(order))
+    if estimate is not None and day is not None and estimate > day:
+        reasons.append(f"the carrier estimates {_day(estimate)}, after the promise ({_day(day)})")
     return reasons
 
 
