@@ -372,6 +372,27 @@ def test_a_recovery_follow_up_respects_the_order_the_agent_and_the_ticket_channe
     assert 8 in {a.order_id for a in demo}
 
 
+def test_the_policy_decides_what_an_answered_on_track_ticket_is_set_to() -> None:
+    from orderwatch_dagster.lib.policy import DEFAULT_POLICY, parse_policy
+
+    text = DEFAULT_POLICY.read_text()
+    assert "on_track_reply_status: pending" in text and POLICY.on_track_reply_status == "pending"
+    solved = parse_policy(
+        text.replace("on_track_reply_status: pending", "on_track_reply_status: solved")
+    )
+    orders = {1: _order("in_transit", 48), 2: _order("in_transit", -5)}
+    tickets = [
+        {"ticket_id": 100 + oid, "status": "open", "is_wismo": True, "order_id": oid}
+        for oid in orders
+    ]
+    got = plan_tickets(tickets, orders, set(), {}, NOW, solved.on_track_reply_status)
+    assert {a.order_id: a.ticket_status for a in got} == {1: "solved", 2: None}  # 2: at risk
+    with pytest.raises(Exception, match="on_track_reply_status"):
+        parse_policy(
+            text.replace("on_track_reply_status: pending", "on_track_reply_status: closed")
+        )
+
+
 def test_a_ticket_gets_a_fresh_note_each_time_its_order_goes_at_risk_again() -> None:
     """Risk → note → recovery → follow-up → risk again: a second note (and later a second
     follow-up), never a second on-track reply; an on-track reply then a risk: the note."""

@@ -539,7 +539,9 @@ def _plan_answers(
     for oid, plan in plans.items():
         if plan.decisions:
             at_risk.setdefault(oid, ["open exception"])
-    answers = plan_tickets(tickets, ctx.orders, at_risk, run.messages, run.now)
+    answers = plan_tickets(
+        tickets, ctx.orders, at_risk, run.messages, run.now, run.policy.on_track_reply_status
+    )
     recovered = {e["order_id"] for e in run.ledger.values() if e["status"] == "resolved"}
     compensated = {
         e["order_id"] for e in run.ledger.values() if e.get("human_decision") == "compensated"

@@ -194,6 +194,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "status_ticket": {"enum": ["public_reply", "internal_note", "none"]},
+                "on_track_reply_status": {"enum": ["pending", "solved"]},
             },
         },
         "rules": {
@@ -374,6 +375,11 @@ class Policy:
         if not window:
             return None
         return time.fromisoformat(window["start"]), time.fromisoformat(window["end"])
+
+    @property
+    def on_track_reply_status(self) -> str:
+        """What a status ticket answered on track is set to: pending | solved."""
+        return str(self.raw.get("close_the_loop", {}).get("on_track_reply_status", "pending"))
 
     @property
     def recovery_update(self) -> str:

@@ -1,10 +1,11 @@
 """WISMO deflection (pure): for each open status-question ticket, exactly one answer.
 
 On an order that is on track, a public reply with the real state (templates/ticket/
-wismo_reply.j2) and the ticket set to `pending` (`solved` once delivered); on an order at risk,
-the packet's summary as an internal note on that same ticket (wismo_note.j2), never a second
-ticket: the order's tasks go onto that ticket too, as notes that assign it to the task queue's
-group (lib/action_dispatch.py). The key is (ticket, kind, cycle), so a ticket is answered once
+wismo_reply.j2) and the ticket set to the policy's `on_track_reply_status` (`pending` as
+shipped; `solved` once delivered); on an order at risk, the packet's summary as an internal
+note on that same ticket (wismo_note.j2), never a second ticket: the order's tasks go onto
+that ticket too, as notes, the most severe assigning it to its queue's group
+(lib/action_dispatch.py). The key is (ticket, kind, cycle), so a ticket is answered once
 per cycle whatever the runs: cycle 0 is the first answer (reply or note); a cycle ends with the
 on-track reply or with the follow-up after a recovery, and the next cycle holds only a fresh
 at-risk note (the order went at risk again), never a second on-track reply.
@@ -117,8 +118,11 @@ def plan_tickets(
     at_risk: Mapping[Any, Sequence[str]] | Collection[Any],
     messages: Mapping[str, Mapping[str, Any]],
     now: datetime | None = None,
+    reply_status: str = "pending",
 ) -> list[TicketAnswer]:
-    """`at_risk`: the orders with an open exception (order → reasons, or just the orders)."""
+    """`at_risk`: the orders with an open exception (order → reasons, or just the orders);
+    `reply_status`: what an on-track reply sets the ticket to (the policy's; delivered:
+    solved)."""
     answers = []
     seen: set[Any] = set()
     for ticket in tickets:
@@ -143,7 +147,7 @@ def plan_tickets(
             continue  # answered this cycle; a later cycle only for a fresh risk
         idem = answer_key(ticket["ticket_id"], "wismo", cycle)
         delivered = order.get("current_milestone") in CLOSED_MILESTONES
-        status = None if risky else ("solved" if delivered else "pending")
+        status = None if risky else ("solved" if delivered else reply_status)
         answers.append(
             TicketAnswer(
                 idempotency_key=idem,
