@@ -437,7 +437,7 @@ def test_one_task_sets_the_status_tickets_group_whatever_the_runs() -> None:
     when resent (a tag-only sibling set nothing); a more severe one takes the ticket over."""
     from types import SimpleNamespace
 
-    from orderwatch_dagster.lib.action_dispatch import ASSIGNED, _assigning_tasks, delivery_key
+    from orderwatch_dagster.lib.action_dispatch import TAG_ONLY, _assigning_tasks, delivery_key
 
     def task(key: str, severity: str) -> dict[str, Any]:
         return {
@@ -449,7 +449,7 @@ def test_one_task_sets_the_status_tickets_group_whatever_the_runs() -> None:
         }
 
     def note(key: str, status: str, assigned: bool, **extra: Any) -> dict[str, dict[str, Any]]:
-        state_key = "create_task:warehouse" + (ASSIGNED if assigned else "")
+        state_key = "create_task:warehouse" + ("" if assigned else TAG_ONLY)
         row = {"status": status, "state_key": state_key, "recipient": "77", **extra}
         return {delivery_key(key, "ticket_create"): row}
 
@@ -473,6 +473,15 @@ def test_one_task_sets_the_status_tickets_group_whatever_the_runs() -> None:
     assert assigning([a, task("d", "critical")], done) == {"d"}
     assert assigning([a, task("e", "medium")], done) == set()
     assert assigning([task("f", "low")], note("b", "accepted", False)) == {"f"}
+    # a note from before tag-only notes existed set the group: it keeps its weight
+    legacy_note = {
+        delivery_key("a", "ticket_create"): {
+            "status": "accepted",
+            "state_key": "create_task:warehouse",
+            "recipient": "77",
+        }
+    }
+    assert assigning([a, b], legacy_note) == set()
 
 
 def test_an_sms_opt_out_by_hand_matches_the_number_however_it_is_written(tmp_path: Path) -> None:

@@ -236,8 +236,9 @@ def test_the_ops_ledger_is_created_upgraded_and_written_on_both_engines(
         later = moment + timedelta(minutes=15)
         ledger.write_throttle(session, "zendesk", moment, "ticket_create: HTTP 429", moment)
         ledger.write_throttle(session, "zendesk", later, "ticket_note: HTTP 429", moment)
-        throttles = ledger.read_throttles(session)
-    assert throttles == {"zendesk": later}
+        ledger.write_throttle(session, "slack", moment + timedelta(days=1), "HTTP 429", moment)
+        throttles = ledger.read_throttles(session, timedelta(minutes=15))
+    assert throttles == {"zendesk": later, "slack": later}  # a day's hold cut to the cap
     assert (stored["status"], stored["attempts"], stored["resend_key"]) == (
         "accepted",
         2,

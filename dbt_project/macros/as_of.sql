@@ -931,7 +931,9 @@ active_exceptions as (
     where not parcels.is_carrier_terminal
         and not coalesce(
             parcels.tracker_known_at > parcel_exceptions.first_exception_at
-            and parcels.est_delivery_date <= promises.promised_deliver_by,
+            -- by days, as the customer is told them (a date-only estimate is no instant)
+            and {{ estimate_day('parcels.est_delivery_date', 'promises.destination_time_zone') }}
+                <= promises.promised_delivery_date,
             false
         )
     group by parcels.as_of, parcels.order_id

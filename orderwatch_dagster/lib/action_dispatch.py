@@ -38,8 +38,8 @@ from orderwatch_dagster.lib.packets import (
     STATUS_TEXT,
     Contact,
     OrderContext,
-    local_date,
     packet_name,
+    promised_day,
 )
 from orderwatch_dagster.lib.support_decisions import TicketDecision
 from orderwatch_dagster.lib.tables import select_dicts, table_exists
@@ -148,7 +148,7 @@ def _outbound(
 ) -> Outbound:
     channel = PROVIDER_CHANNEL[item["kind"]]
     # the promised day where the customer is, as their messages say it (lib/packets.py)
-    promised = local_date(order.get("promised_deliver_by"), zone)
+    promised = promised_day(order, zone)
     facts = {
         "kind_text": KIND_TEXT[item["kind"]],
         "order_name": order.get("order_name"),
@@ -290,6 +290,9 @@ def _reroute(
     if isinstance(outbound, str):
         reroute_task(run, item, outbound)
         return
+    if run.writes and run.throttled("reroute"):
+        run.report.held["provider_throttled"] += 1  # no row: the next run decides again
+        return
     run.report.actions["reroute"] += 1
     row = run.row(
         outbound.idempotency_key,
@@ -352,14 +355,14 @@ def dispatch_queue(
             run.report.held["provider_throttled"] += 1  # no row: the next run decides again
             continue
         run.report.actions[outbound.channel] += 1
-        grouped = outbound.channel == "ticket_note" and "queue" in outbound.metadata
+        tag_only = outbound.channel == "ticket_note" and "queue" not in outbound.metadata
         row = run.row(
             outbound.idempotency_key,
             order,
             outbound.channel,
             item["kind"],
-            # a note that moved the status ticket to its queue's group says so (_assigning_tasks)
-            f"{item['kind']}:{item['target']}{ASSIGNED if grouped else ''}",
+            # a note that did not move the status ticket to its group says so (_assigning_tasks)
+            f"{item['kind']}:{item['target']}{TAG_ONLY if tag_only else ''}",
             [item["exception_id"]],
             outbound.recipient,
             outbound.subject,
@@ -374,7 +377,9 @@ def dispatch_queue(
 
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-ASSIGNED = ":group"  # state_key suffix of a task note that set the status ticket's group
+# state_key suffix of a task note that only tagged the status ticket (a note without it set the
+# ticket's group: every note did, before tag-only notes existed)
+TAG_ONLY = ":tag_only"
 
 
 def _assigning_tasks(run: ActionRun, status_tickets: Mapping[Any, Any]) -> set[str]:
@@ -396,7 +401,7 @@ def _assigning_tasks(run: ActionRun, status_tickets: Mapping[Any, Any]) -> set[s
         status = sent["status"] if sent is not None else None
         if status in SENT_STATUSES and status != str(Outcome.REJECTED):
             # only a note that set the group counts: a tag-only one moved nothing
-            assigned = str(sent.get("state_key") or "").endswith(ASSIGNED)
+            assigned = not str(sent.get("state_key") or "").endswith(TAG_ONLY)
             if assigned and sent["recipient"] == str(ticket):
                 noted[ticket] = max(noted.get(ticket, -1), rank(item))
             continue
@@ -525,6 +530,9 @@ def _tag(run: ActionRun, oid: Any, ctx: OrderContext, cycle: int, *, add: bool) 
         if add
         else {"remove_tags": ["orderwatch:delayed"], "clear_note": True}
     )
+    if run.writes and run.throttled("order_tags"):
+        run.report.held["provider_throttled"] += 1  # no row: the next run decides again
+        return
     run.report.actions[template] += 1
     row = run.row(
         idem,
@@ -642,6 +650,9 @@ def close_task_tickets(run: ActionRun, ctx: OrderContext, solved_by_agents: set[
             " Nothing left to do on this task: solved by orderwatch."
         )
         meta = {"status": "solved", "tags": ["orderwatch_resolved"]}
+        if run.writes and run.throttled("ticket_note"):
+            run.report.held["provider_throttled"] += 1  # no row: the next run decides again
+            continue
         run.report.actions["ticket_resolve"] += 1
         row = run.row(
             key,

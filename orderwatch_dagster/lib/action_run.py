@@ -115,7 +115,7 @@ class ActionRun(PacketsAndPage):
         if table_exists(self.s, "ops", "contact_blocks"):
             self.blocks = lg.read_blocks(self.s)
         if table_exists(self.s, "ops", "provider_throttles"):
-            self.throttles = lg.read_throttles(self.s)
+            self.throttles = lg.read_throttles(self.s, MAX_THROTTLE_HOLD)
         if table_exists(self.s, "staging", "destination_regions"):
             rows = self.s.query("select province_code, time_zone from staging.destination_regions")
             self.time_zones = {str(p): str(z) for p, z in rows if z}
@@ -446,7 +446,7 @@ class ActionRun(PacketsAndPage):
             provider = PROVIDER_OF.get(row["channel"], row["channel"])
             wall = self.wall_now()
             # at most MAX_THROTTLE_HOLD: an odd Retry-After must not silence a provider for a
-            # day (a later 429 holds it again); at least past this run
+            # day (a later 429 holds it again); Retry-After 0: held past this moment only
             wait = min(max(result.retry_after_s, 0.0), MAX_THROTTLE_HOLD.total_seconds())
             retry_at = wall + max(timedelta(seconds=wait), timedelta(microseconds=1))
             self.throttles[provider] = retry_at

@@ -15,7 +15,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from orderwatch_dagster.lib.tables import select_dicts
@@ -289,8 +289,11 @@ def write_block(
     _upsert(session, "ops.contact_blocks", BLOCK_COLUMNS, row)
 
 
-def read_throttles(session: WarehouseSession) -> dict[str, datetime]:
-    return {p: t for p, t in session.query("select provider, retry_at from ops.provider_throttles")}
+def read_throttles(session: WarehouseSession, max_hold: timedelta) -> dict[str, datetime]:
+    """Provider → retry at, never more than `max_hold` after the hold was written (a row from
+    a run with a longer cap, or none, is cut to it)."""
+    rows = session.query("select provider, retry_at, updated_at from ops.provider_throttles")
+    return {p: min(t, at + max_hold) for p, t, at in rows}
 
 
 def write_throttle(
