@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,29 @@ def _machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def _commit() -> str:
+    """The code measured: main's commit, and whether the working tree differed from it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "an unknown commit (no git)"
+    return f"{head or 'an unknown commit'}{' with uncommitted changes' if dirty else ''}"
+
+
+def _load() -> str:
+    """The 1-minute load average: other work on the cores slows every figure down."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def _du_mb(path: Path) -> float:
@@ -393,8 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     for name in args.only or sorted(SECTIONS):
+        load_before = _load()
         body = SECTIONS[name](args)
-        text = f"{body}\nMeasured {stamp} on {_machine()} with `make bench`.\n"
+        text = (
+            f"{body}\nMeasured {stamp} on {_machine()} with `make bench` at {_commit()}; "
+            f"1-minute load average {load_before} at the start, {_load()} at the end.\n"
+        )
         (RESULTS / f"{name}.md").write_text(text)
         print(f"wrote {RESULTS / name}.md")
     return 0

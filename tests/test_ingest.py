@@ -328,9 +328,15 @@ def test_same_content_under_another_name_adds_ledger_row_only(
     assert query(warehouse, "SELECT count(*) FROM raw._quarantine") == [(1,)]
 
 
-@pytest.mark.parametrize("batch_pages", [1, 500], ids=["batch-per-page", "one-batch"])
+@pytest.mark.parametrize(
+    ("batch_pages", "batch_bytes", "lease_s"),
+    [(1, 10**9, 0.0), (500, 1, 1e9), (1, 10**9, 1e9), (500, 10**9, 1e9)],
+    ids=["batch-per-page-session-per-batch", "bytes-bound", "one-session", "one-batch"],
+)
 def test_counts_and_cursor_do_not_depend_on_batching(
     batch_pages: int,
+    batch_bytes: int,
+    lease_s: float,
     landing: Path,
     warehouse: DuckDBWarehouse,
     resources: dict[str, Any],
@@ -338,8 +344,19 @@ def test_counts_and_cursor_do_not_depend_on_batching(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from orderwatch_dagster.lib import ingest
+    from orderwatch_dagster.lib.warehouse_session import WarehouseSession
 
     monkeypatch.setattr(ingest, "BATCH_PAGES", batch_pages)
+    monkeypatch.setattr(ingest, "BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(ingest, "WRITE_LEASE_S", lease_s)
+    real_load = WarehouseSession.load_pages
+    batches: list[int] = []  # pages per load
+
+    def counting_load(self: WarehouseSession, feed: str, keys: Any, pages: Any, **kw: Any) -> Any:
+        batches.append(len(pages))
+        return real_load(self, feed, keys, pages, **kw)
+
+    monkeypatch.setattr(WarehouseSession, "load_pages", counting_load)
     # file order: the newest record comes first, the last page repeats a version of the first
     pages = {
         "1.json": [shopify_order(1, "2026-10-09T10:00:00Z"), shopify_order(2, "2026-10-01T10:00Z")],
@@ -352,6 +369,8 @@ def test_counts_and_cursor_do_not_depend_on_batching(
     meta = meta["storefront_orders"]
     assert (meta["rows_read"], meta["rows_loaded"], meta["rows_duplicate"]) == (5, 4, 1)
     assert meta["pages_read"] == 3
+    # a batch per page (by pages or by bytes) and the last, empty one with the cursor; or one
+    assert batches == ([3] if batch_pages == 500 and batch_bytes > 1 else [1, 1, 1, 0])
     assert get_cursor(warehouse, "storefront_orders") == datetime(2026, 10, 9, 10, tzinfo=UTC)
     assert query(warehouse, "SELECT name, rows_loaded FROM raw._ingest_files ORDER BY name") == [
         ("storefront_orders/1.json", 2),
@@ -699,3 +718,195 @@ def test_ingest_started_before_another_process_releases_the_lock(
     holder.wait(timeout=30)
     assert meta["storefront_orders"]["rows_loaded"] == 1
     assert datetime.now(UTC) - started >= timedelta(seconds=1)
+
+
+class _SlowPages:
+    """A page source that hands out one page every `gap_s` (a slow vendor API)."""
+
+    def __init__(self, pages: list[Any], gap_s: float) -> None:
+        self.bodies, self.gap_s = pages, gap_s
+        self.handed_out: list[float] = []  # when each page was handed out (time.time())
+
+    def cursor_source(self, feed: str) -> str:
+        return "test:slow"
+
+    def pages(self, feed: str, updated_since: datetime | None) -> Iterator[Any]:
+        import time
+
+        from orderwatch_dagster.defs.ingest.connector import Page
+
+        for number, body in enumerate(self.bodies):
+            time.sleep(self.gap_s)
+            self.handed_out.append(time.time())
+            yield Page.of(f"{feed}/{number}.json", f"test:{number}", json.dumps(body).encode())
+
+
+_LOCK_PROBE = """
+import os, sys, time
+from orderwatch_dagster.lib.warehouse_duckdb import open_duckdb
+path, stop = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+seen = []
+while not os.path.exists(stop):
+    with open_duckdb(path, lock_timeout_s=60) as session:  # waits as every session does
+        seen.append(session.query("SELECT count(*) FROM raw.storefront_orders")[0][0])
+    time.sleep(0.05)
+print(" ".join(map(str, seen)), flush=True)
+"""
+
+
+def _probe(warehouse: DuckDBWarehouse, stop: Path) -> subprocess.Popen[str]:
+    """Another process opening the DuckDB file as the project's sessions do (waiting for the
+    lock with open_duckdb's retries), again and again until `stop` exists; it prints the row
+    counts it saw."""
+    probe = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_PROBE, str(warehouse.path), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert probe.stdout is not None and probe.stdout.readline().strip() == "ready"
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("gap_s", "lease_s"),
+    [(0.0, 0.0), (0.4, 1e9)],
+    ids=["writer-bound-lease-ends", "slow-source-writer-idle"],
+)
+def test_a_long_ingest_lets_another_process_open_the_file_between_batches(
+    gap_s: float,
+    lease_s: float,
+    home: Path,
+    warehouse: DuckDBWarehouse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer does not hold the DuckDB file for a whole feed: when its lease ends it leaves
+    the file alone for LOCK_YIELD_S, and with no batch waiting (a slow source) it closes its
+    session after each batch. A process waiting for the file (another ingest, a check) gets it
+    mid-ingest and sees the batches committed so far."""
+    from orderwatch_dagster.lib import ingest
+
+    monkeypatch.setattr(ingest, "BATCH_PAGES", 1)
+    monkeypatch.setattr(ingest, "WRITE_LEASE_S", lease_s)
+    spec = feed_spec("storefront_orders")
+    pages = [{"orders": [shopify_order(n, "2026-10-05T10:00:00Z")]} for n in range(1, 7)]
+    connect = warehouse.connect
+    with connect() as session:  # the file and its tables exist before the probe starts
+        session.ensure_feed(spec.name, spec.key_columns)
+    stop = home / "stop-probe"
+    probe = _probe(warehouse, stop)
+    try:
+        result = ingest.ingest_feed(
+            spec, _SlowPages(pages, gap_s), connect, now=datetime(2026, 10, 6, tzinfo=UTC)
+        )
+    finally:
+        stop.touch()
+        out, _ = probe.communicate(timeout=60)
+    assert result.stats.rows_loaded == 6
+    assert result.row_count == 6
+    # the probe opened the file between batches: it saw partial loads (with one session for the
+    # whole feed it would see only 0 before and 6 after)
+    partial = {int(n) for n in out.split()} - {0, 6}
+    assert len(partial) >= 3, out
+
+
+def test_a_failed_batch_write_closes_the_session_and_leaves_the_cursor(
+    home: Path, warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose write fails inside its transaction (fault injected after its versions were
+    inserted): the error reaches the caller, the batch is rolled back and the one before it
+    stays, the session's context sees the error, the cursor does not move, the writer thread
+    ends and the file is free."""
+    import threading
+
+    from orderwatch_dagster.lib import ingest
+    from orderwatch_dagster.lib.warehouse_duckdb import DuckDBSession
+
+    monkeypatch.setattr(ingest, "BATCH_PAGES", 1)
+    monkeypatch.setattr(ingest, "WRITE_LEASE_S", 1e9)
+    real_ledger = DuckDBSession._insert_ledger
+    calls: list[int] = []
+
+    def failing_second_ledger(self: DuckDBSession, rows: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        real_ledger(self, rows)
+
+    real_release = ingest._Lease.release
+    released_with: list[BaseException | None] = []
+
+    def recording_release(self: Any, error: BaseException | None = None) -> None:
+        if self.current is not None:
+            released_with.append(error)
+        real_release(self, error)
+
+    monkeypatch.setattr(DuckDBSession, "_insert_ledger", failing_second_ledger)
+    monkeypatch.setattr(ingest._Lease, "release", recording_release)
+    spec = feed_spec("storefront_orders")
+    pages = [{"orders": [shopify_order(n, "2026-10-05T10:00:00Z")]} for n in range(1, 5)]
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest.ingest_feed(
+            spec, _SlowPages(pages, 0.0), warehouse.connect, now=datetime(2026, 10, 6, tzinfo=UTC)
+        )
+    assert [str(e) for e in released_with] == ["disk full"]  # closed once, with the error
+    assert not [t for t in threading.enumerate() if t.name.startswith("ingest-")]
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+            str(warehouse.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert get_cursor(warehouse, "storefront_orders") is None
+    assert query(warehouse, "SELECT id FROM raw.storefront_orders") == [(1,)]
+    assert query(warehouse, "SELECT count(*) FROM raw._ingest_files") == [(1,)]
+
+
+def test_the_cycle_collector_is_paused_while_a_page_is_parsed_and_restored_after(
+    warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from orderwatch_dagster.lib import ingest
+
+    real_parse = ingest.parse_page
+    while_parsing: list[bool] = []
+    while_reading: list[bool] = []
+
+    def recording_parse(*args: Any, **kwargs: Any) -> Any:
+        while_parsing.append(gc.isenabled())
+        return real_parse(*args, **kwargs)
+
+    class Broken(_SlowPages):
+        def pages(self, feed: str, updated_since: datetime | None) -> Iterator[Any]:
+            for page in super().pages(feed, updated_since):
+                while_reading.append(gc.isenabled())
+                yield page
+            raise OSError("connection reset")
+
+    monkeypatch.setattr(ingest, "parse_page", recording_parse)
+    spec = feed_spec("storefront_orders")
+    pages = [{"orders": [shopify_order(n, "2026-10-05T10:00:00Z")]} for n in (1, 2)]
+    assert gc.isenabled()
+    with pytest.raises(ingest.SourceInterrupted) as interrupted:
+        ingest.ingest_feed(
+            spec, Broken(pages, 0.0), warehouse.connect, now=datetime(2026, 10, 6, tzinfo=UTC)
+        )
+    assert isinstance(interrupted.value.__cause__, OSError)
+    assert while_parsing == [False, False]  # paused for each page's parse
+    assert while_reading == [True, True]  # not while the source reads (HTTP, retries)
+    assert gc.isenabled()
+    gc.disable()
+    try:  # a caller that had paused it keeps it paused
+        ingest.ingest_feed(
+            spec, _SlowPages(pages, 0.0), warehouse.connect, now=datetime(2026, 10, 6, tzinfo=UTC)
+        )
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

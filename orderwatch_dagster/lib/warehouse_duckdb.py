@@ -166,6 +166,17 @@ class DuckDBSession(WarehouseSession):
 # fast. Other types keep DuckDB's choice (ZSTD applies to strings only).
 STRING_COMPRESSION = "zstd"
 
+# A session checkpoints when it closes (open_duckdb), not at each commit: DuckDB's default
+# (16MB of write-ahead log) would checkpoint after every ingest batch of a session held across
+# batches (lib/ingest.py WRITE_LEASE_S). Above this, a commit still checkpoints. The setting is
+# global to the process's DuckDB instance: writes outside a transaction (ML scores, action
+# tables) also reach the file at the session's close; a crash before it leaves at most this much
+# log, replayed by the next connect.
+CHECKPOINT_THRESHOLD = "1GB"
+# Waiting for another process's write lock: retries back off to this delay, shorter than the
+# pause a long ingest leaves between its sessions (lib/ingest.py LOCK_YIELD_S).
+LOCK_RETRY_MAX_S = 0.2
+
 _MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
@@ -206,7 +217,7 @@ def open_duckdb(
             if not _is_lock_error(error) or time.monotonic() >= deadline:
                 raise
             time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, LOCK_RETRY_MAX_S)
     session = DuckDBSession(con)
     try:
         con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back as UTC datetimes
@@ -217,6 +228,7 @@ def open_duckdb(
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         con.execute(f"SET force_compression = '{STRING_COMPRESSION}'")
+        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         yield session
         if session.wrote:
             # Checkpoint inside execute(), which releases the GIL (close() would do it holding

@@ -3,6 +3,10 @@
 ml/training_set      point-in-time features + labels from marts.order_state_snapshots
 ml/lateness_model    trains weekly (or when no champion exists), registers, promotes if better
 ml/order_risk_scores every open order scored by the champion -> marts.order_risk_scores
+
+ml/ (scikit-learn: ~0.7 s to import) is imported inside the assets, not here: every process that
+loads the code location (the code server, each run) would pay it, and most runs (ingest alone,
+action jobs) never train or score (bench/results/ingest.md, start-up profile).
 """
 
 import json
@@ -13,10 +17,6 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml.evaluate import calibration_markdown, table_markdown
-from ml.predict import score_open_orders
-from ml.registry import Registry, RegistryError, train_and_register
-from ml.train import ColdStart, TrainConfig, training_set
 from orderwatch_dagster.defs.ml.warehouse_io import (
     SNAPSHOT_TABLE,
     STATE_TABLE,
@@ -47,6 +47,8 @@ class TrainingConfig(dg.Config):
 
 
 def _training_due(config: TrainingConfig, now: datetime) -> tuple[bool, str]:
+    from ml.registry import Registry
+
     registry = Registry(models_dir())
     champion = registry.champion()
     if champion is None:
@@ -70,6 +72,8 @@ def _training_due(config: TrainingConfig, now: datetime) -> tuple[bool, str]:
 def training_set_asset(
     context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse
 ) -> dg.MaterializeResult:
+    from ml.train import training_set
+
     now = settings.now()
     due, why = _training_due(config, now)
     if not due:
@@ -103,6 +107,8 @@ def training_set_asset(
 
 
 def _model_metadata(report: dict) -> dict[str, Any]:
+    from ml.evaluate import calibration_markdown, table_markdown
+
     model, best = report["model"], report["best_rule"]
     lines = ["| scorer | AP | ROC-AUC | Brier |", "|---|---:|---:|---:|"]
     for name, metrics in [("model", model), ("logistic regression", report.get("logistic", {}))]:
@@ -144,6 +150,9 @@ def _model_metadata(report: dict) -> dict[str, Any]:
 def lateness_model(
     context: dg.AssetExecutionContext, config: TrainingConfig
 ) -> dg.MaterializeResult:
+    from ml.registry import Registry, train_and_register
+    from ml.train import ColdStart, TrainConfig
+
     now = settings.now()
     registry = Registry(models_dir())
     due, why = _training_due(config, now)
@@ -178,6 +187,8 @@ def lateness_model(
 @dg.asset_check(asset=lateness_model, name="holdout_ap_beats_best_rule")
 def holdout_ap_beats_best_rule() -> dg.AssetCheckResult:
     """A floor, not the target: the champion's holdout AP must not fall below the best rule's."""
+    from ml.registry import Registry
+
     registry = Registry(models_dir())
     champion = registry.champion()
     if champion is None:
@@ -208,6 +219,9 @@ def holdout_ap_beats_best_rule() -> dg.AssetCheckResult:
 def order_risk_scores(
     context: dg.AssetExecutionContext, warehouse: Warehouse
 ) -> dg.MaterializeResult:
+    from ml.predict import score_open_orders
+    from ml.registry import Registry, RegistryError
+
     now = settings.now()
     registry = Registry(models_dir())
     champion = registry.champion()
