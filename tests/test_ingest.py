@@ -781,13 +781,14 @@ def test_a_long_ingest_lets_another_process_open_the_file_between_batches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The writer does not hold the DuckDB file for a whole feed: when its lease ends it leaves
-    the file alone for LOCK_YIELD_S, and with no batch waiting (a slow source) it closes its
-    session after each batch. A process waiting for the file (another ingest, a check) gets it
-    mid-ingest and sees the batches committed so far."""
+    the file alone for LOCK_YIELD_S, and idle for IDLE_RELEASE_S (a slow source) it closes its
+    session. A process waiting for the file (another ingest, a check) gets it mid-ingest and
+    sees the batches committed so far."""
     from orderwatch_dagster.lib import ingest
 
     monkeypatch.setattr(ingest, "BATCH_PAGES", 1)
     monkeypatch.setattr(ingest, "WRITE_LEASE_S", lease_s)
+    monkeypatch.setattr(ingest, "IDLE_RELEASE_S", 0.1)
     spec = feed_spec("storefront_orders")
     pages = [{"orders": [shopify_order(n, "2026-10-05T10:00:00Z")]} for n in range(1, 7)]
     connect = warehouse.connect

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -56,17 +56,18 @@ FUTURE_TOLERANCE = timedelta(minutes=15)
 BATCH_RECORDS = 10_000
 BATCH_PAGES = 500
 BATCH_BYTES = 32_000_000  # of page bodies
-# While the next batch is already waiting for it, the writer keeps its session, for at most
-# this long; then it closes it (DuckDB checkpoints when a session closes) and leaves the file
-# alone for LOCK_YIELD_S before it opens the next one, longer than open_duckdb's longest retry
-# delay, so another process of the project waiting for the DuckDB file (an ingest, a check, a
-# sensor's job) gets it then. With no batch waiting (a slow source) the session closes after
-# each batch: the file is never held idle. A session per batch checkpointed after every batch,
-# and each checkpoint rewrote the table's open row group and its UNIQUE index (carrier_trackers
-# at 100k orders: 13 s of the writer's 30 s, against 3 s with the lease). A commit is durable
-# either way (DuckDB's write-ahead log).
+# The writer keeps its session across batches, for at most WRITE_LEASE_S; then it closes it
+# (DuckDB checkpoints when a session closes) and leaves the file alone for LOCK_YIELD_S before it
+# opens the next one, longer than open_duckdb's longest retry delay, so another process of the
+# project waiting for the DuckDB file (an ingest, a check, a sensor's job) gets it then. A writer
+# with nothing to write for IDLE_RELEASE_S (a slow source) closes its session too: the file is
+# not held idle. A session per batch checkpointed after every batch, and each checkpoint rewrote
+# the table's open row group and its UNIQUE index (carrier_trackers at 100k orders: 13 s of the
+# writer's 30 s, against 3 s with the lease). A commit is durable either way (DuckDB's
+# write-ahead log).
 WRITE_LEASE_S = 10.0
 LOCK_YIELD_S = 0.3
+IDLE_RELEASE_S = 1.0
 
 Connect = Callable[[], AbstractContextManager[WarehouseSession]]
 
@@ -113,8 +114,8 @@ def _ndjson_hint(page: SourcePage) -> bool | None:
 
 
 class _Lease:
-    """The writer's session: kept across batches while the parser is ahead, for at most
-    WRITE_LEASE_S (used from the writer thread only)."""
+    """The writer's session, kept across batches for at most WRITE_LEASE_S and closed after
+    IDLE_RELEASE_S without a batch (used from the writer thread only)."""
 
     def __init__(self, connect: Connect) -> None:
         self.connect = connect
@@ -123,6 +124,7 @@ class _Lease:
         self.opened = 0.0
         self.released = 0.0
         self.file_lock = False  # the closed session held a file lock (DuckDB)
+        self.writes = 0  # batches written (an idle check compares it)
 
     def session(self) -> WarehouseSession:
         if self.current is None:
@@ -134,8 +136,16 @@ class _Lease:
             self.held, self.opened = held, time.monotonic()
         return self.current
 
-    def after_batch(self, next_batch_waiting: bool) -> None:
-        if not next_batch_waiting or time.monotonic() - self.opened >= WRITE_LEASE_S:
+    def after_batch(self) -> bool:
+        """Count the batch; close the session when its lease is over. True: still open."""
+        self.writes += 1
+        if time.monotonic() - self.opened >= WRITE_LEASE_S:
+            self.release()
+        return self.current is not None
+
+    def release_if_idle(self, writes: int) -> None:
+        """Close the session when no batch was written since the `writes`-th."""
+        if self.writes == writes:
             self.release()
 
     def release(self, error: BaseException | None = None) -> None:
@@ -173,7 +183,7 @@ class _Run:
         self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"ingest-{spec.name}")
         self.writing: Future[LoadStats] | None = None  # the batch being written
         self.lease = _Lease(connect)  # the writer thread's session
-        self.parser_waiting = threading.Event()  # a parsed batch waits for the writer
+        self.idle_check: threading.Timer | None = None  # closes an idle writer's session
         with connect() as session:
             session.ensure_feed(spec.name, spec.key_columns)
             checked = check_cursor(session, spec.name, source.cursor_source(spec.name), not_after)
@@ -220,8 +230,21 @@ class _Run:
         except BaseException as failure:
             self.lease.release(failure)
             raise
-        self.lease.after_batch(next_batch_waiting=self.parser_waiting.is_set())
+        if self.lease.after_batch():
+            self._check_idle_later(self.lease.writes)
         return stats
+
+    def _check_idle_later(self, writes: int) -> None:
+        """In IDLE_RELEASE_S, have the writer thread close its session if no batch came."""
+        if self.idle_check is not None:
+            self.idle_check.cancel()
+        self.idle_check = threading.Timer(IDLE_RELEASE_S, self._submit_idle_check, (writes,))
+        self.idle_check.daemon = True
+        self.idle_check.start()
+
+    def _submit_idle_check(self, writes: int) -> None:
+        with suppress(RuntimeError):  # the writer has shut down (close_writer closed the session)
+            self.writer.submit(self.lease.release_if_idle, writes)
 
     def _load_last(self, cursor_to: datetime | None) -> LoadStats:
         """The last batch and the cursor in one transaction, on the writer's session: the cursor
@@ -242,6 +265,8 @@ class _Run:
     def close_writer(self, error: BaseException | None = None) -> None:
         """Close the writer thread's session (on that thread) and end the thread. With `error`
         (being raised), a failure to close is noted on it instead of replacing it."""
+        if self.idle_check is not None:
+            self.idle_check.cancel()
         try:
             self.writer.submit(self.lease.release).result()
         except BaseException as closing:
@@ -255,12 +280,7 @@ class _Run:
         """Let the batch being written finish (its error, if any, is raised here)."""
         if self.writing is not None:
             writing, self.writing = self.writing, None
-            self.parser_waiting.set()  # the writer keeps its session for the next batch
-            try:
-                stats = writing.result()
-            finally:
-                self.parser_waiting.clear()
-            self.result.stats.add(stats)
+            self.result.stats.add(writing.result())
 
     def finish(self, error: Exception | None) -> IngestResult:
         """Store the last batch; move the cursor only after a complete, readable stream."""
