@@ -811,6 +811,30 @@ def test_a_long_ingest_lets_another_process_open_the_file_between_batches(
     assert len(partial) >= 3, out
 
 
+def test_a_fast_source_keeps_one_writer_session_for_the_feed(
+    warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches coming back to back share the writer's session (one checkpoint, not one per
+    batch): the run opens two sessions, its set-up and the writer's."""
+    from orderwatch_dagster.lib import ingest
+
+    monkeypatch.setattr(ingest, "BATCH_PAGES", 1)
+    monkeypatch.setattr(ingest, "IDLE_RELEASE_S", 60.0)
+    opened: list[int] = []
+
+    def counting_connect() -> Any:
+        opened.append(1)
+        return warehouse.connect()
+
+    spec = feed_spec("storefront_orders")
+    pages = [{"orders": [shopify_order(n, "2026-10-05T10:00:00Z")]} for n in range(1, 7)]
+    result = ingest.ingest_feed(
+        spec, _SlowPages(pages, 0.0), counting_connect, now=datetime(2026, 10, 6, tzinfo=UTC)
+    )
+    assert result.stats.rows_loaded == 6
+    assert len(opened) == 2
+
+
 def test_a_failed_batch_write_closes_the_session_and_leaves_the_cursor(
     home: Path, warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -124,9 +124,17 @@ class _Lease:
         self.opened = 0.0
         self.released = 0.0
         self.file_lock = False  # the closed session held a file lock (DuckDB)
-        self.writes = 0  # batches written (an idle check compares it)
+        self.writes = 0  # batches written by _Run._load (an idle check compares it)
+        self.idle_error: BaseException | None = None  # an idle close that failed
+
+    def raise_idle_error(self) -> None:
+        """A failed idle close (nobody waited for it) fails the next write or the close."""
+        if self.idle_error is not None:
+            error, self.idle_error = self.idle_error, None
+            raise error
 
     def session(self) -> WarehouseSession:
+        self.raise_idle_error()
         if self.current is None:
             pause = self.released + LOCK_YIELD_S - time.monotonic()
             if self.file_lock and pause > 0:
@@ -146,7 +154,10 @@ class _Lease:
     def release_if_idle(self, writes: int) -> None:
         """Close the session when no batch was written since the `writes`-th."""
         if self.writes == writes:
-            self.release()
+            try:
+                self.release()
+            except Exception as failure:
+                self.idle_error = failure
 
     def release(self, error: BaseException | None = None) -> None:
         """Close the session. After a failed write its context sees that error (the transaction
@@ -154,16 +165,19 @@ class _Lease:
         held, self.held, current, self.current = self.held, None, self.current, None
         if held is None:
             return
-        self.released = time.monotonic()
         self.file_lock = current is not None and current.engine == "duckdb"
-        if error is None:
-            held.close()
-            return
         try:
-            held.__exit__(type(error), error, error.__traceback__)
-        except BaseException as closing:
-            if closing is not error:
-                error.add_note(f"closing the warehouse session also failed: {closing!r}")
+            if error is None:
+                held.close()
+                return
+            try:
+                held.__exit__(type(error), error, error.__traceback__)
+            except BaseException as closing:
+                if closing is not error:
+                    error.add_note(f"closing the warehouse session also failed: {closing!r}")
+        finally:
+            # the pause counts from when the file is free: closing checkpoints first
+            self.released = time.monotonic()
 
 
 class _Run:
@@ -235,16 +249,29 @@ class _Run:
         return stats
 
     def _check_idle_later(self, writes: int) -> None:
-        """In IDLE_RELEASE_S, have the writer thread close its session if no batch came."""
+        """In IDLE_RELEASE_S, have the writer thread close its session if no batch came (on the
+        writer thread: only DuckDB sessions, whose file lock others wait for)."""
         if self.idle_check is not None:
             self.idle_check.cancel()
+            self.idle_check = None
+        current = self.lease.current
+        if current is None or current.engine != "duckdb":
+            return
         self.idle_check = threading.Timer(IDLE_RELEASE_S, self._submit_idle_check, (writes,))
+        self.idle_check.name = f"ingest-{self.spec.name}-idle"
         self.idle_check.daemon = True
         self.idle_check.start()
 
     def _submit_idle_check(self, writes: int) -> None:
         with suppress(RuntimeError):  # the writer has shut down (close_writer closed the session)
             self.writer.submit(self.lease.release_if_idle, writes)
+
+    def _close_on_writer(self) -> None:
+        """The writer thread's last task: no idle check after it, the session closed."""
+        if self.idle_check is not None:
+            self.idle_check.cancel()
+        self.lease.release()
+        self.lease.raise_idle_error()
 
     def _load_last(self, cursor_to: datetime | None) -> LoadStats:
         """The last batch and the cursor in one transaction, on the writer's session: the cursor
@@ -265,16 +292,16 @@ class _Run:
     def close_writer(self, error: BaseException | None = None) -> None:
         """Close the writer thread's session (on that thread) and end the thread. With `error`
         (being raised), a failure to close is noted on it instead of replacing it."""
-        if self.idle_check is not None:
-            self.idle_check.cancel()
         try:
-            self.writer.submit(self.lease.release).result()
+            self.writer.submit(self._close_on_writer).result()
         except BaseException as closing:
             if error is None:
                 raise
             error.add_note(f"closing the warehouse session also failed: {closing!r}")
         finally:
             self.writer.shutdown()
+            if self.idle_check is not None:  # cancelled by the writer's last task
+                self.idle_check.join(timeout=5)
 
     def _wait(self) -> None:
         """Let the batch being written finish (its error, if any, is raised here)."""
