@@ -81,9 +81,13 @@ def _build(home: Path, now: pd.Timestamp, grid: list[str]) -> float:
     for first in range(0, len(grid), GRID_CHUNK):
         chunk = grid[first : first + GRID_CHUNK]
         variables = {**base, "snapshot_grid": {"moments": chunk}}
+        # --full-refresh: incrementally, the as-of layer builds only the moments within its
+        # lookback before "now" (dbt_project/models/marts/order_state_snapshots.sql) and drops
+        # the moments outside the grid it is given, so every chunk but the first came back empty
         _dbt(
             home,
             "run",
+            "--full-refresh",
             "--select",
             "int_snapshot_grid",
             "order_state_snapshots",
