@@ -123,7 +123,7 @@ class _Lease:
         self.current: WarehouseSession | None = None
         self.opened = 0.0
         self.released = 0.0
-        self.file_lock = False  # the closed session held a file lock (DuckDB)
+        self.locks_file = False  # the session (open or last closed) locks the warehouse file
         self.writes = 0  # batches written by _Run._load (an idle check compares it)
         self.idle_error: BaseException | None = None  # an idle close that failed
 
@@ -137,11 +137,12 @@ class _Lease:
         self.raise_idle_error()
         if self.current is None:
             pause = self.released + LOCK_YIELD_S - time.monotonic()
-            if self.file_lock and pause > 0:
+            if self.locks_file and pause > 0:
                 time.sleep(pause)  # another process's turn at the DuckDB file
             held = ExitStack()
             self.current = held.enter_context(self.connect())
             self.held, self.opened = held, time.monotonic()
+            self.locks_file = self.current.locks_file
         return self.current
 
     def after_batch(self) -> bool:
@@ -162,10 +163,9 @@ class _Lease:
     def release(self, error: BaseException | None = None) -> None:
         """Close the session. After a failed write its context sees that error (the transaction
         was rolled back) and the error stays the one raised: a failure to close is noted on it."""
-        held, self.held, current, self.current = self.held, None, self.current, None
+        held, self.held, self.current = self.held, None, None
         if held is None:
             return
-        self.file_lock = current is not None and current.engine == "duckdb"
         try:
             if error is None:
                 held.close()
@@ -249,13 +249,12 @@ class _Run:
         return stats
 
     def _check_idle_later(self, writes: int) -> None:
-        """In IDLE_RELEASE_S, have the writer thread close its session if no batch came (on the
-        writer thread: only DuckDB sessions, whose file lock others wait for)."""
+        """In IDLE_RELEASE_S, have the writer thread close its session if no batch came (only a
+        session that locks the warehouse file: others wait for it)."""
         if self.idle_check is not None:
             self.idle_check.cancel()
             self.idle_check = None
-        current = self.lease.current
-        if current is None or current.engine != "duckdb":
+        if self.lease.current is None or not self.lease.locks_file:
             return
         self.idle_check = threading.Timer(IDLE_RELEASE_S, self._submit_idle_check, (writes,))
         self.idle_check.name = f"ingest-{self.spec.name}-idle"

@@ -67,6 +67,7 @@ def _record_frame(
 
 class DuckDBSession(WarehouseSession):
     engine = "duckdb"
+    locks_file = True
     json_type = "JSON"
     p = "?"
 

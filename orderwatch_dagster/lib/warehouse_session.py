@@ -83,6 +83,8 @@ class WarehouseSession(ABC):
     engine: str
     json_type: str
     p: str  # parameter placeholder: "?" (DuckDB) or "%s" (psycopg2)
+    # while open, other processes cannot open the warehouse (DuckDB's one writer per file)
+    locks_file: bool = False
 
     # -- engine specifics -------------------------------------------------------------
     @abstractmethod
