@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     opt_out.add_argument("--channel", choices=["email", "sms"], default="email")
     who = opt_out.add_mutually_exclusive_group(required=True)
     who.add_argument("--recipient", help="the e-mail address or E.164 number")
-    who.add_argument("--key", help="the block key an unsubscribe link or mailto carries")
+    who.add_argument(
+        "--key",
+        help="the key an unsubscribe link or mailto carries (--key=KEY if it starts with -)",
+    )
     who.add_argument(
         "--twilio-inbound",
         help="a file of Twilio incoming-message webhook bodies (form-encoded, one per line)",

@@ -194,7 +194,7 @@ def test_an_unsubscribe_keys_opt_out_holds_that_customers_email(home_copy: Path)
         home_copy,
         f"select token from ops.unsubscribe_tokens where block_key = '{forged}'",
     )
-    assert lg.UNSUBSCRIBE_TOKEN.match(token)
+    assert lg.UNSUBSCRIBE_TOKEN.match(token) and not token.startswith("-")
     assert main(["opt-out", "--channel", "sms", "--key", token]) == 2  # an e-mail's key
     assert main(["opt-out", "--channel", "email", "--key", token]) == 0
     for email in emails[1:]:
@@ -254,6 +254,28 @@ def test_a_stop_reply_to_twilio_blocks_the_number_and_start_lifts_it(tmp_path: P
     assert after == (expected - {lg.block_key("sms", "+15551230001")}) | {
         lg.block_key("sms", "+15551230005")
     }
+
+
+def test_a_key_issued_before_hex_tokens_that_starts_with_a_dash_is_accepted(
+    tmp_path: Path,
+) -> None:
+    # token_urlsafe keys (issued before lib/ledger.py switched to token_hex) may begin with "-"
+    legacy = "-" + "Ab_9" * 7 + "xyz"
+    assert lg.UNSUBSCRIBE_TOKEN.match(legacy)
+    home = Path(str(settings.home()))
+    block = lg.block_key("email", "someone@example.com")
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        lg.ensure_ops(session)
+        session.execute(
+            "insert into ops.unsubscribe_tokens (token, channel, block_key, created_at)"
+            " values (?, 'email', ?, ?)",
+            [legacy, block, NOW],
+        )
+        fresh = lg.unsubscribe_token(session, "email", "other@example.com", NOW)
+    assert len(fresh) == 32 and lg.UNSUBSCRIBE_TOKEN.match(fresh) and fresh[0] != "-"
+    assert main(["opt-out", "--channel", "email", f"--key={legacy}"]) == 0
+    with open_duckdb(home / "warehouse.duckdb") as session:
+        assert lg.read_blocks(session) == {block}
 
 
 # -- plain-text parts are not HTML-escaped; HTML parts are ----------------------------------

@@ -96,7 +96,9 @@ TOKEN_COLUMNS = ("token", "channel", "block_key", "created_at")
 # a provider that answered "not now" with Retry-After: nothing goes to it before `retry_at`
 # (wall-clock time: a rate limit runs on the provider's clock, not on the run's as-of)
 THROTTLE_COLUMNS = ("provider", "retry_at", "detail", "updated_at")
-UNSUBSCRIBE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24)
+# Issued as secrets.token_hex(16); earlier tokens were token_urlsafe(24), which may start with
+# "-" (an operator passes those as --key=KEY), and stay valid.
+UNSUBSCRIBE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 # compensated: a person settled it with the customer (read back from a Zendesk tag)
 HUMAN_DECISIONS = ("acknowledged", "snoozed", "false_alarm", "compensated")
 OPEN_STATUSES = ("open", "actioned")
@@ -247,7 +249,7 @@ def unsubscribe_token(session: WarehouseSession, channel: str, recipient: str, a
     )
     if found:
         return str(found[0][0])
-    token = secrets.token_urlsafe(24)
+    token = secrets.token_hex(16)  # never starts with '-', so it reads as a CLI value
     row = {"token": token, "channel": channel, "block_key": block, "created_at": at}
     _upsert(session, "ops.unsubscribe_tokens", TOKEN_COLUMNS, row)
     return token
