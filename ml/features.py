@@ -38,6 +38,7 @@ CATEGORICAL: tuple[str, ...] = (
     "lane",
     "customer_tier",
     "current_milestone",
+    "last_event",
     "fulfillment_hold_category",
     "carrier_exception_reason",
 )
@@ -62,6 +63,14 @@ PRIOR_WEIGHT = 20.0  # late rates shrink towards the network-wide rate by this m
 
 NETWORK_GROUPS: tuple[str, ...] = ("lane", "carrier", "warehouse_name")
 
+# Parcels in the carrier's hands at the same moment, by destination region and by carrier: the
+# share of them showing each signal (leave-one-out: the order's own state is not counted). A
+# storm or a carrier's bad day shows in its other parcels before this one's scans say so.
+PEER_GROUPS: tuple[str, ...] = ("destination_region", "carrier")
+PEER_SIGNALS: tuple[str, ...] = ("silent", "exception", "edd_late")
+PEER_SILENCE = pd.Timedelta(hours=24)
+PEER_PRIOR = 20.0  # shares shrink towards the network-wide share by this many parcels
+
 # Rules whose first detection time says how long the trouble has lasted (hours since then).
 DURATION_RULES: tuple[str, ...] = ("ship_late", "fulfillment_hold", "carrier_exception", "scan_gap")
 
@@ -73,6 +82,8 @@ NUMERIC: tuple[str, ...] = (
     "hours_since_placed",
     "deliver_slack_hours",
     "ship_slack_hours",
+    "deliver_slack_workdays",
+    "ship_slack_workdays",
     "hours_since_last_scan",
     "hours_since_last_event",
     "hours_in_milestone",
@@ -90,6 +101,9 @@ NUMERIC: tuple[str, ...] = (
     "lane_outcomes",
     "warehouse_queue_days",
     "warehouse_ship_hours",
+    "queue_ahead_days",
+    "warehouse_pace",
+    *(f"{group}_{signal}_share" for group in PEER_GROUPS for signal in PEER_SIGNALS),
     "slack_after_expected_transit",
 )
 FEATURES: tuple[str, ...] = (*CATEGORICAL, *NUMERIC)
@@ -104,6 +118,7 @@ NUMERIC_INPUTS: tuple[str, ...] = (
 )
 OPTIONAL_INPUTS: tuple[str, ...] = (
     *NUMERIC_INPUTS,
+    "last_event",
     *(f"{rule}_detected_at" for rule in DURATION_RULES),
     "carrier_est_delivery_at",
     "milestone_reached_at",
@@ -127,6 +142,19 @@ TIME_COLUMNS: tuple[str, ...] = (
 
 def _hours(delta: pd.Series) -> pd.Series:
     return delta.dt.total_seconds() / 3600.0
+
+
+def _workdays(start: pd.Series, end: pd.Series) -> pd.Series:
+    """Monday-to-Friday days from `start`'s date to `end`'s (UTC), negative when `end` is
+    earlier: sites and most carrier services do not work weekends, so 72 h of slack from a
+    Friday is one working day, from a Tuesday three."""
+    known = start.notna() & end.notna()
+    out = pd.Series(np.nan, index=start.index)
+    if known.any():
+        first = start[known].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[D]")
+        last = end[known].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[D]")
+        out[known] = np.busday_count(first, last).astype(float)
+    return out
 
 
 def normalise(snapshots: pd.DataFrame) -> pd.DataFrame:
@@ -254,33 +282,147 @@ def network_context(frame: pd.DataFrame) -> pd.DataFrame:
         out[f"{group}_transit_hours"] = joined["transit"]
         if group == "lane":
             out["lane_outcomes"] = n
-    out["warehouse_queue_days"], out["warehouse_ship_hours"] = _site_load(frame, pool)
+    site = _site_load(frame, pool)
+    for column in site.columns:
+        out[column] = site[column]
     return out
 
 
-def _site_load(frame: pd.DataFrame, pool: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Days of queue at each site (open unshipped / shipped per day) and its recent ship time,
-    counted over `pool` (the frame's rows and the carried ones), per row of `frame`."""
+def _site_load(frame: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
+    """Per row of `frame`, its site's load at its as_of, counted over `pool` (the frame's rows
+    and the carried ones):
+      warehouse_queue_days  open unshipped orders / shipments per day (last THROUGHPUT_WINDOW)
+      warehouse_ship_hours  median hours placed -> shipped of those recent shipments
+      queue_ahead_days      for an open unshipped order not on hold, the site's open unshipped
+                            orders not on hold that are due to ship before it (ship-by, then
+                            placement), over the same shipments per day: 3PLs work orders
+                            broadly by their ship-by date and skip held ones
+      warehouse_pace        shipments in the last day over the daily mean of the two days
+                            before (missing when the site shipped nothing then): a site falling
+                            behind ships fewer than it did
+    Only what is known at the row's as_of counts: a shipment or delivery stamped later is not.
+    """
     as_of = pool["as_of"]
-    open_ = ~pool["is_cancelled"].fillna(False).astype(bool) & pool["delivered_at"].isna()
-    queued = open_ & pool["shipped_at"].isna()
-    shipped_recent = pool["shipped_at"].notna() & (pool["shipped_at"] > as_of - THROUGHPUT_WINDOW)
+    shipped_known = pool["shipped_at"] <= as_of
+    open_ = ~pool["is_cancelled"].fillna(False).astype(bool) & ~(pool["delivered_at"] <= as_of)
+    queued = open_ & ~shipped_known
+    shipped_recent = shipped_known & (pool["shipped_at"] > as_of - THROUGHPUT_WINDOW)
+    shipped_day = shipped_known & (pool["shipped_at"] > as_of - pd.Timedelta(days=1))
+    shipped_before = (
+        shipped_known & (pool["shipped_at"] > as_of - pd.Timedelta(days=3)) & ~shipped_day
+    )
     parts = pd.DataFrame(
         {
             "as_of": as_of,
             "warehouse_name": pool["warehouse_name"],
             "queued": queued.astype(float),
             "shipped": shipped_recent.astype(float),
+            "shipped_day": shipped_day.astype(float),
+            "shipped_before": shipped_before.astype(float),
             "ship_hours": _hours(pool["shipped_at"] - pool["placed_at"]).where(shipped_recent),
         }
     )
     stats = parts.groupby(["as_of", "warehouse_name"], dropna=False).agg(
-        queued=("queued", "sum"), shipped=("shipped", "sum"), ship_hours=("ship_hours", "mean")
+        queued=("queued", "sum"),
+        shipped=("shipped", "sum"),
+        shipped_day=("shipped_day", "sum"),
+        shipped_before=("shipped_before", "sum"),
+        ship_hours=("ship_hours", "median"),
     )
     joined = frame[["as_of", "warehouse_name"]].join(stats, on=["as_of", "warehouse_name"])
-    per_day = joined["shipped"] / (THROUGHPUT_WINDOW / pd.Timedelta(days=1))
-    queue_days = joined["queued"] / per_day.clip(lower=1.0)
-    return queue_days, joined["ship_hours"]
+    days = THROUGHPUT_WINDOW / pd.Timedelta(days=1)
+    per_day = (joined["shipped"] / days).clip(lower=1.0).to_numpy()
+    out = pd.DataFrame(index=frame.index)
+    out["warehouse_queue_days"] = joined["queued"].to_numpy() / per_day
+    out["warehouse_ship_hours"] = joined["ship_hours"].to_numpy()
+    # place in the site's queue, over the frame's own open rows (positions, not labels)
+    held = (
+        frame["fulfillment_hold_active"].fillna(False).astype(bool).to_numpy()
+        if "fulfillment_hold_active" in frame.columns
+        else np.zeros(len(frame), dtype=bool)
+    )
+    waiting = (
+        frame["is_open"].fillna(False).astype(bool).to_numpy()
+        & ~(frame["shipped_at"] <= frame["as_of"]).to_numpy()
+        & (frame["placed_at"] <= frame["as_of"]).to_numpy()
+        & ~held
+    )
+    where = np.flatnonzero(waiting)
+    queue = pd.DataFrame(
+        {
+            "as_of": frame["as_of"].to_numpy()[where],
+            "site": frame["warehouse_name"].astype("string").fillna("unknown").to_numpy()[where],
+            "due": frame["promised_ship_by"].to_numpy()[where],
+            "placed": frame["placed_at"].to_numpy()[where],
+            "at": where,
+        }
+    ).sort_values(["as_of", "site", "due", "placed"], kind="stable", na_position="last")
+    ahead = np.full(len(frame), np.nan)
+    ahead[queue["at"].to_numpy()] = queue.groupby(["as_of", "site"], sort=False).cumcount()
+    out["queue_ahead_days"] = ahead / per_day
+    before = joined["shipped_before"].to_numpy() / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["warehouse_pace"] = np.where(
+            before > 0, joined["shipped_day"].to_numpy() / before, np.nan
+        )
+    return out
+
+
+def peer_context(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per row, the share of the other parcels in the carrier's hands (open, shipped, not
+    delivered as of its as_of) of its destination region and of its carrier that are silent
+    (the lane-calibrated scan_gap, no_first_scan or lost rule active; else no scan for
+    PEER_SILENCE), under an active carrier exception, or estimated past their promise (over
+    the parcels with an estimate). Shrunk towards the same share over all such parcels at that
+    as_of (PEER_PRIOR); missing where the input is absent or no parcel counts."""
+    out = pd.DataFrame(index=frame.index)
+    as_of = frame["as_of"]
+    carried = (
+        frame["is_open"].fillna(False).astype(bool)
+        & (frame["shipped_at"] <= as_of)
+        & ~(frame["delivered_at"] <= as_of)
+    )
+
+    def flag(column: str) -> pd.Series:
+        return frame[column].fillna(False).astype(bool)
+
+    silence_rules = [f"{r}_active" for r in ("scan_gap", "no_first_scan", "lost")]
+    if all(c in frame.columns for c in silence_rules):
+        silent = flag(silence_rules[0]) | flag(silence_rules[1]) | flag(silence_rules[2])
+    else:
+        seen = frame["last_scan_at"].where(frame["last_scan_at"] <= as_of, frame["shipped_at"])
+        silent = as_of - seen > PEER_SILENCE
+    estimated = frame["carrier_est_delivery_at"].notna()
+    inputs: dict[str, tuple[pd.Series, pd.Series] | None] = {
+        "silent": (silent, carried),
+        "exception": (flag("carrier_exception_active"), carried)
+        if "carrier_exception_active" in frame.columns
+        else None,
+        "edd_late": (
+            frame["carrier_est_delivery_at"] > frame["promised_deliver_by"],
+            carried & estimated,
+        )
+        if estimated.any()
+        else None,
+    }
+    for signal, given in inputs.items():
+        if given is None:
+            for group in PEER_GROUPS:
+                out[f"{group}_{signal}_share"] = np.nan
+            continue
+        eligible = given[1].astype(float)
+        hit = (given[0] & given[1]).astype(float)
+        base = pd.DataFrame({"as_of": as_of, "hit": hit, "n": eligible})
+        overall = base.groupby("as_of")[["hit", "n"]].transform("sum")
+        others_n = overall["n"] - eligible
+        prior = (overall["hit"] - hit) / others_n.where(others_n > 0)
+        for group in PEER_GROUPS:
+            base["key"] = frame[group].astype("string").fillna("unknown")
+            sums = base.groupby(["as_of", "key"])[["hit", "n"]].transform("sum")
+            n = sums["n"] - eligible  # others only
+            share = (sums["hit"] - hit + PEER_PRIOR * prior) / (n + PEER_PRIOR)
+            out[f"{group}_{signal}_share"] = share
+    return out
 
 
 def build_features(snapshots: pd.DataFrame) -> pd.DataFrame:
@@ -297,6 +439,8 @@ def build_features(snapshots: pd.DataFrame) -> pd.DataFrame:
     features["deliver_slack_hours"] = _hours(frame["promised_deliver_by"] - as_of)
     ship_ref = frame["shipped_at"].where(frame["shipped_at"].notna(), as_of)
     features["ship_slack_hours"] = _hours(frame["promised_ship_by"] - ship_ref)
+    features["deliver_slack_workdays"] = _workdays(as_of, frame["promised_deliver_by"])
+    features["ship_slack_workdays"] = _workdays(ship_ref, frame["promised_ship_by"])
     features["hours_since_last_scan"] = _hours(as_of - frame["last_scan_at"])
     features["hours_since_last_event"] = _hours(as_of - frame["last_event_at"])
     reached = frame["milestone_reached_at"].where(
@@ -317,15 +461,18 @@ def build_features(snapshots: pd.DataFrame) -> pd.DataFrame:
         for suffix in ("active", "occurred"):
             name = f"{rule}_{suffix}"
             features[name] = frame[name].astype(float) if name in frame.columns else np.nan
-    network = network_context(frame)
-    for column in network.columns:
-        features[column] = network[column]
+    for context in (network_context(frame), peer_context(frame)):
+        for column in context.columns:
+            features[column] = context[column]
     # Time the lane usually needs from here, against the slack left.
     remaining = (features["lane_transit_hours"] - features["hours_since_shipped"].fillna(0.0)).clip(
         lower=0.0
     )
+    waited = features["hours_since_placed"].fillna(0.0)
     not_shipped_wait = (
-        features["warehouse_ship_hours"].fillna(0.0).where(frame["shipped_at"].isna(), 0.0)
+        (features["warehouse_ship_hours"].fillna(0.0) - waited)
+        .clip(lower=0.0)
+        .where(frame["shipped_at"].isna(), 0.0)
     )
     features["slack_after_expected_transit"] = features["deliver_slack_hours"] - (
         remaining + not_shipped_wait

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ml.features import PEER_GROUPS, PEER_SIGNALS
+
 Writer = Callable[[pd.DataFrame], pd.Series]
 
 
@@ -74,7 +76,9 @@ def _slack(r: pd.DataFrame) -> pd.Series:
         ],
         "",
     )
-    return "promise in " + _h(_num(r, "deliver_slack_hours")) + pace
+    workdays = _num(r, "deliver_slack_workdays")
+    working = _fmt(workdays.fillna(0), " ({:.0f} working day(s))").where(workdays.notna(), "")
+    return "promise in " + _h(_num(r, "deliver_slack_hours")) + working + pace
 
 
 def _silence(r: pd.DataFrame) -> pd.Series:
@@ -99,7 +103,12 @@ def _silence(r: pd.DataFrame) -> pd.Series:
 def _milestone(r: pd.DataFrame) -> pd.Series:
     stage = "'" + _text(r, "current_milestone").str.replace("_", " ", regex=False) + "'"
     hours = _num(r, "hours_in_milestone")
-    return ("at " + stage).mask(hours.notna(), _h(hours) + " at " + stage)
+    text = ("at " + stage).mask(hours.notna(), _h(hours) + " at " + stage)
+    last = _text(r, "last_event", "")
+    differs = ~last.isin(["", "unknown"]) & (last != _text(r, "current_milestone", ""))
+    return text + (", last event '" + last.str.replace("_", " ", regex=False) + "'").where(
+        differs, ""
+    )
 
 
 def _shipping(r: pd.DataFrame) -> pd.Series:
@@ -183,9 +192,37 @@ def _carrier(r: pd.DataFrame) -> pd.Series:
 
 def _site(r: pd.DataFrame) -> pd.Series:
     queue = _fmt(_num(r, "warehouse_queue_days").fillna(0).round(1), "{:.1f}")
+    ahead = _num(r, "queue_ahead_days")
     ship = _num(r, "warehouse_ship_hours")
-    extra = (", " + _h(ship) + " to ship lately").where(ship.notna(), "")
-    return _text(r, "warehouse_name") + ": " + queue + " days of orders waiting to ship" + extra
+    # the order's own place in the queue when it waits there, else the site's recent ship time
+    place = _fmt(ahead.fillna(0).round(1), ", {:.1f} days of them ahead").where(ahead.notna(), "")
+    extra = (", " + _h(ship) + " to ship lately").where(ship.notna() & ahead.isna(), "")
+    pace = _num(r, "warehouse_pace")
+    slow = (", shipping at " + _pct(pace.fillna(0)) + " of its recent pace").where(pace < 0.8, "")
+    return (
+        _text(r, "warehouse_name") + ": " + queue + " days of orders to ship" + place + extra + slow
+    )
+
+
+def _peers(r: pd.DataFrame) -> pd.Series:
+    """The worst of the peer shares (ml.features peer_context) as a sentence."""
+    parts = []
+    for group, who in (("destination_region", "to "), ("carrier", "with ")):
+        name = _text(r, group)
+        for signal, what in (
+            ("silent", " silent past their lane's usual gap"),
+            ("exception", " under a carrier exception"),
+            ("edd_late", " estimated past their promise"),
+        ):
+            share = _num(r, f"{group}_{signal}_share")
+            parts.append(
+                (share, "about " + _pct(share.fillna(0)) + " of parcels " + who + name + what)
+            )
+    shares = np.column_stack([share.fillna(-1).to_numpy() for share, _ in parts])
+    worst = shares.argmax(axis=1)
+    texts = np.column_stack([text.to_numpy(dtype=object) for _, text in parts])
+    out = pd.Series(texts[np.arange(len(r)), worst], index=r.index, dtype=object)
+    return out.where(shares.max(axis=1) >= 0, "no parcels in the carrier's hands to compare")
 
 
 def _service(r: pd.DataFrame) -> pd.Series:
@@ -209,7 +246,12 @@ def _wismo(r: pd.DataFrame) -> pd.Series:
 # group -> (the features credited to it, its sentence)
 REASON_GROUPS: dict[str, tuple[tuple[str, ...], Writer]] = {
     "promise_slack": (
-        ("deliver_slack_hours", "hours_since_placed", "slack_after_expected_transit"),
+        (
+            "deliver_slack_hours",
+            "deliver_slack_workdays",
+            "hours_since_placed",
+            "slack_after_expected_transit",
+        ),
         _slack,
     ),
     "scan_silence": (
@@ -225,12 +267,19 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Writer]] = {
         _silence,
     ),
     "milestone": (
-        ("current_milestone", "milestone_rank", "hours_in_milestone", "hours_since_shipped"),
+        (
+            "current_milestone",
+            "last_event",
+            "milestone_rank",
+            "hours_in_milestone",
+            "hours_since_shipped",
+        ),
         _milestone,
     ),
     "shipping": (
         (
             "ship_slack_hours",
+            "ship_slack_workdays",
             "ship_late_active",
             "ship_late_occurred",
             "no_first_scan_active",
@@ -268,12 +317,18 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Writer]] = {
     "warehouse": (
         (
             "warehouse_name",
-            "warehouse_late_rate",
-            "warehouse_transit_hours",
+            "warehouse_name_late_rate",
+            "warehouse_name_transit_hours",
             "warehouse_queue_days",
             "warehouse_ship_hours",
+            "queue_ahead_days",
+            "warehouse_pace",
         ),
         _site,
+    ),
+    "carrier_network": (
+        tuple(f"{g}_{s}_share" for g in PEER_GROUPS for s in PEER_SIGNALS),
+        _peers,
     ),
     "service": (("service_code",), _service),
     "customer": (("customer_tier", "order_value", "item_count", "shipment_count"), _customer),
@@ -282,7 +337,10 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Writer]] = {
 
 
 # columns a sentence reads beyond its own group's
-_ALSO_READS: dict[str, tuple[str, ...]] = {"shipping": ("hours_since_shipped",)}
+_ALSO_READS: dict[str, tuple[str, ...]] = {
+    "shipping": ("hours_since_shipped",),
+    "carrier_network": ("destination_region", "carrier"),
+}
 
 
 def reasons_json(

@@ -133,9 +133,23 @@ class Registry:
             state["pinned"] = pinned
         self._write_state(state)
 
-    def consider(self, version: str, challenger_ap: float, champion_ap: float | None) -> str:
-        """Promote `version` if it beats the champion on the same holdout; returns the decision."""
+    def consider(
+        self,
+        version: str,
+        challenger_ap: float,
+        champion_ap: float | None,
+        best_rule_ap: float | None = None,
+    ) -> str:
+        """Promote `version` if it beats the champion, and the best single rule, on the same
+        holdout; returns the decision. A model no better than a rule would only add noise to
+        the exceptions, which then rest on the rules (no champion) or the champion kept."""
         current = self.champion()
+        if best_rule_ap is not None and challenger_ap <= best_rule_ap:
+            kept = f"kept champion {current}" if current else "no champion"
+            return (
+                f"not promoted ({kept}): holdout AP {challenger_ap:.4f} does not beat the best"
+                f" rule's {best_rule_ap:.4f}"
+            )
         if current is None:
             self.set_champion(version, "first model")
             return "promoted: no champion yet"
@@ -181,7 +195,10 @@ def train_and_register(
     report["champion_ap_on_holdout"] = champion_ap_on(registry, result["holdout"])
     version = registry.save(result["model"], report)
     decision = registry.consider(
-        version, report["model"]["average_precision"], report["champion_ap_on_holdout"]
+        version,
+        report["model"]["average_precision"],
+        report["champion_ap_on_holdout"],
+        (report.get("best_rule") or {}).get("average_precision"),
     )
     report["version"] = version
     report["decision"] = decision

@@ -150,6 +150,15 @@ def test_champion_only_when_better_pin_and_rollback(trained: dict, tmp_path) -> 
     registry.set_champion(first["version"], "back to the first")
     assert registry.consider(second["version"], 0.10, 0.20).startswith("kept champion")
     assert registry.champion() == first["version"]
+    # better than the champion but not than the best rule: not promoted
+    refused = registry.consider(second["version"], 0.30, 0.20, best_rule_ap=0.35)
+    assert refused.startswith("not promoted") and registry.champion() == first["version"]
+    empty = Registry(tmp_path / "empty")
+    empty.save(trained["model"], trained["report"])
+    assert empty.consider(second["version"], 0.30, None, 0.30).startswith("not promoted")
+    assert empty.champion() is None
+    assert registry.consider(second["version"], 0.36, 0.20, 0.35).startswith("promoted")
+    registry.set_champion(first["version"], "back to the first")
     registry.set_champion(second["version"], "pinned by hand", pinned=True)
     assert registry.champion() == second["version"] and registry.is_pinned()
     assert registry.rollback() == first["version"]
@@ -171,3 +180,115 @@ def test_reasons_match_the_model_and_read_as_sentences(trained: dict) -> None:
             assert 5 < len(reason["text"]) < 120 and "nan" not in reason["text"]
     riskiest = json.loads(scored.sort_values("probability").iloc[-1]["reasons"])
     assert riskiest[0]["contribution"] > 0
+
+
+def _parcels(**columns: list) -> pd.DataFrame:
+    at = pd.Timestamp("2026-10-14 15:00", tz="UTC")  # a Wednesday
+    n = len(next(iter(columns.values())))
+    base = {
+        "as_of": [at] * n,
+        "is_open": [True] * n,
+        "is_cancelled": [False] * n,
+        "delivered_at": [pd.NaT] * n,
+        "shipped_at": [at - pd.Timedelta(hours=30)] * n,
+        "placed_at": [at - pd.Timedelta(hours=50)] * n,
+        "promised_ship_by": [at + pd.Timedelta(hours=10)] * n,
+        "last_scan_at": [at - pd.Timedelta(hours=2)] * n,
+        "scan_gap_active": [False] * n,
+        "no_first_scan_active": [False] * n,
+        "lost_active": [False] * n,
+        "fulfillment_hold_active": [False] * n,
+        "carrier_exception_active": [False] * n,
+        "carrier_est_delivery_at": [pd.NaT] * n,
+        "promised_deliver_by": [at + pd.Timedelta(days=3)] * n,
+        "destination_region": ["US-AK"] * n,
+        "carrier": ["UPS"] * n,
+        "warehouse_name": ["A"] * n,
+    }
+    base.update(columns)
+    frame = pd.DataFrame(base)
+    for column in frame.columns:
+        if column.endswith(("_at", "_by")) or column == "as_of":
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def test_peer_shares_count_the_other_parcels_of_the_region_not_the_order_itself() -> None:
+    from ml.features import PEER_PRIOR, peer_context
+
+    at = pd.Timestamp("2026-10-14 15:00", tz="UTC")
+    gap = [True, True, False, False, False, True]
+    frame = _parcels(
+        scan_gap_active=gap,
+        destination_region=["US-AK"] * 4 + ["US-CA"] * 2,
+        # the last parcel ships after the moment: not yet with the carrier, never counted
+        shipped_at=[at - pd.Timedelta(hours=30)] * 5 + [at + pd.Timedelta(hours=5)],
+        carrier_est_delivery_at=[at + pd.Timedelta(days=4), at, pd.NaT, pd.NaT, pd.NaT, pd.NaT],
+    )
+    context = peer_context(frame)
+    shares = context["destination_region_silent_share"]
+    # network-wide: 2 silent of the 5 parcels with the carrier; each share leaves its own out
+    prior_for_silent, prior_for_quiet = 1 / 4, 2 / 4
+    assert shares[0] == pytest.approx((1 + PEER_PRIOR * prior_for_silent) / (3 + PEER_PRIOR))
+    assert shares[2] == pytest.approx((2 + PEER_PRIOR * prior_for_quiet) / (3 + PEER_PRIOR))
+    # US-CA's only other parcel is not with the carrier yet: the prior alone
+    assert shares[4] == pytest.approx(prior_for_quiet)
+    # an estimate counts only over the parcels that have one: 1 of 2 late, none elsewhere
+    late = context["destination_region_edd_late_share"]
+    assert late[1] == pytest.approx((1 + PEER_PRIOR * 1.0) / (1 + PEER_PRIOR))
+    assert late[0] == pytest.approx((0 + PEER_PRIOR * 0.0) / (1 + PEER_PRIOR))
+    # no exception input at all: missing, not "0 % of parcels"
+    assert (
+        peer_context(frame.drop(columns="carrier_exception_active"))["carrier_exception_share"]
+        .isna()
+        .all()
+    )
+
+
+def test_peer_shares_and_queue_of_a_moment_ignore_every_other_moment() -> None:
+    from ml.features import _site_load, peer_context
+
+    at = pd.Timestamp("2026-10-14 15:00", tz="UTC")
+    first = _parcels(scan_gap_active=[True, False, False, False, False], placed_at=[at] * 5)
+    shipped = [at - pd.Timedelta(hours=3)] * 3 + [pd.NaT] * 2
+    first["shipped_at"] = pd.to_datetime(shipped, utc=True)
+    later = first.assign(as_of=at + pd.Timedelta(hours=24), scan_gap_active=True)
+    # shipped after the first moment, before the second: with the carrier, silent, at the second
+    later["shipped_at"] = pd.to_datetime([at + pd.Timedelta(hours=21)] * 5, utc=True)
+    both = pd.concat([first, later], ignore_index=True)
+    alone = pd.concat([peer_context(first), _site_load(first, first)], axis=1)
+    together = pd.concat([peer_context(both), _site_load(both, both)], axis=1).iloc[:5]
+    pd.testing.assert_frame_equal(alone, together)
+    assert not together.equals(
+        pd.concat([peer_context(both), _site_load(both, both)], axis=1)
+        .iloc[5:]
+        .set_axis(together.index)
+    ), "the later moment must differ, or this test proves nothing"
+
+
+def test_working_days_skip_weekends_and_the_queue_follows_ship_by_dates() -> None:
+    from ml.features import _site_load, _workdays
+
+    friday = pd.Series(pd.to_datetime(["2026-10-16 15:00", "2026-10-13 15:00"], utc=True))
+    three_days_on = friday + pd.Timedelta(hours=72)
+    assert _workdays(friday, three_days_on).tolist() == [1.0, 3.0]  # from Friday, from Tuesday
+
+    at = pd.Timestamp("2026-10-14 15:00", tz="UTC")
+    due = [at + pd.Timedelta(hours=h) for h in (30, 5, 20, 1, 2, 0)]
+    shipped = [pd.NaT, pd.NaT, pd.NaT, at - pd.Timedelta(hours=5), at - pd.Timedelta(hours=30)]
+    shipped += [at - pd.Timedelta(hours=40)]
+    frame = _parcels(
+        promised_ship_by=due,
+        shipped_at=shipped,
+        # a held order waits, but not in the line: it neither counts ahead nor gets a place
+        fulfillment_hold_active=[False, False, False, False, False, False],
+    )
+    held = pd.concat([frame.iloc[:1].assign(promised_ship_by=at), frame], ignore_index=True)
+    held.loc[0, "fulfillment_hold_active"] = True
+    load = _site_load(held, held)
+    # 3 shipments in the 3-day window: 1 a day; ahead = unshipped orders due to ship earlier
+    assert load["queue_ahead_days"].tolist()[1:4] == [2.0, 0.0, 1.0]
+    assert load["queue_ahead_days"].iloc[[0, 4, 5, 6]].isna().all()
+    # 1 shipment in the last day against 2 in the two days before (1 a day)
+    assert load["warehouse_pace"].iloc[1] == pytest.approx(1.0)
+    assert _site_load(frame.iloc[:4], frame.iloc[:4])["warehouse_pace"].isna().all()

@@ -1,7 +1,8 @@
 """The lateness model's assets (group `ml`): thin shells over ml/.
 
 ml/training_set      point-in-time features + labels from marts.order_state_snapshots
-ml/lateness_model    trains weekly (or when no champion exists), registers, promotes if better
+ml/lateness_model    trains weekly (or when no champion exists), registers, promotes if it beats
+                     the champion and the best single rule on the same holdout
 ml/order_risk_scores every open order scored by the champion -> marts.order_risk_scores
 
 ml/ (scikit-learn: ~0.7 s to import) is imported inside the assets, not here: every process that
